@@ -1,0 +1,1271 @@
+package main
+
+// handlers.go: the HTTP API of ../shared/API.md.
+//
+// Read it top to bottom: the route table (the whole API at a glance), the
+// handlers, then the machinery they share: routing, authentication, reading
+// bodies, validating fields, passwords, and writing answers and errors.
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// server holds what the handlers need. It is built once by newServer.
+type server struct {
+	cfg       config
+	store     *store
+	tokens    *tokenSigner
+	passwords *passwordHasher
+	common    commonPasswords
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+func newServer(cfg config, st *store, key []byte, log *slog.Logger, now func() time.Time) (*server, error) {
+	common, err := loadCommonPasswords()
+	if err != nil {
+		return nil, err
+	}
+	return &server{
+		cfg:       cfg,
+		store:     st,
+		tokens:    &tokenSigner{key: key},
+		passwords: newPasswordHasher(runtime.NumCPU()),
+		common:    common,
+		now:       now,
+		log:       log,
+	}, nil
+}
+
+// Who may call a route.
+type access int
+
+const (
+	public     access = iota // the Authorization header is not read (the token endpoints, as simplejwt)
+	optional                 // no token is fine, a bad one is refused (as DRF's AllowAny)
+	authorized               // a valid access token is required
+)
+
+// handler serves one route. caller is nil unless the request carried a valid
+// access token. A returned error becomes the contract's error answer.
+type handler func(w http.ResponseWriter, r *http.Request, caller *caller) error
+
+// routes is the API, every route of the contract in its order. Each path
+// answers with and without its trailing slash.
+func (s *server) routes() http.Handler {
+	rt := newRouter(s)
+	rt.handle("POST", "/api/token/", public, s.login)
+	rt.handle("POST", "/api/token/refresh/", public, s.refresh)
+	rt.handle("POST", "/api/token/verify/", public, s.verifyToken)
+	rt.handle("POST", "/api/token/blacklist/", public, s.logout)
+	rt.handle("POST", "/api/register/", optional, s.register)
+	rt.handle("GET", "/api/profile/", authorized, s.getProfile)
+	return s.logRequests(s.recoverPanics(rt.finish()))
+}
+
+// ---- token endpoints (as simplejwt) ----
+
+var errNoActiveAccount = detailError(http.StatusUnauthorized, "No active account found with the given credentials")
+
+// login is POST /api/token/: username and password for a new session's
+// refresh and access tokens.
+func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	in, err := readInput(w, r)
+	if err != nil {
+		return err
+	}
+	errs := &fieldErrors{}
+	username := in.text(errs, "username", textRule{required: true})
+	password := in.text(errs, "password", textRule{required: true, raw: true})
+	if errs.any() {
+		return errs
+	}
+
+	u, hash, err := s.store.credentials(r.Context(), username)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return err
+	}
+	// An unknown user is checked against a dummy hash, so that the answer
+	// takes as long as for a wrong password and reveals nothing.
+	match, err := s.passwords.check(r.Context(), password, hash)
+	if err != nil {
+		return err
+	}
+	if !match || !u.IsActive {
+		return errNoActiveAccount
+	}
+
+	now := s.now()
+	sess := session{
+		ID:        newJTI(),
+		UserID:    u.ID,
+		Created:   now,
+		Expires:   now.Add(s.cfg.sessionTTL),
+		UserAgent: truncate(r.UserAgent(), 512),
+		IP:        clientIP(r),
+	}
+	if err := s.store.createSession(r.Context(), sess); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		Refresh string `json:"refresh"`
+		Access  string `json:"access"`
+	}{
+		Refresh: s.tokens.sign(s.newClaims(refreshToken, u, sess, now)),
+		Access:  s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
+	})
+}
+
+// newClaims builds a token for u in sess. No token outlives its session.
+func (s *server) newClaims(tokenType string, u user, sess session, now time.Time) claims {
+	ttl := s.cfg.accessTTL
+	if tokenType == refreshToken {
+		ttl = s.cfg.refreshTTL
+	}
+	exp := min(now.Add(ttl).Unix(), sess.Expires.Unix())
+	return claims{
+		TokenType: tokenType,
+		Exp:       exp,
+		Iat:       now.Unix(),
+		JTI:       newJTI(),
+		UserID:    u.ID,
+		Username:  u.Username,
+		Email:     u.Email,
+		SessionID: sess.ID,
+	}
+}
+
+var (
+	errTokenBlacklisted  = tokenError(errors.New("Token is blacklisted"))
+	errNoAccountForToken = detailError(http.StatusUnauthorized, "No active account found for the given token.")
+)
+
+// refresh is POST /api/token/refresh/: rotation (see store.rotateRefresh).
+func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	old, err := s.readToken(w, r, "refresh", refreshToken)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	outcome, u, sess, payload, err := s.store.rotateRefresh(r.Context(), old, now, s.cfg.reuseGrace,
+		func(u user, sess session) string {
+			return encodeClaims(s.newClaims(refreshToken, u, sess, now))
+		})
+	if err != nil {
+		return err
+	}
+	switch outcome {
+	case refreshNoAccount:
+		return errNoAccountForToken
+	case refreshRevoked:
+		return errTokenBlacklisted
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		Access  string `json:"access"`
+		Refresh string `json:"refresh"`
+	}{
+		Access:  s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
+		Refresh: s.tokens.signPayload(payload),
+	})
+}
+
+// verifyToken is POST /api/token/verify/: 200 {} for a live access or
+// refresh token.
+func (s *server) verifyToken(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	c, err := s.readToken(w, r, "token", "")
+	if err != nil {
+		return err
+	}
+	revoked, err := s.store.tokenRevoked(r.Context(), c, s.now())
+	if err != nil {
+		return err
+	}
+	if revoked {
+		errs := &fieldErrors{}
+		errs.add("non_field_errors", "Token is blacklisted")
+		return errs
+	}
+	return writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// logout is POST /api/token/blacklist/: it ends the refresh token's session.
+func (s *server) logout(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	c, err := s.readToken(w, r, "refresh", refreshToken)
+	if err != nil {
+		return err
+	}
+	ok, err := s.store.logout(r.Context(), c, s.now())
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errTokenBlacklisted
+	}
+	return writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// readToken reads the body field that carries a token and verifies it.
+func (s *server) readToken(w http.ResponseWriter, r *http.Request, field, tokenType string) (claims, error) {
+	in, err := readInput(w, r)
+	if err != nil {
+		return claims{}, err
+	}
+	errs := &fieldErrors{}
+	token := in.text(errs, field, textRule{required: true})
+	if errs.any() {
+		return claims{}, errs
+	}
+	c, err := s.tokens.verify(token, tokenType, s.now())
+	if err != nil {
+		return claims{}, tokenError(err)
+	}
+	return c, nil
+}
+
+// ---- registration and profile ----
+
+// register is POST /api/register/.
+func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	in, err := readInput(w, r)
+	if err != nil {
+		return err
+	}
+	errs := &fieldErrors{}
+	username := in.text(errs, "username", s.usernameRule(r.Context(), true, 0))
+	email := in.text(errs, "email", s.emailRule(r.Context(), true, 0))
+	password := in.text(errs, "password", textRule{required: true, raw: true, check: func(p string) []string {
+		return s.passwordProblems(p, username, email, "", "")
+	}})
+	password2 := in.text(errs, "password2", textRule{required: true, raw: true})
+	bio := in.text(errs, "bio", textRule{allowBlank: true, maxLen: 255})
+	noCoverPhoto(errs, in)
+	if errs.any() {
+		return errs
+	}
+	if password != password2 {
+		errs.add("password", "Password fields didn't match.")
+		return errs
+	}
+
+	hash, err := s.passwords.hash(r.Context(), password)
+	if err != nil {
+		return err
+	}
+	u, err := s.store.createUser(r.Context(), newUser{Username: username, Email: email, PasswordHash: hash, Bio: bio}, s.now())
+	switch {
+	case errors.Is(err, errUsernameTaken):
+		errs.add("username", msgUsernameTaken)
+		return errs
+	case errors.Is(err, errEmailTaken):
+		errs.add("email", msgUnique)
+		return errs
+	case err != nil:
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, struct {
+		ID         int64   `json:"id"`
+		Username   string  `json:"username"`
+		Email      string  `json:"email"`
+		Bio        string  `json:"bio"`
+		CoverPhoto *string `json:"cover_photo"`
+	}{u.ID, u.Username, u.Email, u.Bio, mediaURL(u.CoverPhoto)})
+}
+
+// noCoverPhoto accepts the ways a form says "no photo" (absent, empty, null).
+// Image uploads are not served yet, so anything else is refused as DRF
+// refuses a non-file value.
+func noCoverPhoto(errs *fieldErrors, in *input) {
+	v, ok := in.values["cover_photo"]
+	if !ok || v == nil || v == "" || v == "null" {
+		if _, file := in.files["cover_photo"]; !file {
+			return
+		}
+	}
+	errs.add("cover_photo", "The submitted data was not a file. Check the encoding type on the form.")
+}
+
+// profileJSON is the profile as the API shows it: never the password hash
+// or staff flags.
+type profileJSON struct {
+	ID         int64      `json:"id"`
+	Username   string     `json:"username"`
+	Email      string     `json:"email"`
+	FirstName  string     `json:"first_name"`
+	LastName   string     `json:"last_name"`
+	Bio        string     `json:"bio"`
+	CoverPhoto *string    `json:"cover_photo"`
+	DateJoined string     `json:"date_joined"`
+	LastLogin  *string    `json:"last_login"`
+	Notes      []struct{} `json:"notes"`
+}
+
+func newProfileJSON(u user) profileJSON {
+	p := profileJSON{
+		ID: u.ID, Username: u.Username, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName,
+		Bio: u.Bio, CoverPhoto: mediaURL(u.CoverPhoto), DateJoined: formatTime(u.DateJoined),
+		Notes: []struct{}{},
+	}
+	if !u.LastLogin.IsZero() {
+		t := formatTime(u.LastLogin)
+		p.LastLogin = &t
+	}
+	return p
+}
+
+// getProfile is GET /api/profile/.
+func (s *server) getProfile(w http.ResponseWriter, r *http.Request, c *caller) error {
+	return writeJSON(w, http.StatusOK, newProfileJSON(c.user))
+}
+
+// mediaURL is the site-relative URL of a stored file, or nil for none.
+func mediaURL(path string) *string {
+	if path == "" {
+		return nil
+	}
+	u := "/media/" + path
+	return &u
+}
+
+// formatTime is the contract's time format: RFC 3339, UTC, microseconds.
+func formatTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000000Z")
+}
+
+// ---- routing ----
+
+// router registers each route on an http.ServeMux with net/http patterns,
+// twice (with and without the trailing slash), and answers every other
+// method on a known path with 405 and its Allow header, before any
+// authentication.
+type router struct {
+	s       *server
+	mux     *http.ServeMux
+	methods map[string][]string // path -> methods, in registration order
+	paths   []string
+	allow   map[string]string // "OPTIONS " + pattern -> Allow header, for unusual methods
+}
+
+func newRouter(s *server) *router {
+	return &router{s: s, mux: http.NewServeMux(), methods: map[string][]string{}, allow: map[string]string{}}
+}
+
+func (rt *router) handle(method, path string, who access, h handler) {
+	if _, seen := rt.methods[path]; !seen {
+		rt.paths = append(rt.paths, path)
+	}
+	rt.methods[path] = append(rt.methods[path], method)
+	serve := rt.s.endpoint(who, h)
+	for _, p := range slashForms(path) {
+		rt.mux.HandleFunc(method+" "+p, serve)
+	}
+}
+
+// slashForms gives "/a/b/{$}" and "/a/b" for "/a/b/": {$} keeps the pattern
+// from matching everything below the path.
+func slashForms(path string) []string {
+	trimmed := strings.TrimSuffix(path, "/")
+	return []string{trimmed + "/{$}", trimmed}
+}
+
+// standardMethods are those a 405 is registered for explicitly. (A pattern
+// without a method would conflict with more specific paths such as
+// /api/notes/create beside /api/notes/{id}.)
+var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// finish registers the 405 answers and the JSON 404 and returns the handler.
+func (rt *router) finish() http.Handler {
+	for _, path := range rt.paths {
+		methods := rt.methods[path]
+		allowed := slices.Clone(methods)
+		if slices.Contains(methods, "GET") {
+			allowed = append(allowed, "HEAD") // net/http serves HEAD with the GET handler
+		}
+		allowed = append(allowed, "OPTIONS")
+		allow := strings.Join(allowed, ", ")
+		for _, m := range standardMethods {
+			if slices.Contains(allowed, m) && m != "OPTIONS" {
+				continue
+			}
+			h := rt.s.methodNotAllowed(allow)
+			if m == "OPTIONS" {
+				h = rt.s.options(allow)
+			}
+			for _, p := range slashForms(path) {
+				rt.mux.HandleFunc(m+" "+p, h)
+				if m == "OPTIONS" {
+					rt.allow["OPTIONS "+p] = allow
+				}
+			}
+		}
+	}
+	rt.mux.HandleFunc("/", rt.notFoundOrUnusualMethod)
+	return rt.mux
+}
+
+// notFoundOrUnusualMethod answers what no pattern took: a path that is not
+// the API's (404), or an unusual method (TRACE, ...) on one that is (405).
+func (rt *router) notFoundOrUnusualMethod(w http.ResponseWriter, r *http.Request) {
+	probe := r.Clone(r.Context())
+	probe.Method = "OPTIONS"
+	if _, pattern := rt.mux.Handler(probe); rt.allow[pattern] != "" {
+		rt.s.methodNotAllowed(rt.allow[pattern])(w, r)
+		return
+	}
+	rt.s.writeError(w, r, errNotFoundAnswer)
+}
+
+func (s *server) methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		s.writeError(w, r, detailError(http.StatusMethodNotAllowed, fmt.Sprintf("Method %q not allowed.", r.Method)))
+	}
+}
+
+// options answers OPTIONS on a known path.
+func (s *server) options(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// endpoint wraps a handler: authentication as the route asks, then the
+// handler, then the error answer if it returned one.
+func (s *server) endpoint(who access, h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var c *caller
+		if who != public {
+			var err error
+			c, err = s.authenticate(r)
+			if err == nil && c == nil && who == authorized {
+				err = errNotAuthenticated
+			}
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if c != nil {
+				if info := requestInfoFrom(r.Context()); info != nil {
+					info.userID = c.user.ID
+				}
+			}
+		}
+		if err := h(w, r, c); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+// ---- authentication ----
+
+// caller is the authenticated user of a request and the claims of their token.
+type caller struct {
+	user   user
+	claims claims
+}
+
+var errNotAuthenticated = detailError(http.StatusUnauthorized, "Authentication credentials were not provided.")
+
+// authenticate reads "Authorization: Bearer <access token>" as simplejwt
+// does. It returns nil, nil when there is no such header, and the
+// contract's 401 when there is one that does not hold.
+func (s *server) authenticate(r *http.Request) (*caller, error) {
+	parts := strings.Fields(r.Header.Get("Authorization"))
+	if len(parts) == 0 || parts[0] != "Bearer" {
+		return nil, nil // no credentials, or another scheme: not ours to judge
+	}
+	if len(parts) != 2 {
+		return nil, &apiError{status: http.StatusUnauthorized, body: detailCode{
+			Detail: "Authorization header must contain two space-delimited values",
+			Code:   "bad_authorization_header",
+		}}
+	}
+	now := s.now()
+	c, err := s.tokens.verify(parts[1], accessToken, now)
+	if errors.Is(err, errTokenNoUser) {
+		return nil, tokenError(err)
+	}
+	if err != nil {
+		return nil, &apiError{status: http.StatusUnauthorized, body: invalidAccessToken{
+			Detail:   "Given token not valid for any token type",
+			Code:     "token_not_valid",
+			Messages: []tokenMessage{{TokenClass: "AccessToken", TokenType: "access", Message: err.Error()}},
+		}}
+	}
+	u, sessionLive, err := s.store.userForAccess(r.Context(), c.UserID, c.SessionID, now)
+	switch {
+	case errors.Is(err, errNotFound):
+		return nil, &apiError{status: http.StatusUnauthorized, body: detailCode{"User not found", "user_not_found"}}
+	case err != nil:
+		return nil, err
+	case !u.IsActive:
+		return nil, &apiError{status: http.StatusUnauthorized, body: detailCode{"User is inactive", "user_inactive"}}
+	case !sessionLive:
+		return nil, errTokenBlacklisted
+	}
+	return &caller{user: u, claims: c}, nil
+}
+
+type invalidAccessToken struct {
+	Detail   string         `json:"detail"`
+	Code     string         `json:"code"`
+	Messages []tokenMessage `json:"messages"`
+}
+
+type tokenMessage struct {
+	TokenClass string `json:"token_class"`
+	TokenType  string `json:"token_type"`
+	Message    string `json:"message"`
+}
+
+// tokenError is simplejwt's 401 for a token sent in a body.
+func tokenError(err error) *apiError {
+	return &apiError{status: http.StatusUnauthorized, body: detailCode{Detail: err.Error(), Code: "token_not_valid"}}
+}
+
+// clientIP is the address of the connection.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ---- reading request bodies ----
+
+// Body limits of the contract.
+const (
+	maxFormBody      = 1 << 20
+	maxMultipartBody = 6 << 20
+)
+
+// input is a request body, whatever its encoding: values holds what JSON
+// gives (string, json.Number, bool, nil, []any, map[string]any) or, for
+// forms, strings; files holds multipart file parts.
+type input struct {
+	values map[string]any
+	files  map[string]*multipartFile
+}
+
+type multipartFile struct {
+	name string
+	data []byte
+}
+
+// readInput reads the body as DRF's parsers do: JSON, urlencoded forms and
+// multipart alike; an empty body is {}; any other type is 415.
+func readInput(w http.ResponseWriter, r *http.Request) (*input, error) {
+	in := &input{values: map[string]any{}, files: map[string]*multipartFile{}}
+	contentType := r.Header.Get("Content-Type")
+	if contentType == "" {
+		return in, nil // DRF reads no body without a Content-Type
+	}
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mediaType = ""
+	}
+	switch mediaType {
+	case "application/json":
+		return in, readJSONBody(w, r, in)
+	case "application/x-www-form-urlencoded":
+		return in, readFormBody(w, r, in)
+	case "multipart/form-data":
+		return in, readMultipartBody(w, r, in, params["boundary"])
+	}
+	if r.ContentLength == 0 {
+		return in, nil
+	}
+	return nil, detailError(http.StatusUnsupportedMediaType, fmt.Sprintf("Unsupported media type %q in request.", contentType))
+}
+
+var errTooLarge = detailError(http.StatusRequestEntityTooLarge, "Request body is too large.")
+
+// readBody reads at most limit bytes of body, or answers 413.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, errTooLarge
+	}
+	return body, err
+}
+
+func readJSONBody(w http.ResponseWriter, r *http.Request, in *input) error {
+	body, err := readBody(w, r, maxFormBody)
+	if err != nil || len(body) == 0 {
+		return err
+	}
+	// encoding/json would let invalid UTF-8 through as U+FFFD: refuse it.
+	if !utf8.Valid(body) {
+		return jsonParseError("body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return jsonParseError(describeJSONError(err, body))
+	}
+	if rest := bytes.Trim(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return jsonParseError("Extra data" + jsonPosition(body, int(dec.InputOffset())))
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		errs := &fieldErrors{}
+		errs.add("non_field_errors", notADictionary(v))
+		return errs
+	}
+	in.values = obj
+	return nil
+}
+
+func jsonParseError(what string) error {
+	return detailError(http.StatusBadRequest, "JSON parse error - "+what)
+}
+
+// describeJSONError says what is wrong with a JSON body and where, the
+// position written as Python's json module writes it.
+func describeJSONError(err error, body []byte) string {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		return syntax.Error() + jsonPosition(body, int(syntax.Offset)-1)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "Expecting value" + jsonPosition(body, len(body))
+	}
+	return "invalid JSON"
+}
+
+// jsonPosition is ": line L column C (char N)" for byte offset off of body.
+func jsonPosition(body []byte, off int) string {
+	off = min(max(off, 0), len(body))
+	before := body[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	column := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return fmt.Sprintf(": line %d column %d (char %d)", line, column, utf8.RuneCount(before))
+}
+
+// notADictionary is DRF's message for a JSON body that is not an object,
+// naming the Python type as DRF does.
+func notADictionary(v any) string {
+	if v == nil {
+		return "No data provided"
+	}
+	kind := "bool"
+	switch v := v.(type) {
+	case []any:
+		kind = "list"
+	case string:
+		kind = "str"
+	case json.Number:
+		kind = "int"
+		if strings.ContainsAny(string(v), ".eE") {
+			kind = "float"
+		}
+	}
+	return "Invalid data. Expected a dictionary, but got " + kind + "."
+}
+
+func readFormBody(w http.ResponseWriter, r *http.Request, in *input) error {
+	body, err := readBody(w, r, maxFormBody)
+	if err != nil {
+		return err
+	}
+	form, _ := url.ParseQuery(string(body)) // like Django, keep what parses
+	for k, vs := range form {
+		in.values[k] = vs[len(vs)-1] // the last value wins, as in Django's QueryDict
+	}
+	return nil
+}
+
+func readMultipartBody(w http.ResponseWriter, r *http.Request, in *input, boundary string) error {
+	if boundary == "" {
+		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid boundary in multipart: None")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxMultipartBody)
+	// The whole body is at most 6 MiB, so it is kept in memory: nothing
+	// reaches a temporary file.
+	err := r.ParseMultipartForm(maxMultipartBody + 1<<20)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return errTooLarge
+	case err != nil:
+		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid multipart body.")
+	}
+	for k, vs := range r.MultipartForm.Value {
+		in.values[k] = vs[len(vs)-1]
+	}
+	for k, fs := range r.MultipartForm.File {
+		f := fs[len(fs)-1]
+		file, err := f.Open()
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(file)
+		file.Close()
+		if err != nil {
+			return err
+		}
+		in.files[k] = &multipartFile{name: f.Filename, data: data}
+	}
+	return nil
+}
+
+// ---- validating fields ----
+
+// Field messages, as Django and DRF word them.
+const (
+	msgRequired      = "This field is required."
+	msgBlank         = "This field may not be blank."
+	msgNull          = "This field may not be null."
+	msgNotString     = "Not a valid string."
+	msgNullChars     = "Null characters are not allowed."
+	msgUnique        = "This field must be unique."
+	msgUsernameTaken = "A user with that username already exists."
+	msgBadUsername   = "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."
+	msgBadEmail      = "Enter a valid email address."
+)
+
+// fieldErrors collects validation messages by field, in the order the
+// fields were checked (DRF's order), and is answered as a 400.
+type fieldErrors struct {
+	fields []string
+	msgs   map[string][]string
+}
+
+func (e *fieldErrors) add(field string, msgs ...string) {
+	if len(msgs) == 0 {
+		return
+	}
+	if e.msgs == nil {
+		e.msgs = map[string][]string{}
+	}
+	if _, seen := e.msgs[field]; !seen {
+		e.fields = append(e.fields, field)
+	}
+	e.msgs[field] = append(e.msgs[field], msgs...)
+}
+
+func (e *fieldErrors) any() bool             { return len(e.fields) > 0 }
+func (e *fieldErrors) has(field string) bool { return len(e.msgs[field]) > 0 }
+func (e *fieldErrors) Error() string         { return "invalid fields: " + strings.Join(e.fields, ", ") }
+
+// MarshalJSON writes {"field":["message",...],...} in the order of checking.
+func (e *fieldErrors) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, f := range e.fields {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		key, _ := marshalJSON(f)
+		msgs, _ := marshalJSON(e.msgs[f])
+		b.Write(key)
+		b.WriteByte(':')
+		b.Write(msgs)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// textRule says how to read a string field (DRF's CharField options).
+type textRule struct {
+	required   bool
+	allowBlank bool
+	raw        bool                  // keep surrounding white space (passwords are never trimmed)
+	maxLen     int                   // in characters; 0 for no limit
+	check      func(string) []string // the field's own validators, run first as in DRF
+}
+
+// text reads the string field name as DRF's CharField does, adding its
+// problems to errs: required, not null, a string (a JSON number is taken as
+// its text), not blank (after trimming), then the field's validators, at
+// most maxLen characters and no NUL, all of whose messages are collected.
+// It returns "" for a field that is absent or not a string.
+func (in *input) text(errs *fieldErrors, name string, rule textRule) string {
+	v, ok := in.values[name]
+	if !ok {
+		if rule.required {
+			errs.add(name, msgRequired)
+		}
+		return ""
+	}
+	var s string
+	switch v := v.(type) {
+	case nil:
+		errs.add(name, msgNull)
+		return ""
+	case string:
+		s = v
+	case json.Number:
+		s = v.String()
+	default:
+		errs.add(name, msgNotString)
+		return ""
+	}
+	if !rule.raw {
+		s = strings.TrimSpace(s)
+	}
+	if s == "" {
+		if !rule.allowBlank {
+			errs.add(name, msgBlank)
+		}
+		return ""
+	}
+	var problems []string
+	if rule.check != nil {
+		problems = rule.check(s)
+	}
+	if rule.maxLen > 0 && utf8.RuneCountInString(s) > rule.maxLen {
+		problems = append(problems, fmt.Sprintf("Ensure this field has no more than %d characters.", rule.maxLen))
+	}
+	if strings.ContainsRune(s, 0) {
+		problems = append(problems, msgNullChars)
+	}
+	errs.add(name, problems...)
+	return s
+}
+
+// usernamePattern is Django's UnicodeUsernameValidator: letters, digits
+// and @.+-_ in any script.
+var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}_.@+-]+$`)
+
+// usernameRule is the username field: the pattern, then uniqueness (case-
+// insensitively, ignoring the user being edited), then at most 150 characters.
+func (s *server) usernameRule(ctx context.Context, required bool, exceptUserID int64) textRule {
+	return textRule{required: required, maxLen: 150, check: func(username string) []string {
+		var problems []string
+		if !usernamePattern.MatchString(username) {
+			problems = append(problems, msgBadUsername)
+		}
+		if s.taken(ctx, s.store.usernameTaken, username, exceptUserID) {
+			problems = append(problems, msgUsernameTaken)
+		}
+		return problems
+	}}
+}
+
+// emailRule is the email field: unique (case-insensitively), then a valid
+// address.
+func (s *server) emailRule(ctx context.Context, required bool, exceptUserID int64) textRule {
+	return textRule{required: required, check: func(email string) []string {
+		var problems []string
+		if s.taken(ctx, s.store.emailTaken, email, exceptUserID) {
+			problems = append(problems, msgUnique)
+		}
+		if !validEmailAddress(email) {
+			problems = append(problems, msgBadEmail)
+		}
+		return problems
+	}}
+}
+
+// taken runs a uniqueness query for validation. A failed query counts as
+// not taken: the UNIQUE constraint still refuses a duplicate when the row
+// is written.
+func (s *server) taken(ctx context.Context, query func(context.Context, string, int64) (bool, error), value string, exceptUserID int64) bool {
+	taken, err := query(ctx, value, exceptUserID)
+	return err == nil && taken
+}
+
+// Django's EmailValidator, part by part.
+var (
+	emailUserPattern = regexp.MustCompile("(?i)" +
+		"^[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(\\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*$" +
+		`|^"([\x01-\x08\x0b\x0c\x0e-\x1f!#-\[\]-\x7f]|\\[\x01-\x09\x0b\x0c\x0e-\x7f])*"$`)
+	emailDomainPattern  = regexp.MustCompile(`(?i)^(?:[A-Z0-9](?:[A-Z0-9-]{0,61}[A-Z0-9])?\.)+[A-Z0-9-]{2,63}$`)
+	emailLiteralPattern = regexp.MustCompile(`(?i)^\[([A-F0-9:.]+)\]$`)
+)
+
+// validEmailAddress reports whether Django's EmailValidator accepts s.
+func validEmailAddress(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 || len(s) > 320 {
+		return false
+	}
+	local, domain := s[:at], s[at+1:]
+	if !emailUserPattern.MatchString(local) {
+		return false
+	}
+	if domain == "localhost" {
+		return true
+	}
+	if m := emailLiteralPattern.FindStringSubmatch(domain); m != nil {
+		return net.ParseIP(m[1]) != nil
+	}
+	// Django retries an international domain in its punycode form, which is
+	// made only of letters, digits and hyphens: stand each non-ASCII letter
+	// or digit in for one such character.
+	ascii := strings.Map(func(r rune) rune {
+		if r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			return 'a'
+		}
+		return r
+	}, domain)
+	return emailDomainPattern.MatchString(ascii) && !strings.HasSuffix(ascii, "-")
+}
+
+// ---- passwords ----
+
+// passwordProblems runs Django's four default password validators in their
+// order and returns every message: similarity to the user's attributes,
+// length, the common-password list, all digits.
+func (s *server) passwordProblems(password, username, email, firstName, lastName string) []string {
+	var problems []string
+	if attr := similarAttribute(password, map[string]string{
+		"username": username, "email address": email, "first name": firstName, "last name": lastName,
+	}); attr != "" {
+		problems = append(problems, "The password is too similar to the "+attr+".")
+	}
+	if utf8.RuneCountInString(password) < 8 {
+		problems = append(problems, "This password is too short. It must contain at least 8 characters.")
+	}
+	if s.common.contains(password) {
+		problems = append(problems, "This password is too common.")
+	}
+	if password != "" && strings.IndexFunc(password, func(r rune) bool { return !unicode.IsDigit(r) }) < 0 {
+		problems = append(problems, "This password is entirely numeric.")
+	}
+	return problems
+}
+
+// similarAttribute is Django's UserAttributeSimilarityValidator (max
+// similarity 0.7): it returns the name of the first attribute (in Django's
+// order) that the password is too similar to, comparing with the whole value
+// and with each of its words.
+func similarAttribute(password string, attrs map[string]string) string {
+	pw := strings.ToLower(password)
+	for _, name := range []string{"username", "first name", "last name", "email address"} {
+		value := strings.ToLower(attrs[name])
+		if value == "" {
+			continue
+		}
+		parts := append(nonWordRuns.Split(value, -1), value)
+		for _, part := range parts {
+			if quickRatio(pw, part) >= 0.7 {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+var nonWordRuns = regexp.MustCompile(`[^\p{L}\p{N}_]+`)
+
+// quickRatio is difflib.SequenceMatcher.quick_ratio: twice the number of
+// characters the two strings share (as multisets) over their total length.
+func quickRatio(a, b string) float64 {
+	total := utf8.RuneCountInString(a) + utf8.RuneCountInString(b)
+	if total == 0 {
+		return 1
+	}
+	counts := map[rune]int{}
+	for _, r := range b {
+		counts[r]++
+	}
+	matches := 0
+	for _, r := range a {
+		if counts[r] > 0 {
+			counts[r]--
+			matches++
+		}
+	}
+	return 2 * float64(matches) / float64(total)
+}
+
+//go:embed common-passwords.txt.gz
+var commonPasswordsGz []byte
+
+// commonPasswords is Django's list of 20,000 common passwords, sorted for
+// binary search.
+type commonPasswords []string
+
+func loadCommonPasswords() (commonPasswords, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(commonPasswordsGz))
+	if err != nil {
+		return nil, err
+	}
+	text, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, err
+	}
+	list := strings.Fields(string(text))
+	slices.Sort(list)
+	return list, nil
+}
+
+// contains checks the password lower-cased and trimmed, as Django does.
+func (c commonPasswords) contains(password string) bool {
+	_, found := slices.BinarySearch(c, strings.TrimSpace(strings.ToLower(password)))
+	return found
+}
+
+// argon2id parameters: OWASP's minimum (19 MiB, 2 passes, 1 lane).
+const (
+	argonMemoryKiB = 19 * 1024
+	argonTime      = 2
+	argonThreads   = 1
+	argonSaltLen   = 16
+	argonKeyLen    = 32
+)
+
+// passwordHasher hashes and checks passwords with argon2id. Each hash takes
+// 19 MiB and tens of milliseconds, so at most `slots` run at once: a flood
+// of logins waits in line instead of exhausting memory.
+type passwordHasher struct {
+	slots chan struct{}
+	dummy string // checked for unknown users, so they cost the same time
+}
+
+func newPasswordHasher(parallel int) *passwordHasher {
+	p := &passwordHasher{slots: make(chan struct{}, max(1, parallel))}
+	salt := make([]byte, argonSaltLen)
+	rand.Read(salt)
+	p.dummy = encodePHC(salt, argon2.IDKey(salt, salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen))
+	return p
+}
+
+// run waits for a free slot (or the request to go away), then runs f.
+func (p *passwordHasher) run(ctx context.Context, f func()) error {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.slots }()
+	f()
+	return nil
+}
+
+// hash returns the PHC string of a new salted argon2id hash of password.
+func (p *passwordHasher) hash(ctx context.Context, password string) (string, error) {
+	salt := make([]byte, argonSaltLen)
+	rand.Read(salt)
+	var key []byte
+	err := p.run(ctx, func() {
+		key = argon2.IDKey([]byte(password), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	})
+	return encodePHC(salt, key), err
+}
+
+// check reports whether password matches the PHC string phc, in constant
+// time. An empty or unreadable phc is checked against the dummy hash and
+// never matches.
+func (p *passwordHasher) check(ctx context.Context, password, phc string) (bool, error) {
+	params, salt, want, ok := decodePHC(phc)
+	if !ok {
+		params, salt, want, _ = decodePHC(p.dummy)
+	}
+	var got []byte
+	err := p.run(ctx, func() {
+		got = argon2.IDKey([]byte(password), salt, params.time, params.memory, params.threads, uint32(len(want)))
+	})
+	return ok && err == nil && subtle.ConstantTimeCompare(got, want) == 1, err
+}
+
+type argonParams struct {
+	memory  uint32
+	time    uint32
+	threads uint8
+}
+
+// encodePHC writes $argon2id$v=19$m=19456,t=2,p=1$salt$hash.
+func encodePHC(salt, key []byte) string {
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemoryKiB, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
+
+// decodePHC reads a string written by encodePHC. Parameters are read from
+// the string, so hashes made with other settings keep working.
+func decodePHC(phc string) (argonParams, []byte, []byte, bool) {
+	parts := strings.Split(phc, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
+		return argonParams{}, nil, nil, false
+	}
+	var p argonParams
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.memory, &p.time, &p.threads); err != nil ||
+		p.memory == 0 || p.time == 0 || p.threads == 0 {
+		return argonParams{}, nil, nil, false
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	key, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(key) == 0 {
+		return argonParams{}, nil, nil, false
+	}
+	return p, salt, key, true
+}
+
+// ---- answers and errors ----
+
+// apiError is an answer the API gives on purpose: a status and a DRF-shaped body.
+type apiError struct {
+	status int
+	body   any
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d %+v", e.status, e.body) }
+
+type detail struct {
+	Detail string `json:"detail"`
+}
+
+type detailCode struct {
+	Detail string `json:"detail"`
+	Code   string `json:"code"`
+}
+
+func detailError(status int, msg string) *apiError {
+	return &apiError{status: status, body: detail{msg}}
+}
+
+var errNotFoundAnswer = detailError(http.StatusNotFound, "Not found.")
+
+// writeError is the one place errors become answers: field errors are 400,
+// apiErrors carry their own status, anything else is a bug, logged in full
+// and answered 500 without details.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var fields *fieldErrors
+	var answer *apiError
+	switch {
+	case errors.As(err, &fields):
+		answer = &apiError{status: http.StatusBadRequest, body: fields}
+	case errors.As(err, &answer):
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		return // the client went away; there is no one to answer
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		answer = detailError(http.StatusInternalServerError, "A server error occurred.")
+	}
+	if answer.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
+	}
+	writeJSON(w, answer.status, answer.body)
+}
+
+// marshalJSON encodes v as DRF renders JSON: compact, and with <, > and &
+// left as they are.
+func marshalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// writeJSON marshals v before writing anything, so that a failure can still
+// become a clean 500.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := marshalJSON(v)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(body)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// ---- middleware ----
+
+// requestInfo is what the log line of a request needs from deeper down.
+type requestInfo struct {
+	userID int64
+}
+
+type requestInfoKey struct{}
+
+func requestInfoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	return info
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (rec *statusRecorder) WriteHeader(status int) {
+	if rec.status == 0 {
+		rec.status = status
+	}
+	rec.ResponseWriter.WriteHeader(status)
+}
+
+func (rec *statusRecorder) Write(b []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	return rec.ResponseWriter.Write(b)
+}
+
+// logRequests writes one line per request: method, path, status, duration
+// and user id. Never the query string, a header or a body: those can hold
+// tokens and passwords.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &requestInfo{}
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"duration", time.Since(start).Round(time.Microsecond), "user", info.userID)
+	})
+}
+
+// recoverPanics turns a panic in a handler into a logged 500, so that a bug
+// costs one request its answer and not the connection.
+func (s *server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.writeError(w, r, fmt.Errorf("panic: %v", v))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,254 @@
+package main
+
+// jwt.go: HS256 JSON Web Tokens, signed and verified by hand on crypto/hmac.
+//
+// It knows tokens, not HTTP or SQL. sign turns claims into a compact token;
+// verify checks one strictly and returns its claims or a named error whose
+// text is the message simplejwt gives for the same fault.
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"time"
+)
+
+// Token types, the value of the token_type claim.
+const (
+	accessToken  = "access"
+	refreshToken = "refresh"
+)
+
+// The verifier's verdicts. Their texts are simplejwt's, word for word, because
+// clients show them and the contract quotes them.
+var (
+	errTokenInvalid   = errors.New("Token is invalid or expired")
+	errTokenNoExp     = errors.New("Token has no 'exp' claim")
+	errTokenNoID      = errors.New("Token has no id")
+	errTokenNoType    = errors.New("Token has no type")
+	errTokenWrongType = errors.New("Token has wrong type")
+	errTokenNoUser    = errors.New("Token contained no recognizable user identification")
+)
+
+// claims is the payload of every token this server signs. The field order is
+// the order of the JSON, which is the order simplejwt writes (sid added last).
+type claims struct {
+	TokenType string `json:"token_type"`
+	Exp       int64  `json:"exp"`
+	Iat       int64  `json:"iat"`
+	JTI       string `json:"jti"`
+	UserID    int64  `json:"user_id"`
+	Username  string `json:"username"`
+	Email     string `json:"email"`
+	SessionID string `json:"sid"`
+}
+
+// jwtHeader is the one header this server writes, already encoded:
+// base64url of {"alg":"HS256","typ":"JWT"}.
+const jwtHeader = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+
+// b64 is unpadded base64url. Strict rejects encodings whose unused trailing
+// bits are not zero, so each byte string has exactly one accepted spelling.
+var b64 = base64.RawURLEncoding.Strict()
+
+// tokenSigner holds the HMAC key. It is the only thing that knows the key.
+type tokenSigner struct {
+	key []byte
+}
+
+// newJTI returns 128 random bits as 32 lowercase hex characters, like
+// simplejwt's uuid4().hex.
+func newJTI() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand documents it)
+	return hex.EncodeToString(b[:])
+}
+
+// sign returns the compact serialisation header.payload.signature.
+func (s *tokenSigner) sign(c claims) string {
+	return s.signPayload(encodeClaims(c))
+}
+
+// encodeClaims returns the payload segment of a token with claims c.
+func encodeClaims(c claims) string {
+	payload, _ := json.Marshal(c) // a struct of strings and ints cannot fail
+	return b64.EncodeToString(payload)
+}
+
+// signPayload signs an encoded payload segment. Signing is deterministic:
+// the same payload always gives the same token. So the store keeps a rotated
+// token's replacement as its payload alone and the token is rebuilt from it
+// during the grace period; a copy of the database without the key holds no
+// usable token.
+func (s *tokenSigner) signPayload(payloadSegment string) string {
+	signingInput := jwtHeader + "." + payloadSegment
+	return signingInput + "." + b64.EncodeToString(s.mac(signingInput))
+}
+
+func (s *tokenSigner) mac(signingInput string) []byte {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte(signingInput))
+	return m.Sum(nil)
+}
+
+// verify checks token and returns its claims. want is the token type the
+// caller expects ("access" or "refresh"); "" accepts either of the two.
+// now is the verifier's clock, passed in so that expiry is testable.
+//
+// The checks run in the order PyJWT and simplejwt run them, so that each
+// fault gets the same message as in the original:
+//  1. the signed envelope (verifySigned): anything wrong is errTokenInvalid;
+//  2. the time claims exp, iat and nbf: wrong type, past exp or a future
+//     iat/nbf is errTokenInvalid;
+//  3. the claims simplejwt requires: exp, jti, token_type, then the type.
+func (s *tokenSigner) verify(token, want string, now time.Time) (claims, error) {
+	payload, err := s.verifySigned(token)
+	if err != nil {
+		return claims{}, err
+	}
+	var raw struct {
+		TokenType json.RawMessage `json:"token_type"`
+		Exp       json.RawMessage `json:"exp"`
+		Iat       json.RawMessage `json:"iat"`
+		Nbf       json.RawMessage `json:"nbf"`
+		JTI       json.RawMessage `json:"jti"`
+		UserID    json.RawMessage `json:"user_id"`
+		Username  json.RawMessage `json:"username"`
+		Email     json.RawMessage `json:"email"`
+		SessionID json.RawMessage `json:"sid"`
+	}
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		return claims{}, errTokenInvalid // not a JSON object
+	}
+
+	var c claims
+	unix := now.Unix()
+	if raw.Exp != nil {
+		exp, ok := jsonSeconds(raw.Exp)
+		if !ok || exp <= unix {
+			return claims{}, errTokenInvalid
+		}
+		c.Exp = exp
+	}
+	if raw.Iat != nil {
+		iat, ok := jsonSeconds(raw.Iat)
+		if !ok || iat > unix {
+			return claims{}, errTokenInvalid
+		}
+		c.Iat = iat
+	}
+	if raw.Nbf != nil {
+		nbf, ok := jsonSeconds(raw.Nbf)
+		if !ok || nbf > unix {
+			return claims{}, errTokenInvalid
+		}
+	}
+
+	switch {
+	case raw.Exp == nil:
+		return claims{}, errTokenNoExp
+	case raw.JTI == nil:
+		return claims{}, errTokenNoID
+	case raw.TokenType == nil:
+		return claims{}, errTokenNoType
+	}
+	json.Unmarshal(raw.TokenType, &c.TokenType) // a non-string leaves "": wrong type
+	if c.TokenType != accessToken && c.TokenType != refreshToken || want != "" && c.TokenType != want {
+		return claims{}, errTokenWrongType
+	}
+
+	// The rest identify the user and the session. A token we signed always
+	// has them; one signed with a leaked key might not.
+	if err := json.Unmarshal(raw.UserID, &c.UserID); err != nil || raw.UserID == nil {
+		return claims{}, errTokenNoUser
+	}
+	json.Unmarshal(raw.JTI, &c.JTI)
+	json.Unmarshal(raw.Username, &c.Username)
+	json.Unmarshal(raw.Email, &c.Email)
+	json.Unmarshal(raw.SessionID, &c.SessionID) // missing or not a string: "", which names no session
+	return c, nil
+}
+
+// jsonSeconds reads a NumericDate: a JSON number, truncated to whole seconds
+// as PyJWT's int() does. Strings, booleans and null are refused.
+func jsonSeconds(raw json.RawMessage) (int64, bool) {
+	var f float64
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return 0, false
+	}
+	if err := json.Unmarshal(raw, &f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, false
+	}
+	f = math.Trunc(f)
+	if f >= math.MaxInt64 {
+		return math.MaxInt64, true
+	}
+	if f <= math.MinInt64 {
+		return math.MinInt64, true
+	}
+	return int64(f), true
+}
+
+// verifySigned checks the envelope of a token and returns its decoded payload:
+// exactly three segments of canonical unpadded base64url, a JSON header whose
+// alg is exactly "HS256" and that has no "crit", and a signature that matches,
+// compared in constant time. The signature is computed over the segments as
+// received, never over re-encoded JSON.
+func (s *tokenSigner) verifySigned(token string) ([]byte, error) {
+	headerSeg, rest, ok := strings.Cut(token, ".")
+	if !ok {
+		return nil, errTokenInvalid
+	}
+	payloadSeg, sigSeg, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(sigSeg, ".") {
+		return nil, errTokenInvalid
+	}
+	header, err := decodeSegment(headerSeg)
+	if err != nil {
+		return nil, err
+	}
+	var h struct {
+		Alg  *string         `json:"alg"`
+		Crit json.RawMessage `json:"crit"`
+	}
+	// The header is trusted for nothing but this check: the algorithm is
+	// fixed by the server, never chosen by the token.
+	if json.Unmarshal(header, &h) != nil || h.Alg == nil || *h.Alg != "HS256" || h.Crit != nil {
+		return nil, errTokenInvalid
+	}
+	sig, err := decodeSegment(sigSeg)
+	if err != nil {
+		return nil, err
+	}
+	signingInput := token[:len(headerSeg)+1+len(payloadSeg)]
+	if !hmac.Equal(sig, s.mac(signingInput)) {
+		return nil, errTokenInvalid
+	}
+	return decodeSegment(payloadSeg)
+}
+
+// decodeSegment decodes one segment of canonical unpadded base64url. Go's
+// decoder skips \r and \n, so those (and every other byte outside the
+// alphabet) are refused first: a token has exactly one accepted spelling.
+func decodeSegment(seg string) ([]byte, error) {
+	if seg == "" {
+		return nil, errTokenInvalid
+	}
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return nil, errTokenInvalid
+		}
+	}
+	b, err := b64.DecodeString(seg)
+	if err != nil {
+		return nil, errTokenInvalid
+	}
+	return b, nil
+}

@@ -1,0 +1,252 @@
+// Command jwtnotes is a small notes API with JWT authentication: a Go
+// re-implementation of the backend of the "React and Django Notes app"
+// tutorial series (Django REST framework + simplejwt), written to be read.
+//
+// The contract it serves is ../shared/API.md. Start reading here, then
+// jwt.go (tokens), store.go (SQLite) and handlers.go (HTTP).
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "jwtnotes:", err)
+		var usage *usageError
+		if errors.As(err, &usage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError is a mistake in the command line or environment: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// config is everything the command line and environment set.
+type config struct {
+	addr        string
+	dataDir     string
+	accessTTL   time.Duration
+	refreshTTL  time.Duration
+	sessionTTL  time.Duration
+	reuseGrace  time.Duration
+	loginLimit  int
+	loginWindow time.Duration
+	ipLimit     int
+	corsOrigins []string
+}
+
+// run is the whole program: main only adds the process around it, so tests
+// can run the real thing with their own arguments, environment and context.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	args = args[1:] // the program name
+	command := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		command, args = args[0], args[1:]
+	}
+	if command != "serve" {
+		return &usageError{fmt.Sprintf("unknown command %q (want serve)", command)}
+	}
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	return serve(ctx, cfg, getenv, log)
+}
+
+// parseConfig reads the flags of API.md; each falls back to its environment
+// variable, then to its default.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("jwtnotes", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var envErrs []error
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	duration := func(flagName, envName, def, usage string) *time.Duration {
+		d, err := time.ParseDuration(env(envName, def))
+		if err != nil {
+			envErrs = append(envErrs, fmt.Errorf("%s: %w", envName, err))
+		}
+		return fs.Duration(flagName, d, usage+" (env "+envName+")")
+	}
+	number := func(flagName, envName, def, usage string) *int {
+		var n int
+		if _, err := fmt.Sscan(env(envName, def), &n); err != nil {
+			envErrs = append(envErrs, fmt.Errorf("%s: not a number", envName))
+		}
+		return fs.Int(flagName, n, usage+" (env "+envName+")")
+	}
+
+	addr := fs.String("addr", env("ADDR", "127.0.0.1:8000"), "listen address (env ADDR)")
+	dataDir := fs.String("data", env("DATA_DIR", "./data"), "folder of notes.db, media/ and jwt.key (env DATA_DIR)")
+	accessTTL := duration("access-ttl", "ACCESS_TOKEN_LIFETIME", "180m", "access token lifetime")
+	refreshTTL := duration("refresh-ttl", "REFRESH_TOKEN_LIFETIME", "1200h", "refresh token lifetime")
+	sessionTTL := duration("session-ttl", "SESSION_LIFETIME", "2160h", "absolute session lifetime")
+	reuseGrace := duration("reuse-grace", "REFRESH_REUSE_GRACE", "10s", "grace period for a rotated refresh token")
+	loginLimit := number("login-limit", "LOGIN_LIMIT", "10", "failed logins per account per window, 0 for no limit")
+	loginWindow := duration("login-window", "LOGIN_WINDOW", "15m", "window of -login-limit")
+	ipLimit := number("ip-limit", "IP_LIMIT", "60", "login and register requests per client address per minute, 0 for no limit")
+	corsOrigins := fs.String("cors-origins", env("CORS_ORIGINS", "*"), "comma-separated allowed origins (env CORS_ORIGINS)")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, err
+		}
+		return config{}, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return config{}, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	if len(envErrs) > 0 {
+		return config{}, &usageError{errors.Join(envErrs...).Error()}
+	}
+	cfg := config{
+		addr: *addr, dataDir: *dataDir,
+		accessTTL: *accessTTL, refreshTTL: *refreshTTL, sessionTTL: *sessionTTL, reuseGrace: *reuseGrace,
+		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit,
+	}
+	for _, o := range strings.Split(*corsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.corsOrigins = append(cfg.corsOrigins, o)
+		}
+	}
+	switch {
+	case cfg.accessTTL <= 0 || cfg.refreshTTL <= 0 || cfg.sessionTTL <= 0:
+		return config{}, &usageError{"token and session lifetimes must be positive"}
+	case cfg.reuseGrace < 0 || cfg.loginLimit < 0 || cfg.ipLimit < 0 || cfg.loginWindow <= 0:
+		return config{}, &usageError{"-reuse-grace, -login-limit and -ip-limit cannot be negative, -login-window must be positive"}
+	}
+	return cfg, nil
+}
+
+// serve runs the HTTP server until ctx ends (SIGINT or SIGTERM), then stops
+// it gracefully.
+func serve(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return err
+	}
+	key, err := signingKey(getenv, cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, filepath.Join(cfg.dataDir, "notes.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := newServer(cfg, st, key, log, time.Now)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	httpServer := &http.Server{
+		Handler:           srv.routes(),
+		ReadHeaderTimeout: 5 * time.Second,   // headers must arrive within 5 s (slow clients are cut off)
+		ReadTimeout:       30 * time.Second,  // the whole request, body included
+		WriteTimeout:      60 * time.Second,  // the handler and the answer
+		IdleTimeout:       120 * time.Second, // keep-alive connections
+		// net/http allows 4 KiB above MaxHeaderBytes; the contract's limit is 64 KiB.
+		MaxHeaderBytes: 64<<10 - 4<<10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.dataDir)
+
+	served := make(chan error, 1)
+	go func() { served <- httpServer.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+
+	// Shutdown closes the listener at once, so new connections are refused,
+	// and waits for the requests in flight, here for at most 10 s.
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+		log.Warn("requests still running after 10 s were cut off")
+		httpServer.Close()
+	}
+	return nil
+}
+
+// signingKey returns the HMAC key: JWT_SECRET when set (at least 32 bytes),
+// otherwise 32 random bytes kept in DATA_DIR/jwt.key, made at the first start.
+// The key is never logged and never a flag (flags show up in ps).
+func signingKey(getenv func(string) string, dataDir string) ([]byte, error) {
+	if secret := getenv("JWT_SECRET"); secret != "" {
+		if len(secret) < 32 {
+			return nil, &usageError{fmt.Sprintf("JWT_SECRET is %d bytes; it must be at least 32", len(secret))}
+		}
+		return []byte(secret), nil
+	}
+	path := filepath.Join(dataDir, "jwt.key")
+	key, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key, err = createKeyFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(key) < 32 {
+		return nil, fmt.Errorf("%s holds %d bytes; it must hold at least 32", path, len(key))
+	}
+	return key, nil
+}
+
+// createKeyFile writes a new random key readable by its owner only. O_EXCL
+// makes two servers starting at once agree on one key.
+func createKeyFile(path string) ([]byte, error) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(key); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return key, f.Close()
+}

@@ -1,0 +1,432 @@
+package main
+
+// store.go: everything jwtnotes keeps, in one SQLite file.
+//
+// It knows SQL, not HTTP. Methods take ctx first, use ? placeholders and
+// return domain structs or named errors. Reads go through a pool of
+// connections that run in parallel (WAL lets readers run beside the writer);
+// writes go through a pool of exactly one connection, so they queue in Go
+// instead of failing with "database is locked", and each write transaction
+// starts with BEGIN IMMEDIATE so that another process (jwtnotes
+// flushexpiredtokens) waits its turn through busy_timeout.
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// Errors the store returns; handlers turn them into the contract's answers.
+var (
+	errNotFound      = errors.New("not found")
+	errUsernameTaken = errors.New("username taken")
+	errEmailTaken    = errors.New("email taken")
+)
+
+// user is a row of users, without the password hash: that stays in the
+// store and in login.
+type user struct {
+	ID         int64
+	Username   string
+	Email      string
+	FirstName  string
+	LastName   string
+	Bio        string
+	CoverPhoto string // "" when there is none
+	IsActive   bool
+	DateJoined time.Time
+	LastLogin  time.Time // zero until the first login
+}
+
+// session is one login: the tokens it issues all carry its ID as sid.
+type session struct {
+	ID        string
+	UserID    int64
+	Created   time.Time
+	LastUsed  time.Time
+	Expires   time.Time
+	UserAgent string
+	IP        string
+}
+
+type store struct {
+	read  *sql.DB // many connections, query_only
+	write *sql.DB // exactly one connection
+}
+
+// openStore opens (creating if needed) the database at path and brings its
+// schema up to date.
+func openStore(ctx context.Context, path string) (*store, error) {
+	// Pragmas go in the DSN so that every pooled connection gets them; a
+	// db.Exec("PRAGMA ...") would reach one connection only.
+	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	write, err := sql.Open("sqlite", dsn(path, common+"&_pragma=journal_mode(WAL)&_txlock=immediate"))
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, write); err != nil {
+		write.Close()
+		return nil, err
+	}
+	read, err := sql.Open("sqlite", dsn(path, common+"&_pragma=query_only(1)"))
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	readers := max(4, 2*runtime.NumCPU())
+	read.SetMaxOpenConns(readers)
+	read.SetMaxIdleConns(readers)
+	return &store{read: read, write: write}, nil
+}
+
+// dsn builds a modernc.org/sqlite data source name for a file path.
+func dsn(path, query string) string {
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + query
+}
+
+func (s *store) Close() error {
+	return errors.Join(s.read.Close(), s.write.Close())
+}
+
+// migrate applies the sections of schema.sql that the database has not seen,
+// each in its own transaction together with its PRAGMA user_version.
+func migrate(ctx context.Context, db *sql.DB) error {
+	var have int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&have); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for version, section := range schemaSections() {
+		if version <= have {
+			continue
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, section); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("schema version %d: %w", version, err)
+		}
+		// PRAGMA takes no placeholders; version is an int we produced.
+		if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(version)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// schemaSections splits schema.sql at its "-- version N" lines.
+func schemaSections() map[int]string {
+	sections := map[int]string{}
+	version := 0
+	for _, line := range strings.SplitAfter(schemaSQL, "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- version "); ok {
+			version, _ = strconv.Atoi(n)
+			continue
+		}
+		if version > 0 {
+			sections[version] += line
+		}
+	}
+	return sections
+}
+
+// inWriteTx runs fn in a write transaction and commits if fn returns nil.
+func (s *store) inWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// micros and fromMicros convert between time.Time and the stored integers.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func isUniqueViolation(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// foldKey is the form usernames and emails are compared in: unique
+// case-insensitively, in every script, not only ASCII.
+func foldKey(s string) string { return strings.ToLower(s) }
+
+// ---- users ----
+
+const userColumns = `u.id, u.username, u.email, u.first_name, u.last_name, u.bio,
+	coalesce(u.cover_photo, ''), u.is_active, u.date_joined, coalesce(u.last_login, 0)`
+
+// scanUser reads userColumns, followed by any extra destinations.
+func scanUser(row interface{ Scan(...any) error }, u *user, extra ...any) error {
+	var joined, lastLogin int64
+	dest := append([]any{&u.ID, &u.Username, &u.Email, &u.FirstName, &u.LastName, &u.Bio,
+		&u.CoverPhoto, &u.IsActive, &joined, &lastLogin}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNotFound
+		}
+		return err
+	}
+	u.DateJoined = fromMicros(joined)
+	if lastLogin != 0 {
+		u.LastLogin = fromMicros(lastLogin)
+	}
+	return nil
+}
+
+// usernameTaken and emailTaken answer the uniqueness checks of validation,
+// case-insensitively. The UNIQUE constraints stay the final word (createUser).
+func (s *store) usernameTaken(ctx context.Context, username string, exceptUserID int64) (bool, error) {
+	return s.exists(ctx, `SELECT EXISTS(SELECT 1 FROM users WHERE username_key = ? AND id != ?)`,
+		foldKey(username), exceptUserID)
+}
+
+func (s *store) emailTaken(ctx context.Context, email string, exceptUserID int64) (bool, error) {
+	return s.exists(ctx, `SELECT EXISTS(SELECT 1 FROM users WHERE email_key = ? AND id != ?)`,
+		foldKey(email), exceptUserID)
+}
+
+func (s *store) exists(ctx context.Context, query string, args ...any) (bool, error) {
+	var found bool
+	err := s.read.QueryRowContext(ctx, query, args...).Scan(&found)
+	return found, err
+}
+
+// newUser is what registration stores.
+type newUser struct {
+	Username     string
+	Email        string
+	PasswordHash string
+	Bio          string
+}
+
+// createUser inserts a user. If another request took the username or the
+// email first, it returns errUsernameTaken or errEmailTaken.
+func (s *store) createUser(ctx context.Context, nu newUser, now time.Time) (user, error) {
+	var u user
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO users
+			(username, username_key, email, email_key, password, bio, date_joined)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			nu.Username, foldKey(nu.Username), nu.Email, foldKey(nu.Email), nu.PasswordHash, nu.Bio, micros(now))
+		if isUniqueViolation(err) {
+			return whichTaken(ctx, tx, nu)
+		}
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		return scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
+	})
+	return u, err
+}
+
+// whichTaken names the UNIQUE constraint an insert of nu ran into.
+func whichTaken(ctx context.Context, tx *sql.Tx, nu newUser) error {
+	var byName bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM users WHERE username_key = ?)`,
+		foldKey(nu.Username)).Scan(&byName)
+	if err != nil {
+		return err
+	}
+	if byName {
+		return errUsernameTaken
+	}
+	return errEmailTaken
+}
+
+// credentials returns the user with exactly this username and their
+// password hash, or errNotFound.
+func (s *store) credentials(ctx context.Context, username string) (user, string, error) {
+	var u user
+	var hash string
+	err := scanUser(s.read.QueryRowContext(ctx,
+		`SELECT `+userColumns+`, u.password FROM users u WHERE u.username = ?`, username), &u, &hash)
+	return u, hash, err
+}
+
+// ---- sessions and tokens ----
+
+// createSession records a login: the new session and the user's last_login,
+// in one transaction.
+func (s *store) createSession(ctx context.Context, sess session) error {
+	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions
+			(id, user_id, created, last_used, expires, user_agent, ip) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			sess.ID, sess.UserID, micros(sess.Created), micros(sess.Created), micros(sess.Expires),
+			sess.UserAgent, sess.IP)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE users SET last_login = ? WHERE id = ?`,
+			micros(sess.Created), sess.UserID)
+		return err
+	})
+}
+
+// liveSession is the SQL condition for a session that can still be used.
+const liveSession = `s.revoked IS NULL AND s.expires > ?`
+
+// userForAccess is the check every authenticated request makes, in one
+// indexed lookup: the user (errNotFound if deleted) and whether the token's
+// session is live and theirs.
+func (s *store) userForAccess(ctx context.Context, userID int64, sessionID string, now time.Time) (user, bool, error) {
+	var u user
+	var live bool
+	err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+`,
+			EXISTS(SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = u.id AND `+liveSession+`)
+		FROM users u WHERE u.id = ?`, sessionID, micros(now), userID), &u, &live)
+	return u, live, err
+}
+
+// tokenRevoked reports whether a signed token can no longer be used: its jti
+// is blacklisted, or its session is revoked, over, someone else's or absent.
+func (s *store) tokenRevoked(ctx context.Context, c claims, now time.Time) (bool, error) {
+	return s.exists(ctx, `SELECT EXISTS(SELECT 1 FROM blacklist WHERE jti = ?)
+		OR NOT EXISTS(SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = ? AND `+liveSession+`)`,
+		c.JTI, c.SessionID, c.UserID, micros(now))
+}
+
+// refreshOutcome is what became of a refresh request.
+type refreshOutcome int
+
+const (
+	refreshRotated   refreshOutcome = iota // the token was blacklisted and a replacement minted
+	refreshGrace                           // rotated moments ago: the same replacement again
+	refreshRevoked                         // reuse, or the session was already over: it is revoked
+	refreshNoAccount                       // the user is gone or inactive
+)
+
+// rotateRefresh is refresh-token rotation, in one write transaction so that
+// of any number of concurrent calls with one token exactly one rotates.
+//
+// A token seen for the first time is blacklisted and replaced by the payload
+// that mint returns (mint runs inside the transaction, so the new claims come
+// from the user row as it is now). A token rotated no longer than grace ago
+// gets the replacement it got then, so that two tabs refreshing at once end up
+// with the same token. Any other reuse means the token was copied: the whole
+// session is revoked, and with it every token it issued.
+func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, grace time.Duration,
+	mint func(user, session) string) (refreshOutcome, user, session, string, error) {
+	var (
+		outcome refreshOutcome
+		u       user
+		sess    session
+		payload string
+	)
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		var sessionLive bool
+		var expires int64
+		err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+`,
+				coalesce(s.id, ''), coalesce(s.expires, 0), coalesce(`+liveSession+`, 0)
+			FROM users u LEFT JOIN sessions s ON s.id = ? AND s.user_id = u.id
+			WHERE u.id = ?`, micros(now), old.SessionID, old.UserID), &u, &sess.ID, &expires, &sessionLive)
+		if errors.Is(err, errNotFound) || err == nil && !u.IsActive {
+			outcome = refreshNoAccount
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !sessionLive {
+			outcome = refreshRevoked
+			return nil
+		}
+		sess.UserID, sess.Expires = u.ID, fromMicros(expires)
+
+		var replacement sql.NullString
+		var blacklistedAt int64
+		err = tx.QueryRowContext(ctx, `SELECT replacement, blacklisted_at FROM blacklist WHERE jti = ?`,
+			old.JTI).Scan(&replacement, &blacklistedAt)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			outcome, payload = refreshRotated, mint(u, sess)
+			return rotate(ctx, tx, old, sess.ID, payload, now)
+		case err != nil:
+			return err
+		case replacement.Valid && now.Sub(fromMicros(blacklistedAt)) <= grace:
+			outcome, payload = refreshGrace, replacement.String
+			return nil
+		default:
+			outcome = refreshRevoked
+			return revokeSession(ctx, tx, sess.ID, now)
+		}
+	})
+	return outcome, u, sess, payload, err
+}
+
+// rotate blacklists the old token, remembering its replacement, and marks the
+// session used.
+func rotate(ctx context.Context, tx *sql.Tx, old claims, sessionID, replacement string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO blacklist (jti, session_id, expires, blacklisted_at, replacement)
+		VALUES (?, ?, ?, ?, ?)`, old.JTI, sessionID, micros(time.Unix(old.Exp, 0)), micros(now), replacement)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE sessions SET last_used = ? WHERE id = ?`, micros(now), sessionID)
+	return err
+}
+
+func revokeSession(ctx context.Context, tx *sql.Tx, sessionID string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE id = ? AND revoked IS NULL`,
+		micros(now), sessionID)
+	return err
+}
+
+// logout handles POST /api/token/blacklist/: it revokes the token's session.
+// It reports false if the token was already unusable (rotated out or its
+// session over): the session is revoked all the same, and the caller answers
+// "Token is blacklisted".
+func (s *store) logout(ctx context.Context, old claims, now time.Time) (bool, error) {
+	var ok bool
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		var live, rotated bool
+		err := tx.QueryRowContext(ctx, `SELECT
+				EXISTS(SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = ? AND `+liveSession+`),
+				EXISTS(SELECT 1 FROM blacklist WHERE jti = ?)`,
+			old.SessionID, old.UserID, micros(now), old.JTI).Scan(&live, &rotated)
+		if err != nil || !live {
+			return err
+		}
+		if err := revokeSession(ctx, tx, old.SessionID, now); err != nil {
+			return err
+		}
+		if rotated {
+			return nil
+		}
+		ok = true
+		_, err = tx.ExecContext(ctx, `INSERT INTO blacklist (jti, session_id, expires, blacklisted_at)
+			VALUES (?, ?, ?, ?)`, old.JTI, old.SessionID, micros(time.Unix(old.Exp, 0)), micros(now))
+		return err
+	})
+	return ok, err
+}
