@@ -161,7 +161,7 @@ func (s *server) newClaims(tokenType string, u user, sess session, now time.Time
 }
 
 var (
-	errTokenBlacklisted  = tokenError(errors.New("Token is blacklisted"))
+	errBlacklistedAnswer = tokenRefused(errTokenBlacklisted)
 	errNoAccountForToken = detailError(http.StatusUnauthorized, "No active account found for the given token.")
 )
 
@@ -183,7 +183,7 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 	case refreshNoAccount:
 		return errNoAccountForToken
 	case refreshRevoked:
-		return errTokenBlacklisted
+		return errBlacklistedAnswer
 	}
 	return writeJSON(w, http.StatusOK, struct {
 		Access  string `json:"access"`
@@ -224,7 +224,7 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request, _ *caller) error
 		return err
 	}
 	if !ok {
-		return errTokenBlacklisted
+		return errBlacklistedAnswer
 	}
 	return writeJSON(w, http.StatusOK, struct{}{})
 }
@@ -242,7 +242,7 @@ func (s *server) readToken(w http.ResponseWriter, r *http.Request, field, tokenT
 	}
 	c, err := s.tokens.verify(token, tokenType, s.now())
 	if err != nil {
-		return claims{}, tokenError(err)
+		return claims{}, tokenRefused(err)
 	}
 	return c, nil
 }
@@ -508,7 +508,7 @@ func (s *server) authenticate(r *http.Request) (*caller, error) {
 	now := s.now()
 	c, err := s.tokens.verify(parts[1], accessToken, now)
 	if errors.Is(err, errTokenNoUser) {
-		return nil, tokenError(err)
+		return nil, tokenRefused(err)
 	}
 	if err != nil {
 		return nil, &apiError{status: http.StatusUnauthorized, body: invalidAccessToken{
@@ -526,7 +526,7 @@ func (s *server) authenticate(r *http.Request) (*caller, error) {
 	case !u.IsActive:
 		return nil, &apiError{status: http.StatusUnauthorized, body: detailCode{"User is inactive", "user_inactive"}}
 	case !sessionLive:
-		return nil, errTokenBlacklisted
+		return nil, errBlacklistedAnswer
 	}
 	return &caller{user: u, claims: c}, nil
 }
@@ -543,8 +543,8 @@ type tokenMessage struct {
 	Message    string `json:"message"`
 }
 
-// tokenError is simplejwt's 401 for a token sent in a body.
-func tokenError(err error) *apiError {
+// tokenRefused is simplejwt's 401 for a token sent in a body.
+func tokenRefused(err error) *apiError {
 	return &apiError{status: http.StatusUnauthorized, body: detailCode{Detail: err.Error(), Code: "token_not_valid"}}
 }
 
@@ -631,8 +631,8 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, in *input) error {
 	if err := dec.Decode(&v); err != nil {
 		return jsonParseError(describeJSONError(err, body))
 	}
-	if rest := bytes.Trim(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
-		return jsonParseError("Extra data" + jsonPosition(body, int(dec.InputOffset())))
+	if rest := bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return jsonParseError("Extra data" + jsonPosition(body, len(body)-len(rest)))
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
@@ -772,9 +772,8 @@ func (e *fieldErrors) add(field string, msgs ...string) {
 	e.msgs[field] = append(e.msgs[field], msgs...)
 }
 
-func (e *fieldErrors) any() bool             { return len(e.fields) > 0 }
-func (e *fieldErrors) has(field string) bool { return len(e.msgs[field]) > 0 }
-func (e *fieldErrors) Error() string         { return "invalid fields: " + strings.Join(e.fields, ", ") }
+func (e *fieldErrors) any() bool     { return len(e.fields) > 0 }
+func (e *fieldErrors) Error() string { return "invalid fields: " + strings.Join(e.fields, ", ") }
 
 // MarshalJSON writes {"field":["message",...],...} in the order of checking.
 func (e *fieldErrors) MarshalJSON() ([]byte, error) {

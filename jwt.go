@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"math"
 	"strings"
 	"time"
@@ -25,15 +24,22 @@ const (
 	refreshToken = "refresh"
 )
 
-// The verifier's verdicts. Their texts are simplejwt's, word for word, because
-// clients show them and the contract quotes them.
-var (
-	errTokenInvalid   = errors.New("Token is invalid or expired")
-	errTokenNoExp     = errors.New("Token has no 'exp' claim")
-	errTokenNoID      = errors.New("Token has no id")
-	errTokenNoType    = errors.New("Token has no type")
-	errTokenWrongType = errors.New("Token has wrong type")
-	errTokenNoUser    = errors.New("Token contained no recognizable user identification")
+// tokenError is a verdict on a token. Its text is the message simplejwt
+// gives for the same fault, word for word, because clients show it and the
+// contract quotes it (hence the capital letters).
+type tokenError string
+
+func (e tokenError) Error() string { return string(e) }
+
+const (
+	errTokenInvalid   tokenError = "Token is invalid or expired"
+	errTokenNoExp     tokenError = "Token has no 'exp' claim"
+	errTokenNoID      tokenError = "Token has no id"
+	errTokenNoType    tokenError = "Token has no type"
+	errTokenWrongType tokenError = "Token has wrong type"
+	errTokenNoUser    tokenError = "Token contained no recognizable user identification"
+	// Not the verifier's: the store finds a token rotated out or its session over.
+	errTokenBlacklisted tokenError = "Token is blacklisted"
 )
 
 // claims is the payload of every token this server signs. The field order is

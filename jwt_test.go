@@ -1,0 +1,242 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// testNow is the clock of the token tests.
+var testNow = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+func testClaims(tokenType string) claims {
+	return claims{
+		TokenType: tokenType,
+		Exp:       testNow.Add(time.Hour).Unix(),
+		Iat:       testNow.Unix(),
+		JTI:       "0123456789abcdef0123456789abcdef",
+		UserID:    7,
+		Username:  "alice",
+		Email:     "alice@example.com",
+		SessionID: "s1",
+	}
+}
+
+// forge signs any header and payload with key, as an attacker who knows the
+// key (or a test) could.
+func forge(key []byte, header, payload string) string {
+	signer := &tokenSigner{key: key}
+	input := b64.EncodeToString([]byte(header)) + "." + b64.EncodeToString([]byte(payload))
+	return input + "." + b64.EncodeToString(signer.mac(input))
+}
+
+func TestSignWritesSimplejwtLayout(t *testing.T) {
+	s := &tokenSigner{key: testKey}
+	token := s.sign(testClaims(accessToken))
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("got %d segments, want 3", len(parts))
+	}
+	header, _ := b64.DecodeString(parts[0])
+	if got, want := string(header), `{"alg":"HS256","typ":"JWT"}`; got != want {
+		t.Errorf("header = %s, want %s", got, want)
+	}
+	payload, _ := b64.DecodeString(parts[1])
+	want := `{"token_type":"access","exp":1795957200,"iat":1795953600,"jti":"0123456789abcdef0123456789abcdef",` +
+		`"user_id":7,"username":"alice","email":"alice@example.com","sid":"s1"}`
+	if string(payload) != want {
+		t.Errorf("payload = %s\nwant      %s", payload, want)
+	}
+	got, err := s.verify(token, accessToken, testNow)
+	if err != nil || got != testClaims(accessToken) {
+		t.Errorf("verify(sign(c)) = %+v, %v; want the claims back", got, err)
+	}
+}
+
+func TestNewJTIIs32LowercaseHex(t *testing.T) {
+	a, b := newJTI(), newJTI()
+	if len(a) != 32 || strings.Trim(a, "0123456789abcdef") != "" || a == b {
+		t.Errorf("newJTI() = %q, %q; want two different 32-character lowercase hex strings", a, b)
+	}
+}
+
+// TestVerifyRFC7515Example checks the verifier against the HS256 example of
+// RFC 7515, Appendix A.1: a token signed by someone else, whose header and
+// payload JSON hold CRLFs, verified over its segments as received.
+func TestVerifyRFC7515Example(t *testing.T) {
+	raw, err := os.ReadFile("testdata/rfc7515-a1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example struct {
+		JWK struct {
+			K string `json:"k"`
+		} `json:"jwk"`
+		Compact string `json:"compact"`
+		Payload string `json:"payload_bytes"`
+	}
+	if err := json.Unmarshal(raw, &example); err != nil {
+		t.Fatal(err)
+	}
+	key, err := base64.RawURLEncoding.DecodeString(example.JWK.K)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &tokenSigner{key: key}
+
+	payload, err := s.verifySigned(example.Compact)
+	if err != nil {
+		t.Fatalf("verifySigned: %v", err)
+	}
+	if string(payload) != example.Payload {
+		t.Errorf("payload = %q, want %q", payload, example.Payload)
+	}
+
+	// exp is 2011-03-22T18:43:00Z. Before it, the token passes the signature
+	// and time checks and stops only at this API's own claim rules (it has no
+	// jti); from exp on, it is expired.
+	before := time.Date(2011, 3, 22, 18, 42, 59, 0, time.UTC)
+	if _, err := s.verify(example.Compact, "", before); !errors.Is(err, errTokenNoID) {
+		t.Errorf("verify before exp: %v, want %v", err, errTokenNoID)
+	}
+	at := time.Date(2011, 3, 22, 18, 43, 0, 0, time.UTC)
+	if _, err := s.verify(example.Compact, "", at); !errors.Is(err, errTokenInvalid) {
+		t.Errorf("verify at exp: %v, want %v", err, errTokenInvalid)
+	}
+	// Another key, or one flipped signature bit, and it fails.
+	if _, err := (&tokenSigner{key: testKey}).verifySigned(example.Compact); !errors.Is(err, errTokenInvalid) {
+		t.Errorf("verify with another key: %v, want %v", err, errTokenInvalid)
+	}
+}
+
+func TestVerifyRejects(t *testing.T) {
+	s := &tokenSigner{key: testKey}
+	good := s.sign(testClaims(accessToken))
+	parts := strings.Split(good, ".")
+	hs256 := `{"alg":"HS256","typ":"JWT"}`
+	payload := func(mutate func(map[string]any)) string {
+		m := map[string]any{"token_type": "access", "exp": testNow.Unix() + 60, "iat": testNow.Unix(),
+			"jti": "j", "user_id": 7, "sid": "s1"}
+		mutate(m)
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	keep := func(map[string]any) {}
+	// flip changes the last character so the decoded bytes change.
+	flip := func(seg string) string {
+		last := seg[len(seg)-1]
+		repl := byte('A')
+		if last == 'A' {
+			repl = 'B'
+		}
+		return seg[:len(seg)-1] + string(repl)
+	}
+	// nonCanonical changes only unused trailing bits of the signature (32
+	// bytes: 43 characters, the last carrying 2 unused bits).
+	nonCanonical := func(seg string) string {
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+		i := strings.IndexByte(alphabet, seg[len(seg)-1])
+		return seg[:len(seg)-1] + string(alphabet[i|1])
+	}
+
+	tests := []struct {
+		name  string
+		token string
+		want  string
+		err   error
+	}{
+		{"empty", "", accessToken, errTokenInvalid},
+		{"garbage", "not.a.jwt", accessToken, errTokenInvalid},
+		{"two segments", parts[0] + "." + parts[1], accessToken, errTokenInvalid},
+		{"four segments", good + "." + parts[2], accessToken, errTokenInvalid},
+		{"empty signature", parts[0] + "." + parts[1] + ".", accessToken, errTokenInvalid},
+		{"padded signature", good + "=", accessToken, errTokenInvalid},
+		{"padded payload", parts[0] + "." + parts[1] + "==." + parts[2], accessToken, errTokenInvalid},
+		{"non-canonical base64", parts[0] + "." + parts[1] + "." + nonCanonical(parts[2]), accessToken, errTokenInvalid},
+		{"standard base64 alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(good), accessToken, errTokenInvalid},
+		{"CRLF inside a segment", parts[0] + "." + parts[1][:10] + "\r\n" + parts[1][10:] + "." + parts[2], accessToken, errTokenInvalid},
+		{"space around", " " + good, accessToken, errTokenInvalid},
+		{"bad signature", parts[0] + "." + parts[1] + "." + flip(parts[2]), accessToken, errTokenInvalid},
+		{"other key", forge([]byte("another key of thirty-two bytes!!"), hs256, payload(keep)), accessToken, errTokenInvalid},
+		{"alg none", b64.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".", accessToken, errTokenInvalid},
+		{"alg none signed", forge(testKey, `{"alg":"none"}`, payload(keep)), accessToken, errTokenInvalid},
+		{"alg HS512", forge(testKey, `{"alg":"HS512","typ":"JWT"}`, payload(keep)), accessToken, errTokenInvalid},
+		{"alg RS256", forge(testKey, `{"alg":"RS256","typ":"JWT"}`, payload(keep)), accessToken, errTokenInvalid},
+		{"alg hs256", forge(testKey, `{"alg":"hs256"}`, payload(keep)), accessToken, errTokenInvalid},
+		{"no alg", forge(testKey, `{"typ":"JWT"}`, payload(keep)), accessToken, errTokenInvalid},
+		{"crit", forge(testKey, `{"alg":"HS256","crit":["exp"]}`, payload(keep)), accessToken, errTokenInvalid},
+		{"header not an object", forge(testKey, `["HS256"]`, payload(keep)), accessToken, errTokenInvalid},
+		{"payload not an object", forge(testKey, hs256, `"hello"`), accessToken, errTokenInvalid},
+		{"payload not JSON", forge(testKey, hs256, `{"exp":`), accessToken, errTokenInvalid},
+		{"expired", forge(testKey, hs256, payload(func(m map[string]any) { m["exp"] = testNow.Unix() - 1 })), accessToken, errTokenInvalid},
+		{"exp is now", forge(testKey, hs256, payload(func(m map[string]any) { m["exp"] = testNow.Unix() })), accessToken, errTokenInvalid},
+		{"exp a string", forge(testKey, hs256, payload(func(m map[string]any) { m["exp"] = "9999999999" })), accessToken, errTokenInvalid},
+		{"exp null", forge(testKey, hs256, payload(func(m map[string]any) { m["exp"] = nil })), accessToken, errTokenInvalid},
+		{"iat in the future", forge(testKey, hs256, payload(func(m map[string]any) { m["iat"] = testNow.Unix() + 1 })), accessToken, errTokenInvalid},
+		{"iat a string", forge(testKey, hs256, payload(func(m map[string]any) { m["iat"] = "1" })), accessToken, errTokenInvalid},
+		{"nbf in the future", forge(testKey, hs256, payload(func(m map[string]any) { m["nbf"] = testNow.Unix() + 1 })), accessToken, errTokenInvalid},
+		{"nbf a boolean", forge(testKey, hs256, payload(func(m map[string]any) { m["nbf"] = true })), accessToken, errTokenInvalid},
+		{"no exp", forge(testKey, hs256, payload(func(m map[string]any) { delete(m, "exp") })), accessToken, errTokenNoExp},
+		{"no jti", forge(testKey, hs256, payload(func(m map[string]any) { delete(m, "jti") })), accessToken, errTokenNoID},
+		{"no token_type", forge(testKey, hs256, payload(func(m map[string]any) { delete(m, "token_type") })), accessToken, errTokenNoType},
+		{"refresh for access", s.sign(testClaims(refreshToken)), accessToken, errTokenWrongType},
+		{"access for refresh", good, refreshToken, errTokenWrongType},
+		{"type foo", forge(testKey, hs256, payload(func(m map[string]any) { m["token_type"] = "foo" })), "", errTokenWrongType},
+		{"type not a string", forge(testKey, hs256, payload(func(m map[string]any) { m["token_type"] = 1 })), "", errTokenWrongType},
+		{"no user_id", forge(testKey, hs256, payload(func(m map[string]any) { delete(m, "user_id") })), accessToken, errTokenNoUser},
+		{"user_id a string", forge(testKey, hs256, payload(func(m map[string]any) { m["user_id"] = "7" })), accessToken, errTokenNoUser},
+		{"100 KB token", good + strings.Repeat("A", 100<<10), accessToken, errTokenInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.verify(tt.token, tt.want, testNow)
+			if !errors.Is(err, tt.err) {
+				t.Errorf("verify = %v, want %v", err, tt.err)
+			}
+		})
+	}
+}
+
+func TestVerifyAccepts(t *testing.T) {
+	s := &tokenSigner{key: testKey}
+	hs256 := `{"alg":"HS256","typ":"JWT"}`
+	tests := []struct {
+		name, token, want string
+	}{
+		{"ours, either type", s.sign(testClaims(refreshToken)), ""},
+		{"no iat (as simplejwt)", forge(testKey, hs256, `{"token_type":"access","exp":1896554800,"jti":"j","user_id":7,"sid":"s"}`), accessToken},
+		{"fractional exp", forge(testKey, hs256, `{"token_type":"access","exp":1896554800.5,"jti":"j","user_id":7}`), accessToken},
+		{"header without typ", forge(testKey, `{"alg":"HS256"}`, `{"token_type":"access","exp":1896554800,"jti":"j","user_id":7}`), accessToken},
+		{"past nbf", forge(testKey, hs256, `{"token_type":"access","exp":1896554800,"nbf":1,"jti":"j","user_id":7}`), accessToken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.verify(tt.token, tt.want, testNow); err != nil {
+				t.Errorf("verify = %v, want nil", err)
+			}
+		})
+	}
+}
+
+// FuzzVerify mutates a valid token: nothing panics, and no token other than
+// the one signed verifies.
+func FuzzVerify(f *testing.F) {
+	s := &tokenSigner{key: testKey}
+	good := s.sign(testClaims(accessToken))
+	f.Add(good)
+	f.Add(good + "=")
+	f.Add(strings.Replace(good, ".", "..", 1))
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Fuzz(func(t *testing.T, token string) {
+		c, err := s.verify(token, "", testNow)
+		if err == nil && token != good {
+			t.Fatalf("a mutated token verified: %q (claims %+v)", token, c)
+		}
+	})
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestRunRefusesShortSecret(t *testing.T) {
+	secret := "too-short-secret"
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"jwtnotes", "-data", t.TempDir()},
+		envOf(map[string]string{"JWT_SECRET": secret}), io.Discard, &stderr)
+	var usage *usageError
+	if !errors.As(err, &usage) {
+		t.Fatalf("run = %v, want a usage error (exit code 2)", err)
+	}
+	if !strings.Contains(err.Error(), "JWT_SECRET") || strings.Contains(err.Error()+stderr.String(), secret) {
+		t.Errorf("message %q should name JWT_SECRET and not show it", err)
+	}
+}
+
+func TestRunRefusesBadCommandLine(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"jwtnotes", "-no-such-flag"}, nil},
+		{[]string{"jwtnotes", "launch"}, nil},
+		{[]string{"jwtnotes", "serve", "extra"}, nil},
+		{[]string{"jwtnotes", "-access-ttl", "0s"}, nil},
+		{[]string{"jwtnotes"}, map[string]string{"ACCESS_TOKEN_LIFETIME": "soon"}},
+		{[]string{"jwtnotes"}, map[string]string{"LOGIN_LIMIT": "many"}},
+	} {
+		err := run(context.Background(), tc.args, envOf(tc.env), io.Discard, io.Discard)
+		var usage *usageError
+		if !errors.As(err, &usage) {
+			t.Errorf("run(%q, %v) = %v, want a usage error", tc.args, tc.env, err)
+		}
+	}
+}
+
+func TestConfigFlagsEnvAndDefaults(t *testing.T) {
+	cfg, err := parseConfig([]string{"-access-ttl", "5m"}, envOf(map[string]string{
+		"ACCESS_TOKEN_LIFETIME": "1m", "REFRESH_REUSE_GRACE": "3s", "CORS_ORIGINS": "http://a, http://b",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.accessTTL != 5*time.Minute || cfg.reuseGrace != 3*time.Second || cfg.addr != "127.0.0.1:8000" ||
+		cfg.dataDir != "./data" || cfg.refreshTTL != 1200*time.Hour || cfg.sessionTTL != 2160*time.Hour ||
+		cfg.loginLimit != 10 || cfg.loginWindow != 15*time.Minute || cfg.ipLimit != 60 ||
+		strings.Join(cfg.corsOrigins, " ") != "http://a http://b" {
+		t.Errorf("config = %+v", cfg)
+	}
+}
+
+func TestSigningKeyIsMadeOnceAndKept(t *testing.T) {
+	dir := t.TempDir()
+	noEnv := envOf(nil)
+	first, err := signingKey(noEnv, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(filepath.Join(dir, "jwt.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 || len(first) != 32 {
+		t.Errorf("jwt.key mode %v, key %d bytes; want 0600 and 32", info.Mode().Perm(), len(first))
+	}
+	second, _ := signingKey(noEnv, dir)
+	if !bytes.Equal(first, second) {
+		t.Error("a second start made a new key")
+	}
+	secret := strings.Repeat("s", 32)
+	fromEnv, _ := signingKey(envOf(map[string]string{"JWT_SECRET": secret}), dir)
+	if string(fromEnv) != secret {
+		t.Error("JWT_SECRET was not used")
+	}
+	os.WriteFile(filepath.Join(dir, "jwt.key"), []byte("short"), 0o600)
+	if _, err := signingKey(noEnv, dir); err == nil {
+		t.Error("a short jwt.key was accepted")
+	}
+}
+
+// TestRunServesAndStops starts the real server on a free port, uses it, and
+// stops it as SIGTERM would (by ending the context): run returns nil.
+func TestRunServesAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderrR, stderrW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"jwtnotes", "serve", "-addr", "127.0.0.1:0", "-data", t.TempDir()},
+			envOf(nil), io.Discard, stderrW)
+		stderrW.Close()
+	}()
+	lines := bufio.NewScanner(stderrR)
+	var addr string
+	for addr == "" && lines.Scan() {
+		if _, after, ok := strings.Cut(lines.Text(), "msg=listening addr="); ok {
+			addr, _, _ = strings.Cut(after, " ")
+		}
+	}
+	go io.Copy(io.Discard, stderrR)
+	if addr == "" {
+		t.Fatalf("no listening line; run returned %v", <-done)
+	}
+	res, err := http.Get("http://" + addr + "/api/profile/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 401 {
+		t.Errorf("GET /api/profile/ = %d, want 401", res.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after shutdown = %v, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after shutdown")
+	}
+	if _, err := http.Get("http://" + addr + "/api/profile/"); err == nil {
+		t.Error("the server still answers after shutdown")
+	}
+}
