@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -37,13 +38,15 @@ import (
 
 // server holds what the handlers need. It is built once by newServer.
 type server struct {
-	cfg       config
-	store     *store
-	tokens    *tokenSigner
-	passwords *passwordHasher
-	common    commonPasswords
-	now       func() time.Time
-	log       *slog.Logger
+	cfg          config
+	store        *store
+	tokens       *tokenSigner
+	passwords    *passwordHasher
+	common       commonPasswords
+	perAddress   *limiter // login and register requests per client address
+	failedLogins *limiter // failed logins per account (and per unknown name)
+	now          func() time.Time
+	log          *slog.Logger
 }
 
 func newServer(cfg config, st *store, key []byte, log *slog.Logger, now func() time.Time) (*server, error) {
@@ -52,13 +55,15 @@ func newServer(cfg config, st *store, key []byte, log *slog.Logger, now func() t
 		return nil, err
 	}
 	return &server{
-		cfg:       cfg,
-		store:     st,
-		tokens:    &tokenSigner{key: key},
-		passwords: newPasswordHasher(runtime.NumCPU()),
-		common:    common,
-		now:       now,
-		log:       log,
+		cfg:          cfg,
+		store:        st,
+		tokens:       &tokenSigner{key: key},
+		passwords:    newPasswordHasher(runtime.NumCPU()),
+		common:       common,
+		perAddress:   newLimiter(cfg.ipLimit, time.Minute),
+		failedLogins: newLimiter(cfg.loginLimit, cfg.loginWindow),
+		now:          now,
+		log:          log,
 	}, nil
 }
 
@@ -85,6 +90,14 @@ func (s *server) routes() http.Handler {
 	rt.handle("POST", "/api/token/blacklist/", public, s.logout)
 	rt.handle("POST", "/api/register/", optional, s.register)
 	rt.handle("GET", "/api/profile/", authorized, s.getProfile)
+	rt.handle("PATCH", "/api/profile/", authorized, s.updateProfile)
+	rt.handle("DELETE", "/api/profile/", authorized, s.deleteAccount)
+	rt.handle("PUT", "/api/profile/update/", authorized, s.updateProfile)
+	rt.handle("PATCH", "/api/profile/update/", authorized, s.updateProfile)
+	rt.handle("POST", "/api/profile/password/", authorized, s.changePassword)
+	rt.handle("GET", "/api/sessions/", authorized, s.listSessions)
+	rt.handle("DELETE", "/api/sessions/", authorized, s.logoutEverywhere)
+	rt.handle("DELETE", "/api/sessions/{id}/", authorized, s.revokeSession)
 	return s.logRequests(s.recoverPanics(rt.finish()))
 }
 
@@ -95,6 +108,9 @@ var errNoActiveAccount = detailError(http.StatusUnauthorized, "No active account
 // login is POST /api/token/: username and password for a new session's
 // refresh and access tokens.
 func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	if err := s.throttleAddress(r); err != nil {
+		return err
+	}
 	in, err := readInput(w, r)
 	if err != nil {
 		return err
@@ -106,20 +122,10 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 		return errs
 	}
 
-	u, hash, err := s.store.credentials(r.Context(), username)
-	if err != nil && !errors.Is(err, errNotFound) {
-		return err
-	}
-	// An unknown user is checked against a dummy hash, so that the answer
-	// takes as long as for a wrong password and reveals nothing.
-	match, err := s.passwords.check(r.Context(), password, hash)
+	u, err := s.checkPassword(r.Context(), username, password)
 	if err != nil {
 		return err
 	}
-	if !match || !u.IsActive {
-		return errNoActiveAccount
-	}
-
 	now := s.now()
 	sess := session{
 		ID:        newJTI(),
@@ -127,7 +133,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 		Created:   now,
 		Expires:   now.Add(s.cfg.sessionTTL),
 		UserAgent: truncate(r.UserAgent(), 512),
-		IP:        clientIP(r),
+		IP:        s.clientIP(r),
 	}
 	if err := s.store.createSession(r.Context(), sess); err != nil {
 		return err
@@ -139,6 +145,62 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 		Refresh: s.tokens.sign(s.newClaims(refreshToken, u, sess, now)),
 		Access:  s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
 	})
+}
+
+var errWrongPassword = errors.New("wrong password")
+
+// checkPassword finds the active user with this username and password. A
+// wrong password, an unknown user and an inactive user all give
+// errNoActiveAccount, after the same work: an unknown user is checked against
+// a dummy hash, so the answer takes as long and reveals nothing.
+//
+// Each account (and each unknown name) may fail at most -login-limit times in
+// -login-window; past that it gets 429, even with the right password. The
+// attempt takes its place in that budget before the hash runs, so that
+// concurrent guesses cannot overshoot it, and gives it back if it succeeds.
+func (s *server) checkPassword(ctx context.Context, username, password string) (user, error) {
+	account := foldKey(username)
+	attempt := s.now()
+	if wait := s.failedLogins.take(account, attempt); wait > 0 {
+		return user{}, throttled(wait)
+	}
+	u, hash, err := s.store.credentials(ctx, username)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return user{}, err
+	}
+	match, err := s.passwords.check(ctx, password, hash)
+	if err != nil {
+		return user{}, err
+	}
+	if !match || !u.IsActive {
+		return user{}, errNoActiveAccount
+	}
+	s.failedLogins.giveBack(account, attempt)
+	return u, nil
+}
+
+// confirmPassword checks the password of a logged-in user who is about to
+// change or delete their account, under the same failed-login budget as
+// login. It returns errWrongPassword if it does not match.
+func (s *server) confirmPassword(ctx context.Context, u user, password string) error {
+	account := foldKey(u.Username)
+	attempt := s.now()
+	if wait := s.failedLogins.take(account, attempt); wait > 0 {
+		return throttled(wait)
+	}
+	hash, err := s.store.passwordHash(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	match, err := s.passwords.check(ctx, password, hash)
+	if err != nil {
+		return err
+	}
+	if !match {
+		return errWrongPassword
+	}
+	s.failedLogins.giveBack(account, attempt)
+	return nil
 }
 
 // newClaims builds a token for u in sess. No token outlives its session.
@@ -251,6 +313,9 @@ func (s *server) readToken(w http.ResponseWriter, r *http.Request, field, tokenT
 
 // register is POST /api/register/.
 func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	if err := s.throttleAddress(r); err != nil {
+		return err
+	}
 	in, err := readInput(w, r)
 	if err != nil {
 		return err
@@ -342,6 +407,160 @@ func (s *server) getProfile(w http.ResponseWriter, r *http.Request, c *caller) e
 	return writeJSON(w, http.StatusOK, newProfileJSON(c.user))
 }
 
+// updateProfile is PUT or PATCH /api/profile/update/ and PATCH
+// /api/profile/: a partial update of the fields a user may change. Every
+// other field sent (password, is_staff, id, ...) is ignored. Invalid input
+// saves nothing.
+func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller) error {
+	in, err := readInput(w, r)
+	if err != nil {
+		return err
+	}
+	ctx, id := r.Context(), c.user.ID
+	errs := &fieldErrors{}
+	changes := profileChanges{
+		Username:  in.optionalText(errs, "username", s.usernameRule(ctx, false, id)),
+		FirstName: in.optionalText(errs, "first_name", textRule{allowBlank: true, maxLen: 150}),
+		LastName:  in.optionalText(errs, "last_name", textRule{allowBlank: true, maxLen: 150}),
+		Email:     in.optionalText(errs, "email", s.emailRule(ctx, false, id)),
+		Bio:       in.optionalText(errs, "bio", textRule{allowBlank: true, maxLen: 255}),
+	}
+	noCoverPhoto(errs, in)
+	if errs.any() {
+		return errs
+	}
+	u, err := s.store.updateProfile(ctx, id, changes)
+	switch {
+	case errors.Is(err, errUsernameTaken):
+		errs.add("username", msgUsernameTaken)
+		return errs
+	case errors.Is(err, errEmailTaken):
+		errs.add("email", msgUnique)
+		return errs
+	case err != nil:
+		return err
+	}
+	return writeJSON(w, http.StatusOK, newProfileJSON(u))
+}
+
+// changePassword is POST /api/profile/password/. The new password must pass
+// the same validators as at registration. Every other session of the user is
+// revoked; the one that asked stays logged in.
+func (s *server) changePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
+	in, err := readInput(w, r)
+	if err != nil {
+		return err
+	}
+	u := c.user
+	errs := &fieldErrors{}
+	// The old password is checked in its turn, so the messages come in the
+	// fields' order.
+	if old := in.text(errs, "old_password", textRule{required: true, raw: true}); old != "" {
+		if err := s.confirmPassword(r.Context(), u, old); errors.Is(err, errWrongPassword) {
+			errs.add("old_password", "Wrong password.")
+		} else if err != nil {
+			return err
+		}
+	}
+	password := in.text(errs, "new_password", textRule{required: true, raw: true, check: func(p string) []string {
+		return s.passwordProblems(p, u.Username, u.Email, u.FirstName, u.LastName)
+	}})
+	password2 := in.text(errs, "new_password2", textRule{required: true, raw: true})
+	if errs.any() {
+		return errs
+	}
+	if password != password2 {
+		errs.add("new_password2", "Password fields didn't match.")
+		return errs
+	}
+	hash, err := s.passwords.hash(r.Context(), password)
+	if err != nil {
+		return err
+	}
+	if err := s.store.changePassword(r.Context(), u.ID, hash, c.claims.SessionID, s.now()); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// deleteAccount is DELETE /api/profile/ with the password: the user and
+// everything that is theirs go.
+func (s *server) deleteAccount(w http.ResponseWriter, r *http.Request, c *caller) error {
+	in, err := readInput(w, r)
+	if err != nil {
+		return err
+	}
+	errs := &fieldErrors{}
+	password := in.text(errs, "password", textRule{required: true, raw: true})
+	if errs.any() {
+		return errs
+	}
+	if err := s.confirmPassword(r.Context(), c.user, password); errors.Is(err, errWrongPassword) {
+		errs.add("password", "Wrong password.")
+		return errs
+	} else if err != nil {
+		return err
+	}
+	if err := s.store.deleteUser(r.Context(), c.user.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ---- sessions ----
+
+type sessionJSON struct {
+	ID        string `json:"id"`
+	Created   string `json:"created"`
+	LastUsed  string `json:"last_used"`
+	Expires   string `json:"expires"`
+	UserAgent string `json:"user_agent"`
+	IP        string `json:"ip"`
+	Current   bool   `json:"current"`
+}
+
+// listSessions is GET /api/sessions/: the caller's live sessions, the most
+// recently used first.
+func (s *server) listSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sessions, err := s.store.liveSessions(r.Context(), c.user.ID, s.now())
+	if err != nil {
+		return err
+	}
+	list := make([]sessionJSON, 0, len(sessions))
+	for _, sess := range sessions {
+		list = append(list, sessionJSON{
+			ID: sess.ID, Created: formatTime(sess.Created), LastUsed: formatTime(sess.LastUsed),
+			Expires: formatTime(sess.Expires), UserAgent: sess.UserAgent, IP: sess.IP,
+			Current: sess.ID == c.claims.SessionID,
+		})
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+// revokeSession is DELETE /api/sessions/{id}/: log out one device.
+func (s *server) revokeSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+	err := s.store.revokeUserSession(r.Context(), c.user.ID, r.PathValue("id"), s.now())
+	if errors.Is(err, errNotFound) {
+		return errNotFoundAnswer // someone else's session looks like no session
+	}
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// logoutEverywhere is DELETE /api/sessions/: every session of the caller
+// ends, this one too.
+func (s *server) logoutEverywhere(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.store.revokeAllSessions(r.Context(), c.user.ID, s.now()); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // mediaURL is the site-relative URL of a stored file, or nil for none.
 func mediaURL(path string) *string {
 	if path == "" {
@@ -401,9 +620,12 @@ var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", 
 func (rt *router) finish() http.Handler {
 	for _, path := range rt.paths {
 		methods := rt.methods[path]
-		allowed := slices.Clone(methods)
-		if slices.Contains(methods, "GET") {
-			allowed = append(allowed, "HEAD") // net/http serves HEAD with the GET handler
+		var allowed []string
+		for _, m := range methods {
+			allowed = append(allowed, m)
+			if m == "GET" {
+				allowed = append(allowed, "HEAD") // net/http serves HEAD with the GET handler
+			}
 		}
 		allowed = append(allowed, "OPTIONS")
 		allow := strings.Join(allowed, ", ")
@@ -548,13 +770,136 @@ func tokenRefused(err error) *apiError {
 	return &apiError{status: http.StatusUnauthorized, body: detailCode{Detail: err.Error(), Code: "token_not_valid"}}
 }
 
-// clientIP is the address of the connection.
-func clientIP(r *http.Request) string {
+// clientIP is the address of the connection, or with -trust-proxy the last
+// address in X-Forwarded-For: the one the proxy in front of us saw. (Earlier
+// entries come from the client and prove nothing.)
+func (s *server) clientIP(r *http.Request) string {
+	if s.cfg.trustProxy {
+		forwarded := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+		if last := strings.TrimSpace(forwarded[len(forwarded)-1]); last != "" {
+			return last
+		}
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// ---- throttling ----
+
+// throttleAddress spends one request of the client address's budget for
+// login and register (-ip-limit a minute), or answers 429.
+func (s *server) throttleAddress(r *http.Request) error {
+	if wait := s.perAddress.take(s.clientIP(r), s.now()); wait > 0 {
+		return throttled(wait)
+	}
+	return nil
+}
+
+// throttled is DRF's 429: the wait in whole seconds, rounded up, in the body
+// and in Retry-After.
+func throttled(wait time.Duration) *apiError {
+	seconds := int((wait + time.Second - 1) / time.Second)
+	unit := "seconds"
+	if seconds == 1 {
+		unit = "second"
+	}
+	return &apiError{
+		status: http.StatusTooManyRequests,
+		body:   detail{fmt.Sprintf("Request was throttled. Expected available in %d %s.", seconds, unit)},
+		header: http.Header{"Retry-After": {strconv.Itoa(seconds)}},
+	}
+}
+
+// limiter allows at most limit events per key in any window (a sliding
+// window: it keeps the times of each key's recent events). Its memory is
+// bounded: at most maxLimiterKeys keys, each with at most limit times; keys
+// whose events are all older than the window are swept out once a window,
+// and if that is not enough, arbitrary keys are dropped.
+type limiter struct {
+	mu        sync.Mutex
+	limit     int
+	window    time.Duration
+	events    map[string][]int64 // unix nanoseconds, oldest first
+	lastSweep int64
+}
+
+// maxLimiterKeys bounds a limiter's memory: 20,000 keys of at most 60 times
+// each is under 12 MB.
+const maxLimiterKeys = 20000
+
+// newLimiter returns a limiter; a limit of 0 turns it off.
+func newLimiter(limit int, window time.Duration) *limiter {
+	return &limiter{limit: limit, window: window, events: map[string][]int64{}}
+}
+
+// take records an event for key at now and returns 0, or, if key has had
+// limit events in the last window, records nothing and returns how long
+// until the oldest of them leaves the window.
+func (l *limiter) take(key string, now time.Time) time.Duration {
+	if l.limit <= 0 {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := now.UnixNano()
+	l.sweep(t)
+	recent := l.recent(key, t)
+	if len(recent) >= l.limit {
+		return time.Duration(recent[0] + int64(l.window) - t)
+	}
+	l.events[key] = append(recent, t)
+	return 0
+}
+
+// giveBack removes the event that take recorded for key at now: an attempt
+// that turned out not to count (a login that succeeded).
+func (l *limiter) giveBack(key string, now time.Time) {
+	if l.limit <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	events := l.events[key]
+	if i := slices.Index(events, now.UnixNano()); i >= 0 {
+		l.events[key] = slices.Delete(events, i, i+1)
+	}
+	if len(l.events[key]) == 0 {
+		delete(l.events, key)
+	}
+}
+
+// recent returns key's events still inside the window at t.
+func (l *limiter) recent(key string, t int64) []int64 {
+	events := l.events[key]
+	start := t - int64(l.window)
+	i := 0
+	for i < len(events) && events[i] <= start {
+		i++
+	}
+	return events[i:]
+}
+
+// sweep drops keys with no recent events, at most once a window, and keeps
+// the number of keys under maxLimiterKeys.
+func (l *limiter) sweep(t int64) {
+	if t-l.lastSweep < int64(l.window) && len(l.events) < maxLimiterKeys {
+		return
+	}
+	l.lastSweep = t
+	for key := range l.events {
+		if len(l.recent(key, t)) == 0 {
+			delete(l.events, key)
+		}
+	}
+	for key := range l.events { // map order is random: arbitrary keys go
+		if len(l.events) < maxLimiterKeys*9/10 {
+			break
+		}
+		delete(l.events, key)
+	}
 }
 
 // ---- reading request bodies ----
@@ -851,6 +1196,20 @@ func (in *input) text(errs *fieldErrors, name string, rule textRule) string {
 	return s
 }
 
+// optionalText reads a field of a partial update: nil when it is absent
+// or wrong (its problems are in errs), else its value.
+func (in *input) optionalText(errs *fieldErrors, name string, rule textRule) *string {
+	if _, present := in.values[name]; !present {
+		return nil
+	}
+	before := len(errs.msgs[name])
+	value := in.text(errs, name, rule)
+	if len(errs.msgs[name]) > before {
+		return nil
+	}
+	return &value
+}
+
 // usernamePattern is Django's UnicodeUsernameValidator: letters, digits
 // and @.+-_ in any script.
 var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}_.@+-]+$`)
@@ -1126,6 +1485,7 @@ func decodePHC(phc string) (argonParams, []byte, []byte, bool) {
 type apiError struct {
 	status int
 	body   any
+	header http.Header // extra headers, such as Retry-After
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %+v", e.status, e.body) }
@@ -1160,6 +1520,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		answer = detailError(http.StatusInternalServerError, "A server error occurred.")
+	}
+	for name, values := range answer.header {
+		w.Header()[name] = values
 	}
 	if answer.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)

@@ -56,7 +56,7 @@ func (b *syncBuffer) String() string {
 }
 
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *server
 	handler http.Handler
 	clock   *fakeClock
@@ -65,7 +65,7 @@ type testEnv struct {
 
 // newTestEnv starts the server's handler on a fresh database in a temporary
 // folder, with the default configuration as changed by configure.
-func newTestEnv(t *testing.T, configure ...func(*config)) *testEnv {
+func newTestEnv(t testing.TB, configure ...func(*config)) *testEnv {
 	t.Helper()
 	cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -95,7 +95,8 @@ type response struct {
 	body   string
 }
 
-// do sends one request through the real handler. headers are name, value pairs.
+// do sends one request through the real handler. headers are name, value
+// pairs; the name "RemoteAddr" sets the client's address instead.
 func (e *testEnv) do(method, path, contentType, body string, headers ...string) response {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.RemoteAddr = "192.0.2.1:4321"
@@ -103,6 +104,10 @@ func (e *testEnv) do(method, path, contentType, body string, headers ...string) 
 		req.Header.Set("Content-Type", contentType)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "RemoteAddr" { // the connection's address, not a header
+			req.RemoteAddr = headers[i+1]
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	rec := httptest.NewRecorder()
@@ -192,7 +197,7 @@ func (e *testEnv) count(query string, args ...any) int {
 }
 
 // decodeClaims reads a token's payload without verifying it.
-func decodeClaims(t *testing.T, token string) map[string]any {
+func decodeClaims(t testing.TB, token string) map[string]any {
 	t.Helper()
 	parts := strings.Split(token, ".")
 	payload, err := b64.DecodeString(parts[1])
@@ -846,8 +851,12 @@ func TestWrongMethod(t *testing.T) {
 		{"DELETE", "/api/token/verify/", "POST, OPTIONS"},
 		{"GET", "/api/token/blacklist/", "POST, OPTIONS"},
 		{"GET", "/api/register/", "POST, OPTIONS"},
-		{"POST", "/api/profile/", "GET, HEAD, OPTIONS"},
-		{"TRACE", "/api/profile", "GET, HEAD, OPTIONS"},
+		{"POST", "/api/profile/", "GET, HEAD, PATCH, DELETE, OPTIONS"},
+		{"TRACE", "/api/profile", "GET, HEAD, PATCH, DELETE, OPTIONS"},
+		{"GET", "/api/profile/update/", "PUT, PATCH, OPTIONS"},
+		{"PUT", "/api/profile/password", "POST, OPTIONS"},
+		{"POST", "/api/sessions/", "GET, HEAD, DELETE, OPTIONS"},
+		{"GET", "/api/sessions/abc/", "DELETE, OPTIONS"},
 	}
 	for _, tt := range tests {
 		// 405 comes before authentication: the same with no, a bad or a good token.

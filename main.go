@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -54,6 +55,7 @@ type config struct {
 	loginLimit  int
 	loginWindow time.Duration
 	ipLimit     int
+	trustProxy  bool
 	corsOrigins []string
 }
 
@@ -65,8 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
 	}
-	if command != "serve" {
-		return &usageError{fmt.Sprintf("unknown command %q (want serve)", command)}
+	if command != "serve" && command != "flushexpiredtokens" {
+		return &usageError{fmt.Sprintf("unknown command %q (want serve or flushexpiredtokens)", command)}
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -75,8 +77,46 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if command == "flushexpiredtokens" {
+		return flushExpiredTokens(ctx, cfg, stdout)
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	return serve(ctx, cfg, getenv, log)
+}
+
+// flushExpiredTokens is the command of the same name (simplejwt's management
+// command): it deletes expired blacklist rows and ended sessions, once.
+func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error {
+	st, err := openStore(ctx, filepath.Join(cfg.dataDir, "notes.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tokens, sessions, err := st.flushExpired(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "deleted %d blacklisted tokens and %d sessions\n", tokens, sessions)
+	return nil
+}
+
+// flushHourly runs the same clean-up once an hour until ctx ends.
+func flushHourly(ctx context.Context, st *store, log *slog.Logger) {
+	ticker := time.NewTicker(time.Hour)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			tokens, sessions, err := st.flushExpired(ctx, time.Now())
+			if err != nil && ctx.Err() == nil {
+				log.Error("flush expired tokens", "err", err)
+				continue
+			}
+			log.Info("flushed expired tokens", "tokens", tokens, "sessions", sessions)
+		}
+	}
 }
 
 // parseConfig reads the flags of API.md; each falls back to its environment
@@ -115,6 +155,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	loginLimit := number("login-limit", "LOGIN_LIMIT", "10", "failed logins per account per window, 0 for no limit")
 	loginWindow := duration("login-window", "LOGIN_WINDOW", "15m", "window of -login-limit")
 	ipLimit := number("ip-limit", "IP_LIMIT", "60", "login and register requests per client address per minute, 0 for no limit")
+	trustProxy := fs.Bool("trust-proxy", env("TRUST_PROXY", "") == "1" || env("TRUST_PROXY", "") == "true",
+		"take the client address from X-Forwarded-For, for a server behind a reverse proxy (env TRUST_PROXY=1)")
 	corsOrigins := fs.String("cors-origins", env("CORS_ORIGINS", "*"), "comma-separated allowed origins (env CORS_ORIGINS)")
 
 	if err := fs.Parse(args); err != nil {
@@ -132,7 +174,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	cfg := config{
 		addr: *addr, dataDir: *dataDir,
 		accessTTL: *accessTTL, refreshTTL: *refreshTTL, sessionTTL: *sessionTTL, reuseGrace: *reuseGrace,
-		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit,
+		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -183,6 +225,14 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.dataDir)
+
+	// The clean-up goroutine ends with the server: serve waits for it before
+	// the deferred st.Close runs.
+	flushCtx, stopFlushing := context.WithCancel(ctx)
+	var flusher sync.WaitGroup
+	flusher.Go(func() { flushHourly(flushCtx, st, log) })
+	defer flusher.Wait()
+	defer stopFlushing()
 
 	served := make(chan error, 1)
 	go func() { served <- httpServer.Serve(ln) }()

@@ -11,6 +11,7 @@ package main
 // flushexpiredtokens) waits its turn through busy_timeout.
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	_ "embed"
@@ -429,4 +430,166 @@ func (s *store) logout(ctx context.Context, old claims, now time.Time) (bool, er
 		return err
 	})
 	return ok, err
+}
+
+// ---- account management ----
+
+// profileChanges are the profile fields a user may change; nil leaves a
+// field as it is.
+type profileChanges struct {
+	Username  *string
+	Email     *string
+	FirstName *string
+	LastName  *string
+	Bio       *string
+}
+
+// updateProfile applies changes to user id and returns the user as saved. If
+// another user took the new username or email first, it returns
+// errUsernameTaken or errEmailTaken and saves nothing.
+func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (user, error) {
+	var u user
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE users SET
+				username     = coalesce(?1, username),
+				username_key = coalesce(?2, username_key),
+				email        = coalesce(?3, email),
+				email_key    = coalesce(?4, email_key),
+				first_name   = coalesce(?5, first_name),
+				last_name    = coalesce(?6, last_name),
+				bio          = coalesce(?7, bio)
+			WHERE id = ?8`,
+			c.Username, foldKeyPtr(c.Username), c.Email, foldKeyPtr(c.Email), c.FirstName, c.LastName, c.Bio, id)
+		if isUniqueViolation(err) {
+			if c.Username == nil {
+				return errEmailTaken
+			}
+			return whichTaken(ctx, tx, newUser{Username: *c.Username})
+		}
+		if err != nil {
+			return err
+		}
+		return scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
+	})
+	return u, err
+}
+
+func foldKeyPtr(s *string) *string {
+	if s == nil {
+		return nil
+	}
+	k := foldKey(*s)
+	return &k
+}
+
+// passwordHash returns the stored hash of user id.
+func (s *store) passwordHash(ctx context.Context, id int64) (string, error) {
+	var hash string
+	err := s.read.QueryRowContext(ctx, `SELECT password FROM users WHERE id = ?`, id).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", errNotFound
+	}
+	return hash, err
+}
+
+// changePassword stores a new hash and revokes every session of the user but
+// keep, in one transaction: no other device stays logged in with the old
+// password.
+func (s *store) changePassword(ctx context.Context, id int64, hash, keep string, now time.Time) error {
+	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ?`, hash, id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ?
+			WHERE user_id = ? AND id != ? AND revoked IS NULL`, micros(now), id, keep)
+		return err
+	})
+}
+
+// deleteUser deletes user id; the foreign keys take their sessions and
+// blacklist rows with them.
+func (s *store) deleteUser(ctx context.Context, id int64) error {
+	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id)
+		return err
+	})
+}
+
+// liveSessions lists the sessions of user id that can still be used, the
+// most recently used first.
+func (s *store) liveSessions(ctx context.Context, id int64, now time.Time) ([]session, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT s.id, s.created, s.last_used, s.expires, s.user_agent, s.ip
+		FROM sessions s WHERE s.user_id = ? AND `+liveSession+`
+		ORDER BY s.last_used DESC, s.created DESC`, id, micros(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []session
+	for rows.Next() {
+		var sess session
+		var created, lastUsed, expires int64
+		if err := rows.Scan(&sess.ID, &created, &lastUsed, &expires, &sess.UserAgent, &sess.IP); err != nil {
+			return nil, err
+		}
+		sess.UserID = id
+		sess.Created, sess.LastUsed, sess.Expires = fromMicros(created), fromMicros(lastUsed), fromMicros(expires)
+		list = append(list, sess)
+	}
+	return list, rows.Err()
+}
+
+// revokeUserSession revokes one live session of user id; errNotFound if
+// there is no such session.
+func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID string, now time.Time) error {
+	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE sessions AS s SET revoked = ?
+			WHERE s.id = ? AND s.user_id = ? AND `+liveSession, micros(now), sessionID, id, micros(now))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return cmp.Or(err, errNotFound)
+		}
+		return nil
+	})
+}
+
+// revokeAllSessions logs user id out everywhere.
+func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time) error {
+	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE user_id = ? AND revoked IS NULL`,
+			micros(now), id)
+		return err
+	})
+}
+
+// flushExpired deletes what can no longer matter: sessions that are over
+// (revoked or past their end; a token naming a missing session is refused
+// all the same) and blacklist rows of tokens that have expired anyway. It
+// returns how many blacklist rows and sessions went.
+func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessions int64, err error) {
+	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		var before, after int64
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blacklist`).Scan(&before); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE revoked IS NOT NULL OR expires <= ?`, micros(now))
+		if err != nil {
+			return err
+		}
+		if sessions, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		// The sessions took their own blacklist rows with them (ON DELETE CASCADE).
+		if _, err := tx.ExecContext(ctx, `DELETE FROM blacklist WHERE expires <= ?`, micros(now)); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blacklist`).Scan(&after); err != nil {
+			return err
+		}
+		tokens = before - after
+		return nil
+	})
+	return tokens, sessions, err
 }
