@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -395,7 +394,7 @@ func TestFlushExpiredTokens(t *testing.T) {
 
 func TestFlushExpiredTokensCommand(t *testing.T) {
 	dir := t.TempDir()
-	st, err := openStore(context.Background(), filepath.Join(dir, "notes.db"))
+	st, err := openStore(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	_ "image/gif" // image.DecodeConfig recognises the three accepted formats
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -98,7 +103,22 @@ func (s *server) routes() http.Handler {
 	rt.handle("GET", "/api/sessions/", authorized, s.listSessions)
 	rt.handle("DELETE", "/api/sessions/", authorized, s.logoutEverywhere)
 	rt.handle("DELETE", "/api/sessions/{id}/", authorized, s.revokeSession)
-	return s.logRequests(s.recoverPanics(rt.finish()))
+	rt.handle("GET", "/api/notes/", authorized, s.listNotes)
+	rt.handle("POST", "/api/notes/", authorized, s.createNote)
+	rt.handle("POST", "/api/notes/create/", authorized, s.createNote)
+	rt.handle("GET", "/api/notes/{id}/", authorized, s.getNote)
+	rt.handle("PUT", "/api/notes/{id}/", authorized, s.updateNote)
+	rt.handle("PATCH", "/api/notes/{id}/", authorized, s.updateNote)
+	rt.handle("DELETE", "/api/notes/{id}/", authorized, s.deleteNote)
+	rt.handle("PUT", "/api/notes/{id}/update/", authorized, s.updateNote)
+	rt.handle("PATCH", "/api/notes/{id}/update/", authorized, s.updateNote)
+	rt.handle("DELETE", "/api/notes/{id}/delete/", authorized, s.deleteNote)
+	rt.handle("GET", "/api/users/{id}/notes/", authorized, s.userNotes)
+	rt.handle("GET", "/api/", optional, rt.listRoutes)
+	rt.handle("GET", "/media/covers/{name}", public, s.serveMedia(coversFolder))
+	rt.handle("GET", "/media/images/{name}", public, s.serveMedia(imagesFolder))
+	rt.handle("GET", "/healthz", public, s.healthz)
+	return s.logRequests(s.recoverPanics(s.cors(rt.finish())))
 }
 
 // ---- token endpoints (as simplejwt) ----
@@ -128,7 +148,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 	}
 	now := s.now()
 	sess := session{
-		ID:        newJTI(),
+		ID:        randomID(),
 		UserID:    u.ID,
 		Created:   now,
 		Expires:   now.Add(s.cfg.sessionTTL),
@@ -214,7 +234,7 @@ func (s *server) newClaims(tokenType string, u user, sess session, now time.Time
 		TokenType: tokenType,
 		Exp:       exp,
 		Iat:       now.Unix(),
-		JTI:       newJTI(),
+		JTI:       randomID(),
 		UserID:    u.ID,
 		Username:  u.Username,
 		Email:     u.Email,
@@ -328,7 +348,7 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 	}})
 	password2 := in.text(errs, "password2", textRule{required: true, raw: true})
 	bio := in.text(errs, "bio", textRule{allowBlank: true, maxLen: 255})
-	noCoverPhoto(errs, in)
+	coverPhoto, _ := in.image(errs, "cover_photo")
 	if errs.any() {
 		return errs
 	}
@@ -341,7 +361,7 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 	if err != nil {
 		return err
 	}
-	u, err := s.store.createUser(r.Context(), newUser{Username: username, Email: email, PasswordHash: hash, Bio: bio}, s.now())
+	u, err := s.store.createUser(r.Context(), newUser{Username: username, Email: email, PasswordHash: hash, Bio: bio, CoverPhoto: coverPhoto}, s.now())
 	switch {
 	case errors.Is(err, errUsernameTaken):
 		errs.add("username", msgUsernameTaken)
@@ -361,19 +381,6 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 	}{u.ID, u.Username, u.Email, u.Bio, mediaURL(u.CoverPhoto)})
 }
 
-// noCoverPhoto accepts the ways a form says "no photo" (absent, empty, null).
-// Image uploads are not served yet, so anything else is refused as DRF
-// refuses a non-file value.
-func noCoverPhoto(errs *fieldErrors, in *input) {
-	v, ok := in.values["cover_photo"]
-	if !ok || v == nil || v == "" || v == "null" {
-		if _, file := in.files["cover_photo"]; !file {
-			return
-		}
-	}
-	errs.add("cover_photo", "The submitted data was not a file. Check the encoding type on the form.")
-}
-
 // profileJSON is the profile as the API shows it: never the password hash
 // or staff flags.
 type profileJSON struct {
@@ -386,14 +393,14 @@ type profileJSON struct {
 	CoverPhoto *string    `json:"cover_photo"`
 	DateJoined string     `json:"date_joined"`
 	LastLogin  *string    `json:"last_login"`
-	Notes      []struct{} `json:"notes"`
+	Notes      []noteJSON `json:"notes"`
 }
 
-func newProfileJSON(u user) profileJSON {
+func newProfileJSON(u user, notes []note) profileJSON {
 	p := profileJSON{
 		ID: u.ID, Username: u.Username, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName,
 		Bio: u.Bio, CoverPhoto: mediaURL(u.CoverPhoto), DateJoined: formatTime(u.DateJoined),
-		Notes: []struct{}{},
+		Notes: newNotesJSON(notes),
 	}
 	if !u.LastLogin.IsZero() {
 		t := formatTime(u.LastLogin)
@@ -404,7 +411,16 @@ func newProfileJSON(u user) profileJSON {
 
 // getProfile is GET /api/profile/.
 func (s *server) getProfile(w http.ResponseWriter, r *http.Request, c *caller) error {
-	return writeJSON(w, http.StatusOK, newProfileJSON(c.user))
+	return s.writeProfile(w, r, c.user)
+}
+
+// writeProfile answers with u's profile, their notes included.
+func (s *server) writeProfile(w http.ResponseWriter, r *http.Request, u user) error {
+	notes, err := s.store.listNotes(r.Context(), noteQuery{viewer: u.ID, owner: u.ID, limit: -1})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, newProfileJSON(u, notes))
 }
 
 // updateProfile is PUT or PATCH /api/profile/update/ and PATCH
@@ -425,7 +441,7 @@ func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller
 		Email:     in.optionalText(errs, "email", s.emailRule(ctx, false, id)),
 		Bio:       in.optionalText(errs, "bio", textRule{allowBlank: true, maxLen: 255}),
 	}
-	noCoverPhoto(errs, in)
+	changes.CoverPhoto, changes.RemoveCoverPhoto = in.image(errs, "cover_photo")
 	if errs.any() {
 		return errs
 	}
@@ -440,7 +456,7 @@ func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller
 	case err != nil:
 		return err
 	}
-	return writeJSON(w, http.StatusOK, newProfileJSON(u))
+	return s.writeProfile(w, r, u)
 }
 
 // changePassword is POST /api/profile/password/. The new password must pass
@@ -561,6 +577,308 @@ func (s *server) logoutEverywhere(w http.ResponseWriter, r *http.Request, c *cal
 	return nil
 }
 
+// ---- notes ----
+
+// noteJSON is a note as the API shows it.
+type noteJSON struct {
+	ID         int64   `json:"id"`
+	Title      string  `json:"title"`
+	Body       string  `json:"body"`
+	CoverImage *string `json:"cover_image"`
+	IsPublic   bool    `json:"is_public"`
+	User       int64   `json:"user"`
+	Created    string  `json:"created"`
+	Updated    string  `json:"updated"`
+}
+
+func newNoteJSON(n note) noteJSON {
+	return noteJSON{ID: n.ID, Title: n.Title, Body: n.Body, CoverImage: mediaURL(n.CoverImage), IsPublic: n.IsPublic,
+		User: n.UserID, Created: formatTime(n.Created), Updated: formatTime(n.Updated)}
+}
+
+func newNotesJSON(notes []note) []noteJSON {
+	list := make([]noteJSON, 0, len(notes))
+	for _, n := range notes {
+		list = append(list, newNoteJSON(n))
+	}
+	return list
+}
+
+// readNoteFields reads the fields of a note create or update, all optional.
+// user is not among them: nobody can set or change a note's owner.
+func readNoteFields(errs *fieldErrors, in *input) noteFields {
+	f := noteFields{
+		Title: in.optionalText(errs, "title", textRule{allowBlank: true, maxLen: 100}),
+		Body:  in.optionalText(errs, "body", textRule{allowBlank: true}),
+	}
+	f.Image, f.RemoveImage = in.image(errs, "cover_image")
+	f.IsPublic = in.optionalBool(errs, "is_public")
+	return f
+}
+
+var errUserGone = &apiError{status: http.StatusUnauthorized, body: detailCode{"User not found", "user_not_found"}}
+
+// createNote is POST /api/notes/ and /api/notes/create/.
+func (s *server) createNote(w http.ResponseWriter, r *http.Request, c *caller) error {
+	in, err := readInput(w, r)
+	if err != nil {
+		return err
+	}
+	errs := &fieldErrors{}
+	fields := readNoteFields(errs, in)
+	if errs.any() {
+		return errs
+	}
+	n, err := s.store.createNote(r.Context(), c.user.ID, fields, s.now())
+	if errors.Is(err, errNotFound) {
+		return errUserGone // deleted while this request ran
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, newNoteJSON(n))
+}
+
+// getNote is GET /api/notes/{id}/: one's own note or a public one.
+func (s *server) getNote(w http.ResponseWriter, r *http.Request, c *caller) error {
+	n, err := s.visibleNote(r, c)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, newNoteJSON(n))
+}
+
+// updateNote is PUT or PATCH /api/notes/{id}/ and /api/notes/{id}/update/;
+// both are partial.
+func (s *server) updateNote(w http.ResponseWriter, r *http.Request, c *caller) error {
+	n, err := s.ownNote(r, c)
+	if err != nil {
+		return err
+	}
+	in, err := readInput(w, r)
+	if err != nil {
+		return err
+	}
+	errs := &fieldErrors{}
+	fields := readNoteFields(errs, in)
+	if errs.any() {
+		return errs
+	}
+	n, err = s.store.updateNote(r.Context(), n.ID, c.user.ID, fields, s.now())
+	if errors.Is(err, errNotFound) {
+		return errNotFoundAnswer // deleted while this request ran
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, newNoteJSON(n))
+}
+
+// deleteNote is DELETE /api/notes/{id}/ and /api/notes/{id}/delete/.
+func (s *server) deleteNote(w http.ResponseWriter, r *http.Request, c *caller) error {
+	n, err := s.ownNote(r, c)
+	if err != nil {
+		return err
+	}
+	err = s.store.deleteNote(r.Context(), n.ID, c.user.ID)
+	if err != nil && !errors.Is(err, errNotFound) { // already gone is gone
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+var errForbidden = detailError(http.StatusForbidden, "You do not have permission to perform this action.")
+
+// visibleNote finds the note of the URL if the caller may read it. Someone
+// else's private note is 404, exactly like a missing one: its existence is
+// not revealed.
+func (s *server) visibleNote(r *http.Request, c *caller) (note, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return note{}, errNotFoundAnswer
+	}
+	n, err := s.store.noteFor(r.Context(), id, c.user.ID)
+	if errors.Is(err, errNotFound) {
+		return note{}, errNotFoundAnswer
+	}
+	return n, err
+}
+
+// ownNote finds the note of the URL for a change: 404 as visibleNote, and
+// 403 for someone else's public note.
+func (s *server) ownNote(r *http.Request, c *caller) (note, error) {
+	n, err := s.visibleNote(r, c)
+	if err == nil && n.UserID != c.user.ID {
+		return note{}, errForbidden
+	}
+	return n, err
+}
+
+// listNotes is GET /api/notes/: the caller's notes and everyone's public
+// notes, newest updated first, a page at a time.
+func (s *server) listNotes(w http.ResponseWriter, r *http.Request, c *caller) error {
+	page, err := readPage(r)
+	if err != nil {
+		return err
+	}
+	q := noteQuery{viewer: c.user.ID, search: page.search}
+	if page.mine {
+		q.owner = c.user.ID
+	}
+	return s.writeNotesPage(w, r, q, page)
+}
+
+// userNotes is GET /api/users/{id}/notes/: that user's public notes, or all
+// of them if it is the caller.
+func (s *server) userNotes(w http.ResponseWriter, r *http.Request, c *caller) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return errNotFoundAnswer
+	}
+	page, err := readPage(r)
+	if err != nil {
+		return err
+	}
+	exists, err := s.store.userExists(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return errNotFoundAnswer
+	}
+	return s.writeNotesPage(w, r, noteQuery{viewer: c.user.ID, owner: id, search: page.search}, page)
+}
+
+// page is what a list's query string asks for.
+type page struct {
+	limit, offset int
+	search        string
+	mine          bool
+}
+
+// Page sizes: limit is 20 unless asked, and at most 100.
+const (
+	defaultPageSize = 20
+	maxPageSize     = 100
+)
+
+// readPage reads limit, offset, q and mine from the query string.
+func readPage(r *http.Request) (page, error) {
+	query := r.URL.Query()
+	errs := &fieldErrors{}
+	p := page{limit: defaultPageSize, search: query.Get("q")}
+	if v := query.Get("limit"); v != "" {
+		p.limit = queryInt(errs, "limit", v, 1)
+	}
+	if v := query.Get("offset"); v != "" {
+		p.offset = queryInt(errs, "offset", v, 0)
+	}
+	if v := query.Get("mine"); v != "" {
+		mine, ok := parseBool(v)
+		if !ok {
+			errs.add("mine", msgNotBool)
+		}
+		p.mine = mine
+	}
+	p.limit = min(p.limit, maxPageSize)
+	if errs.any() {
+		return page{}, errs
+	}
+	return p, nil
+}
+
+// queryInt reads a whole number of at least least, as DRF's IntegerField.
+// Numbers too large for an int are taken as the largest (a limit is capped
+// anyway, and an offset that large is past every note).
+func queryInt(errs *fieldErrors, name, v string, least int) int {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(strings.TrimSpace(v), "-") {
+		return math.MaxInt32
+	}
+	if err != nil {
+		errs.add(name, "A valid integer is required.")
+		return 0
+	}
+	if n < least {
+		errs.add(name, fmt.Sprintf("Ensure this value is greater than or equal to %d.", least))
+	}
+	return min(n, math.MaxInt32)
+}
+
+// writeNotesPage answers one page of q. It asks for one note more than the
+// page holds: if it comes, there is a next page, and the Link header says
+// where (an absolute URL that keeps the other query parameters).
+func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQuery, p page) error {
+	q.limit, q.offset = p.limit+1, p.offset
+	notes, err := s.store.listNotes(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	if len(notes) > p.limit {
+		notes = notes[:p.limit]
+		next := r.URL.Query()
+		next.Set("limit", strconv.Itoa(p.limit))
+		next.Set("offset", strconv.Itoa(p.offset+p.limit))
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		w.Header().Set("Link", fmt.Sprintf(`<%s://%s%s?%s>; rel="next"`, scheme, r.Host, r.URL.EscapedPath(), next.Encode()))
+	}
+	return writeJSON(w, http.StatusOK, newNotesJSON(notes))
+}
+
+// ---- media, health, the route list ----
+
+// mediaFileName matches the names saveMedia gives: nothing else is served.
+var mediaFileName = regexp.MustCompile(`^[0-9a-f]{32}\.(png|jpg|gif)$`)
+
+var mediaTypes = map[string]string{"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif"}
+
+// serveMedia is GET /media/covers/{name} and /media/images/{name}: an
+// uploaded image, with the type detected at upload. The headers make a
+// browser treat it as an image and nothing else.
+func (s *server) serveMedia(folder string) handler {
+	return func(w http.ResponseWriter, r *http.Request, _ *caller) error {
+		name := r.PathValue("name")
+		m := mediaFileName.FindStringSubmatch(name)
+		if m == nil {
+			return errNotFoundAnswer
+		}
+		f, err := s.store.openMediaFile(folder + "/" + name)
+		if errors.Is(err, errNotFound) {
+			return errNotFoundAnswer
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		info, err := f.Stat()
+		if err != nil || !info.Mode().IsRegular() {
+			return errNotFoundAnswer
+		}
+		h := w.Header()
+		h.Set("Content-Type", mediaTypes[m[1]])
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+		h.Set("Cache-Control", "public, max-age=31536000, immutable") // a name is never reused
+		http.ServeContent(w, r, "", info.ModTime(), f)
+		return nil
+	}
+}
+
+// healthz is GET /healthz: 200 while the database answers.
+func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.ping(ctx); err != nil {
+		s.log.Error("health check", "err", err)
+		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
 // mediaURL is the site-relative URL of a stored file, or nil for none.
 func mediaURL(path string) *string {
 	if path == "" {
@@ -587,6 +905,12 @@ type router struct {
 	methods map[string][]string // path -> methods, in registration order
 	paths   []string
 	allow   map[string]string // "OPTIONS " + pattern -> Allow header, for unusual methods
+	list    []string          // "METHOD /path/", for GET /api/
+}
+
+// listRoutes is GET /api/: every route, as registered.
+func (rt *router) listRoutes(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	return writeJSON(w, http.StatusOK, rt.list)
 }
 
 func newRouter(s *server) *router {
@@ -594,6 +918,7 @@ func newRouter(s *server) *router {
 }
 
 func (rt *router) handle(method, path string, who access, h handler) {
+	rt.list = append(rt.list, method+" "+path)
 	if _, seen := rt.methods[path]; !seen {
 		rt.paths = append(rt.paths, path)
 	}
@@ -668,12 +993,52 @@ func (s *server) methodNotAllowed(allow string) http.HandlerFunc {
 	}
 }
 
-// options answers OPTIONS on a known path.
+// options answers OPTIONS on a known path: a CORS preflight. The cors
+// middleware has already allowed the origin (or not); if it did, the answer
+// names the route's methods and the two request headers the API reads.
 func (s *server) options(allow string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", allow)
+		h := w.Header()
+		h.Set("Allow", allow)
+		if h.Get("Access-Control-Allow-Origin") != "" {
+			h.Set("Access-Control-Allow-Methods", allow)
+			// Named, not "*": a wildcard does not cover Authorization.
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Max-Age", "86400")
+		}
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// cors marks every answer to an allowed origin, errors and 401s included, so
+// that a frontend on another origin can read it. Tokens travel in the
+// Authorization header, never in cookies, so no credentials are allowed.
+func (s *server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		if origin := r.Header.Get("Origin"); origin != "" {
+			if allowed := s.allowedOrigin(origin); allowed != "" {
+				h.Set("Access-Control-Allow-Origin", allowed)
+				h.Set("Access-Control-Expose-Headers", "Link, Retry-After")
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allowedOrigin is the Access-Control-Allow-Origin for origin: "*" when
+// every origin is allowed, the origin itself when it is listed, else "".
+func (s *server) allowedOrigin(origin string) string {
+	for _, o := range s.cfg.corsOrigins {
+		if o == "*" {
+			return "*"
+		}
+		if o == origin {
+			return origin
+		}
+	}
+	return ""
 }
 
 // endpoint wraps a handler: authentication as the route asks, then the
@@ -1117,8 +1482,9 @@ func (e *fieldErrors) add(field string, msgs ...string) {
 	e.msgs[field] = append(e.msgs[field], msgs...)
 }
 
-func (e *fieldErrors) any() bool     { return len(e.fields) > 0 }
-func (e *fieldErrors) Error() string { return "invalid fields: " + strings.Join(e.fields, ", ") }
+func (e *fieldErrors) any() bool             { return len(e.fields) > 0 }
+func (e *fieldErrors) has(field string) bool { return len(e.msgs[field]) > 0 }
+func (e *fieldErrors) Error() string         { return "invalid fields: " + strings.Join(e.fields, ", ") }
 
 // MarshalJSON writes {"field":["message",...],...} in the order of checking.
 func (e *fieldErrors) MarshalJSON() ([]byte, error) {
@@ -1208,6 +1574,91 @@ func (in *input) optionalText(errs *fieldErrors, name string, rule textRule) *st
 		return nil
 	}
 	return &value
+}
+
+const msgNotBool = "Must be a valid boolean."
+
+// parseBool reads a boolean as the contract spells them: true/false, 1/0,
+// or the strings true, false, 1, 0, on, off, yes, no in any case.
+func parseBool(v any) (value, ok bool) {
+	switch v := v.(type) {
+	case bool:
+		return v, true
+	case json.Number:
+		return v == "1", v == "1" || v == "0"
+	case string:
+		switch strings.ToLower(v) {
+		case "true", "1", "on", "yes":
+			return true, true
+		case "false", "0", "off", "no":
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// optionalBool reads a boolean field: nil when absent or wrong.
+func (in *input) optionalBool(errs *fieldErrors, name string) *bool {
+	v, present := in.values[name]
+	if !present {
+		return nil
+	}
+	if v == nil {
+		errs.add(name, msgNull)
+		return nil
+	}
+	b, ok := parseBool(v)
+	if !ok {
+		errs.add(name, msgNotBool)
+		return nil
+	}
+	return &b
+}
+
+// Upload limits of the contract.
+const (
+	maxImageBytes = 5 << 20
+	maxImageSide  = 10000
+)
+
+const msgNotAnImage = "Upload a valid image. The file you uploaded was either not an image or a corrupted image."
+
+// imageExtensions are the formats accepted, by image.DecodeConfig's name,
+// with the extension they are stored under.
+var imageExtensions = map[string]string{"png": "png", "jpeg": "jpg", "gif": "gif"}
+
+// image reads an image field. A file part is checked by its content, never
+// its name or declared type: PNG, JPEG or GIF, at most 5 MiB and 10000
+// pixels a side. A value of null, "" or "null" asks for no image (remove is
+// true). Absent, it returns nil, false.
+func (in *input) image(errs *fieldErrors, name string) (img *imageFile, remove bool) {
+	file, isFile := in.files[name]
+	if !isFile {
+		v, present := in.values[name]
+		if present && v != nil && v != "" && v != "null" {
+			errs.add(name, "The submitted data was not a file. Check the encoding type on the form.")
+		}
+		return nil, present && !errs.has(name)
+	}
+	switch {
+	case len(file.data) == 0:
+		errs.add(name, "The submitted file is empty.")
+		return nil, false
+	case len(file.data) > maxImageBytes:
+		errs.add(name, "Ensure this file is no larger than 5 MiB.")
+		return nil, false
+	}
+	config, format, err := image.DecodeConfig(bytes.NewReader(file.data))
+	ext, known := imageExtensions[format]
+	if err != nil || !known {
+		errs.add(name, msgNotAnImage)
+		return nil, false
+	}
+	if config.Width > maxImageSide || config.Height > maxImageSide || config.Width < 1 || config.Height < 1 {
+		errs.add(name, fmt.Sprintf("Ensure the image is at most %d pixels on each side.", maxImageSide))
+		return nil, false
+	}
+	return &imageFile{data: file.data, ext: ext}, false
 }
 
 // usernamePattern is Django's UnicodeUsernameValidator: letters, digits

@@ -10,7 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +74,7 @@ func newTestEnv(t testing.TB, configure ...func(*config)) *testEnv {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	st, err := openStore(context.Background(), filepath.Join(cfg.dataDir, "notes.db"))
+	st, err := openStore(context.Background(), cfg.dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,7 +513,7 @@ func TestAuthentication(t *testing.T) {
 	want(t, e.postJSON("/api/token/blacklist/", `{"refresh":"`+out.Refresh+`"}`), 200, `{}`)
 
 	expired := e.srv.tokens.sign(claims{TokenType: "access", Exp: e.clock.now().Unix(), Iat: e.clock.now().Unix() - 60,
-		JTI: newJTI(), UserID: 1, SessionID: decodeClaims(t, alice.Access)["sid"].(string)})
+		JTI: randomID(), UserID: 1, SessionID: decodeClaims(t, alice.Access)["sid"].(string)})
 	tests := []struct {
 		name, header string
 		status       int
@@ -558,7 +557,7 @@ func TestSignedTokensMissingClaims(t *testing.T) {
 	bobSession := decodeClaims(t, e.login("bob").Refresh)["sid"].(string)
 	now := e.clock.now().Unix()
 	sign := func(typ string, drop string, sid string) string {
-		m := map[string]any{"token_type": typ, "exp": now + 600, "iat": now, "jti": newJTI(), "user_id": aliceID, "sid": sid}
+		m := map[string]any{"token_type": typ, "exp": now + 600, "iat": now, "jti": randomID(), "user_id": aliceID, "sid": sid}
 		delete(m, drop)
 		b, _ := json.Marshal(m)
 		return forge(testKey, `{"alg":"HS256","typ":"JWT"}`, string(b))

@@ -68,9 +68,9 @@ type tokenSigner struct {
 	key []byte
 }
 
-// newJTI returns 128 random bits as 32 lowercase hex characters, like
-// simplejwt's uuid4().hex.
-func newJTI() string {
+// randomID returns 128 random bits as 32 lowercase hex characters, like
+// simplejwt's uuid4().hex: token ids (jti), session ids, stored file names.
+func randomID() string {
 	var b [16]byte
 	rand.Read(b[:]) // never fails (crypto/rand documents it)
 	return hex.EncodeToString(b[:])

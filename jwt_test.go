@@ -59,10 +59,10 @@ func TestSignWritesSimplejwtLayout(t *testing.T) {
 	}
 }
 
-func TestNewJTIIs32LowercaseHex(t *testing.T) {
-	a, b := newJTI(), newJTI()
+func TestRandomIDIs32LowercaseHex(t *testing.T) {
+	a, b := randomID(), randomID()
 	if len(a) != 32 || strings.Trim(a, "0123456789abcdef") != "" || a == b {
-		t.Errorf("newJTI() = %q, %q; want two different 32-character lowercase hex strings", a, b)
+		t.Errorf("randomID() = %q, %q; want two different 32-character lowercase hex strings", a, b)
 	}
 }
 

@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // flushExpiredTokens is the command of the same name (simplejwt's management
 // command): it deletes expired blacklist rows and ended sessions, once.
 func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error {
-	st, err := openStore(ctx, filepath.Join(cfg.dataDir, "notes.db"))
+	st, err := openStore(ctx, cfg.dataDir)
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, filepath.Join(cfg.dataDir, "notes.db"))
+	st, err := openStore(ctx, cfg.dataDir)
 	if err != nil {
 		return err
 	}

@@ -57,3 +57,23 @@ CREATE TABLE blacklist (
 ) WITHOUT ROWID;
 CREATE INDEX blacklist_session ON blacklist(session_id);
 CREATE INDEX blacklist_expires ON blacklist(expires);
+
+-- version 2
+-- Notes: private to their owner, or public to every user.
+CREATE TABLE notes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    title       TEXT    NOT NULL DEFAULT '',
+    body        TEXT    NOT NULL DEFAULT '',
+    -- title and body lower-cased, NUL between them: what ?q= searches
+    -- (SQLite's LIKE and lower() fold ASCII only).
+    search      TEXT    NOT NULL DEFAULT '',
+    cover_image TEXT,             -- path under DATA_DIR/media, or NULL
+    is_public   INTEGER NOT NULL DEFAULT 0,
+    created     INTEGER NOT NULL,
+    updated     INTEGER NOT NULL
+);
+-- The list is newest updated first (ties: the newer id), read in index order
+-- so that a page stops after its rows: all visible notes, one owner's notes.
+CREATE INDEX notes_updated ON notes(updated DESC, id DESC);
+CREATE INDEX notes_user_updated ON notes(user_id, updated DESC, id DESC);

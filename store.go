@@ -18,6 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -64,13 +67,29 @@ type session struct {
 }
 
 type store struct {
-	read  *sql.DB // many connections, query_only
-	write *sql.DB // exactly one connection
+	read  *sql.DB  // many connections, query_only
+	write *sql.DB  // exactly one connection
+	media *os.Root // DATA_DIR/media: uploaded images; nothing outside it can be reached
 }
 
-// openStore opens (creating if needed) the database at path and brings its
-// schema up to date.
-func openStore(ctx context.Context, path string) (*store, error) {
+// openStore opens (creating if needed) the database dataDir/notes.db, brings
+// its schema up to date, and opens the media folder dataDir/media.
+func openStore(ctx context.Context, dataDir string) (*store, error) {
+	media, err := openMedia(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openDB(ctx, filepath.Join(dataDir, "notes.db"))
+	if err != nil {
+		media.Close()
+		return nil, err
+	}
+	st.media = media
+	return st, nil
+}
+
+// openDB opens the database at path with its two pools.
+func openDB(ctx context.Context, path string) (*store, error) {
 	// Pragmas go in the DSN so that every pooled connection gets them; a
 	// db.Exec("PRAGMA ...") would reach one connection only.
 	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
@@ -101,7 +120,12 @@ func dsn(path, query string) string {
 }
 
 func (s *store) Close() error {
-	return errors.Join(s.read.Close(), s.write.Close())
+	return errors.Join(s.read.Close(), s.write.Close(), s.media.Close())
+}
+
+// ping checks that the database answers (GET /healthz).
+func (s *store) ping(ctx context.Context) error {
+	return s.read.PingContext(ctx)
 }
 
 // migrate applies the sections of schema.sql that the database has not seen,
@@ -225,28 +249,32 @@ type newUser struct {
 	Email        string
 	PasswordHash string
 	Bio          string
+	CoverPhoto   *imageFile // nil for none
 }
 
 // createUser inserts a user. If another request took the username or the
 // email first, it returns errUsernameTaken or errEmailTaken.
 func (s *store) createUser(ctx context.Context, nu newUser, now time.Time) (user, error) {
 	var u user
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO users
-			(username, username_key, email, email_key, password, bio, date_joined)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			nu.Username, foldKey(nu.Username), nu.Email, foldKey(nu.Email), nu.PasswordHash, nu.Bio, micros(now))
-		if isUniqueViolation(err) {
-			return whichTaken(ctx, tx, nu)
-		}
-		if err != nil {
-			return err
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		return scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
+	err := s.withNewFile(coversFolder, nu.CoverPhoto, func(coverPhoto *string) error {
+		return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `INSERT INTO users
+				(username, username_key, email, email_key, password, bio, cover_photo, date_joined)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				nu.Username, foldKey(nu.Username), nu.Email, foldKey(nu.Email), nu.PasswordHash, nu.Bio,
+				coverPhoto, micros(now))
+			if isUniqueViolation(err) {
+				return whichTaken(ctx, tx, nu)
+			}
+			if err != nil {
+				return err
+			}
+			id, err := res.LastInsertId()
+			if err != nil {
+				return err
+			}
+			return scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
+		})
 	})
 	return u, err
 }
@@ -437,11 +465,13 @@ func (s *store) logout(ctx context.Context, old claims, now time.Time) (bool, er
 // profileChanges are the profile fields a user may change; nil leaves a
 // field as it is.
 type profileChanges struct {
-	Username  *string
-	Email     *string
-	FirstName *string
-	LastName  *string
-	Bio       *string
+	Username         *string
+	Email            *string
+	FirstName        *string
+	LastName         *string
+	Bio              *string
+	CoverPhoto       *imageFile // a new photo
+	RemoveCoverPhoto bool
 }
 
 // updateProfile applies changes to user id and returns the user as saved. If
@@ -449,28 +479,44 @@ type profileChanges struct {
 // errUsernameTaken or errEmailTaken and saves nothing.
 func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (user, error) {
 	var u user
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE users SET
-				username     = coalesce(?1, username),
-				username_key = coalesce(?2, username_key),
-				email        = coalesce(?3, email),
-				email_key    = coalesce(?4, email_key),
-				first_name   = coalesce(?5, first_name),
-				last_name    = coalesce(?6, last_name),
-				bio          = coalesce(?7, bio)
-			WHERE id = ?8`,
-			c.Username, foldKeyPtr(c.Username), c.Email, foldKeyPtr(c.Email), c.FirstName, c.LastName, c.Bio, id)
-		if isUniqueViolation(err) {
-			if c.Username == nil {
-				return errEmailTaken
+	var oldPhoto string
+	err := s.withNewFile(coversFolder, c.CoverPhoto, func(newPhoto *string) error {
+		return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+			err := tx.QueryRowContext(ctx, `SELECT coalesce(cover_photo, '') FROM users WHERE id = ?`, id).Scan(&oldPhoto)
+			if err != nil {
+				return err
 			}
-			return whichTaken(ctx, tx, newUser{Username: *c.Username})
-		}
-		if err != nil {
-			return err
-		}
-		return scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
+			photoChanges := newPhoto != nil || c.RemoveCoverPhoto
+			_, err = tx.ExecContext(ctx, `UPDATE users SET
+					username     = coalesce(?1, username),
+					username_key = coalesce(?2, username_key),
+					email        = coalesce(?3, email),
+					email_key    = coalesce(?4, email_key),
+					first_name   = coalesce(?5, first_name),
+					last_name    = coalesce(?6, last_name),
+					bio          = coalesce(?7, bio),
+					cover_photo  = iif(?8, ?9, cover_photo)
+				WHERE id = ?10`,
+				c.Username, foldKeyPtr(c.Username), c.Email, foldKeyPtr(c.Email), c.FirstName, c.LastName, c.Bio,
+				photoChanges, newPhoto, id)
+			if isUniqueViolation(err) {
+				if c.Username == nil {
+					return errEmailTaken
+				}
+				return whichTaken(ctx, tx, newUser{Username: *c.Username})
+			}
+			if err != nil {
+				return err
+			}
+			if !photoChanges {
+				oldPhoto = "" // kept, not replaced
+			}
+			return scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
+		})
 	})
+	if err == nil {
+		s.removeMedia(oldPhoto) // only once the new state is committed
+	}
 	return u, err
 }
 
@@ -506,13 +552,34 @@ func (s *store) changePassword(ctx context.Context, id int64, hash, keep string,
 	})
 }
 
-// deleteUser deletes user id; the foreign keys take their sessions and
-// blacklist rows with them.
+// deleteUser deletes user id; the foreign keys take their notes, sessions
+// and blacklist rows with them, and their files go once that is committed.
 func (s *store) deleteUser(ctx context.Context, id int64) error {
-	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id)
+	var files []string
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT cover_photo FROM users WHERE id = ?1 AND cover_photo IS NOT NULL
+			UNION ALL SELECT cover_image FROM notes WHERE user_id = ?1 AND cover_image IS NOT NULL`, id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var f string
+			if err := rows.Scan(&f); err != nil {
+				return err
+			}
+			files = append(files, f)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id)
 		return err
 	})
+	if err == nil {
+		s.removeMedia(files...)
+	}
+	return err
 }
 
 // liveSessions lists the sessions of user id that can still be used, the
@@ -592,4 +659,280 @@ func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessio
 		return nil
 	})
 	return tokens, sessions, err
+}
+
+// ---- notes ----
+
+// note is a row of notes.
+type note struct {
+	ID         int64
+	UserID     int64
+	Title      string
+	Body       string
+	CoverImage string // "" when there is none
+	IsPublic   bool
+	Created    time.Time
+	Updated    time.Time
+}
+
+// noteFields are the fields of a create or a partial update; nil leaves a
+// field as it is (or, on create, at its default).
+type noteFields struct {
+	Title       *string
+	Body        *string
+	IsPublic    *bool
+	Image       *imageFile // a new cover image
+	RemoveImage bool
+}
+
+// noteColumns are unqualified so that INSERT ... RETURNING can use them too.
+const noteColumns = `id, user_id, title, body, coalesce(cover_image, ''), is_public, created, updated`
+
+func scanNote(row interface{ Scan(...any) error }, n *note) error {
+	var created, updated int64
+	err := row.Scan(&n.ID, &n.UserID, &n.Title, &n.Body, &n.CoverImage, &n.IsPublic, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errNotFound
+	}
+	n.Created, n.Updated = fromMicros(created), fromMicros(updated)
+	return err
+}
+
+// searchKey is what ?q= looks in: title and body, lower-cased, apart.
+func searchKey(title, body string) string {
+	return foldKey(title) + "\x00" + foldKey(body)
+}
+
+func deref[T any](p *T) (v T) {
+	if p != nil {
+		v = *p
+	}
+	return v
+}
+
+// createNote stores a new note of user userID. errNotFound means the user was
+// deleted meanwhile.
+func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now time.Time) (note, error) {
+	var n note
+	err := s.withNewFile(imagesFolder, f.Image, func(image *string) error {
+		return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+			title, body := deref(f.Title), deref(f.Body)
+			err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes
+					(user_id, title, body, search, cover_image, is_public, created, updated)
+				SELECT id, ?, ?, ?, ?, ?, ?, ? FROM users WHERE id = ?
+				RETURNING `+noteColumns,
+				title, body, searchKey(title, body), image, deref(f.IsPublic), micros(now), micros(now), userID), &n)
+			return err
+		})
+	})
+	return n, err
+}
+
+// noteFor returns note id if viewer may read it: their own, or public.
+// Someone else's private note is errNotFound, as if it did not exist.
+func (s *store) noteFor(ctx context.Context, id, viewer int64) (note, error) {
+	var n note
+	err := scanNote(s.read.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes n
+		WHERE n.id = ? AND (n.user_id = ? OR n.is_public)`, id, viewer), &n)
+	return n, err
+}
+
+// updateNote applies f to note id of owner and returns it as saved;
+// errNotFound if it is gone or not theirs (checked again here, inside the
+// write transaction). A replaced or removed image is deleted after commit.
+func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, now time.Time) (note, error) {
+	var n note
+	var oldImage string
+	err := s.withNewFile(imagesFolder, f.Image, func(newImage *string) error {
+		return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+			err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes n
+				WHERE n.id = ? AND n.user_id = ?`, id, owner), &n)
+			if err != nil {
+				return err
+			}
+			if f.Title != nil { // "" is a title too
+				n.Title = *f.Title
+			}
+			if f.Body != nil {
+				n.Body = *f.Body
+			}
+			if f.IsPublic != nil {
+				n.IsPublic = *f.IsPublic
+			}
+			if newImage != nil || f.RemoveImage {
+				oldImage, n.CoverImage = n.CoverImage, deref(newImage)
+			}
+			n.Updated = now
+			_, err = tx.ExecContext(ctx, `UPDATE notes SET title = ?, body = ?, search = ?, is_public = ?,
+				cover_image = nullif(?, ''), updated = ? WHERE id = ?`,
+				n.Title, n.Body, searchKey(n.Title, n.Body), n.IsPublic, n.CoverImage, micros(now), id)
+			return err
+		})
+	})
+	if err != nil {
+		return note{}, err
+	}
+	s.removeMedia(oldImage)
+	return n, nil
+}
+
+// deleteNote deletes note id of owner, and then its image.
+func (s *store) deleteNote(ctx context.Context, id, owner int64) error {
+	var image sql.NullString
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ? RETURNING cover_image`,
+			id, owner).Scan(&image)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNotFound
+		}
+		return err
+	})
+	if err == nil {
+		s.removeMedia(image.String)
+	}
+	return err
+}
+
+// noteQuery selects a page of the notes viewer may see.
+type noteQuery struct {
+	viewer int64
+	owner  int64  // only this user's notes; 0 for everyone's
+	search string // a substring of title or body, any case; "" for all
+	limit  int    // -1 for no limit
+	offset int
+}
+
+// listNotes returns the notes of q, newest updated first. The query is built
+// from fixed pieces; every value goes in as a ? argument.
+func (s *store) listNotes(ctx context.Context, q noteQuery) ([]note, error) {
+	query := `SELECT ` + noteColumns + ` FROM notes n WHERE (n.user_id = ? OR n.is_public)`
+	args := []any{q.viewer}
+	if q.owner != 0 {
+		query += ` AND n.user_id = ?`
+		args = append(args, q.owner)
+	}
+	if q.search != "" {
+		if strings.ContainsRune(q.search, 0) {
+			return nil, nil // NUL only separates title from body: it matches no text
+		}
+		// instr, not LIKE: % and _ in the search are ordinary characters.
+		query += ` AND instr(n.search, ?) > 0`
+		args = append(args, foldKey(q.search))
+	}
+	query += ` ORDER BY n.updated DESC, n.id DESC LIMIT ? OFFSET ?`
+	args = append(args, q.limit, q.offset)
+
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var notes []note
+	for rows.Next() {
+		var n note
+		if err := scanNote(rows, &n); err != nil {
+			return nil, err
+		}
+		notes = append(notes, n)
+	}
+	return notes, rows.Err()
+}
+
+// userExists reports whether user id exists (GET /api/users/{id}/notes/).
+func (s *store) userExists(ctx context.Context, id int64) (bool, error) {
+	return s.exists(ctx, `SELECT EXISTS(SELECT 1 FROM users WHERE id = ?)`, id)
+}
+
+// ---- media files ----
+
+// The folders of DATA_DIR/media.
+const (
+	coversFolder = "covers" // profile cover photos
+	imagesFolder = "images" // note cover images
+)
+
+// imageFile is an uploaded image that the handlers have checked: its bytes
+// and the file extension of its detected type.
+type imageFile struct {
+	data []byte
+	ext  string
+}
+
+// openMedia creates DATA_DIR/media and its folders and opens it as an
+// os.Root: every later file operation is confined to it (no "..", no
+// symlink out).
+func openMedia(dataDir string) (*os.Root, error) {
+	dir := filepath.Join(dataDir, "media")
+	for _, folder := range []string{coversFolder, imagesFolder} {
+		if err := os.MkdirAll(filepath.Join(dir, folder), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return os.OpenRoot(dir)
+}
+
+// withNewFile saves img (if any) under folder, runs fn with its path (nil
+// for no image), and deletes the file again if fn fails: a file exists only
+// for a row that was committed. (A crash between the two can leave an
+// unreferenced file, never a referenced file that is missing or partial.)
+func (s *store) withNewFile(folder string, img *imageFile, fn func(path *string) error) error {
+	if img == nil {
+		return fn(nil)
+	}
+	path, err := s.saveMedia(folder, img)
+	if err != nil {
+		return err
+	}
+	if err := fn(&path); err != nil {
+		s.removeMedia(path)
+		return err
+	}
+	return nil
+}
+
+// saveMedia writes img under folder with a random name (128 bits) and
+// returns "folder/name.ext". It writes a temporary file, syncs it and renames
+// it into place, so a crash never leaves half a file under a served name.
+func (s *store) saveMedia(folder string, img *imageFile) (string, error) {
+	final := path.Join(folder, randomID()+"."+img.ext)
+	tmp := path.Join(folder, ".tmp-"+randomID())
+	f, err := s.media.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(img.data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.media.Rename(tmp, final)
+	}
+	if err != nil {
+		s.media.Remove(tmp)
+		return "", err
+	}
+	return final, nil
+}
+
+// removeMedia deletes stored files. A file that cannot be deleted is left
+// behind: an unreferenced file harms nothing.
+func (s *store) removeMedia(paths ...string) {
+	for _, p := range paths {
+		if p != "" {
+			s.media.Remove(p)
+		}
+	}
+}
+
+// openMediaFile opens a stored file for reading. Anything the os.Root will
+// not open (missing, or a symlink out of the folder) is errNotFound.
+func (s *store) openMediaFile(p string) (*os.File, error) {
+	f, err := s.media.Open(p)
+	if err != nil {
+		return nil, errNotFound
+	}
+	return f, nil
 }
