@@ -401,7 +401,7 @@ func TestFlushExpiredTokensCommand(t *testing.T) {
 	now := time.Now()
 	st.createUser(context.Background(), newUser{Username: "u", Email: "u@example.com", PasswordHash: "x"}, now)
 	for i, expires := range []time.Time{now.Add(-time.Hour), now.Add(-time.Minute), now.Add(time.Hour)} {
-		st.createSession(context.Background(), session{ID: fmt.Sprint("s", i), UserID: 1, Created: now.Add(-2 * time.Hour), Expires: expires})
+		st.createSession(context.Background(), session{ID: fmt.Sprint("s", i), UserID: 1, Created: now.Add(-2 * time.Hour), Expires: expires}, "x")
 	}
 	st.Close()
 	var stdout bytes.Buffer

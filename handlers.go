@@ -142,7 +142,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 		return errs
 	}
 
-	u, err := s.checkPassword(r.Context(), username, password)
+	u, hash, err := s.checkPassword(r.Context(), username, password)
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,11 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 		UserAgent: truncate(r.UserAgent(), 512),
 		IP:        s.clientIP(r),
 	}
-	if err := s.store.createSession(r.Context(), sess); err != nil {
+	err = s.store.createSession(r.Context(), sess, hash)
+	if errors.Is(err, errNotFound) {
+		return errNoActiveAccount // the password changed while we checked it
+	}
+	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, struct {
@@ -169,7 +173,8 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 
 var errWrongPassword = errors.New("wrong password")
 
-// checkPassword finds the active user with this username and password. A
+// checkPassword finds the active user with this username and password, and
+// returns them with the hash the password matched. A
 // wrong password, an unknown user and an inactive user all give
 // errNoActiveAccount, after the same work: an unknown user is checked against
 // a dummy hash, so the answer takes as long and reveals nothing.
@@ -178,25 +183,25 @@ var errWrongPassword = errors.New("wrong password")
 // -login-window; past that it gets 429, even with the right password. The
 // attempt takes its place in that budget before the hash runs, so that
 // concurrent guesses cannot overshoot it, and gives it back if it succeeds.
-func (s *server) checkPassword(ctx context.Context, username, password string) (user, error) {
+func (s *server) checkPassword(ctx context.Context, username, password string) (user, string, error) {
 	account := foldKey(username)
 	attempt := s.now()
 	if wait := s.failedLogins.take(account, attempt); wait > 0 {
-		return user{}, throttled(wait)
+		return user{}, "", throttled(wait)
 	}
 	u, hash, err := s.store.credentials(ctx, username)
 	if err != nil && !errors.Is(err, errNotFound) {
-		return user{}, err
+		return user{}, "", err
 	}
 	match, err := s.passwords.check(ctx, password, hash)
 	if err != nil {
-		return user{}, err
+		return user{}, "", err
 	}
 	if !match || !u.IsActive {
-		return user{}, errNoActiveAccount
+		return user{}, "", errNoActiveAccount
 	}
 	s.failedLogins.giveBack(account, attempt)
-	return u, nil
+	return u, hash, nil
 }
 
 // confirmPassword checks the password of a logged-in user who is about to

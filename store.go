@@ -306,15 +306,22 @@ func (s *store) credentials(ctx context.Context, username string) (user, string,
 // ---- sessions and tokens ----
 
 // createSession records a login: the new session and the user's last_login,
-// in one transaction.
-func (s *store) createSession(ctx context.Context, sess session) error {
+// in one transaction. verifiedHash is the password hash the login was
+// checked against: if the password changed (or the user was deactivated or
+// deleted) since, no session is made and it returns errNotFound, so a login
+// racing a password change cannot outlive it.
+func (s *store) createSession(ctx context.Context, sess session, verifiedHash string) error {
 	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions
-			(id, user_id, created, last_used, expires, user_agent, ip) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			sess.ID, sess.UserID, micros(sess.Created), micros(sess.Created), micros(sess.Expires),
-			sess.UserAgent, sess.IP)
+		res, err := tx.ExecContext(ctx, `INSERT INTO sessions
+				(id, user_id, created, last_used, expires, user_agent, ip)
+			SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password = ? AND is_active`,
+			sess.ID, micros(sess.Created), micros(sess.Created), micros(sess.Expires),
+			sess.UserAgent, sess.IP, sess.UserID, verifiedHash)
 		if err != nil {
 			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return cmp.Or(err, errNotFound)
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE users SET last_login = ? WHERE id = ?`,
 			micros(sess.Created), sess.UserID)
