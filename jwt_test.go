@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -117,7 +118,14 @@ func TestVerifyRFC7515Example(t *testing.T) {
 
 func TestVerifyRejects(t *testing.T) {
 	s := &tokenSigner{key: testKey}
-	good := s.sign(testClaims(accessToken))
+	// A token with "-" or "_" in its signature, so that the standard
+	// base64 alphabet spells it differently.
+	c := testClaims(accessToken)
+	good := s.sign(c)
+	for i := 0; !strings.ContainsAny(strings.Split(good, ".")[2], "-_"); i++ {
+		c.JTI = fmt.Sprint(i)
+		good = s.sign(c)
+	}
 	parts := strings.Split(good, ".")
 	hs256 := `{"alg":"HS256","typ":"JWT"}`
 	payload := func(mutate func(map[string]any)) string {
