@@ -1858,14 +1858,22 @@ type passwordHasher struct {
 }
 
 func newPasswordHasher(parallel int) *passwordHasher {
-	p := &passwordHasher{slots: make(chan struct{}, max(1, parallel))}
-	salt := make([]byte, argonSaltLen)
+	// The dummy needs the parameters of a real hash, not a real hash: random
+	// bytes in its place cost no 19 MiB at start and match no password.
+	salt, key := make([]byte, argonSaltLen), make([]byte, argonKeyLen)
 	rand.Read(salt)
-	p.dummy = encodePHC(salt, argon2.IDKey(salt, salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen))
-	return p
+	rand.Read(key)
+	return &passwordHasher{slots: make(chan struct{}, max(1, parallel)), dummy: encodePHC(salt, key)}
 }
 
 // run waits for a free slot (or the request to go away), then runs f.
+//
+// argon2 allocates its 19 MiB afresh for every hash and never touches it
+// again. Collecting right after each hash (the slot still held) hands those
+// pages to the next hash instead of letting garbage pile up: with the memory
+// limit main sets (hashMemoryLimit), a flood of logins holds the server at
+// about slots × 19 MiB plus the rest, for a GC cycle of a millisecond or two
+// per hash.
 func (p *passwordHasher) run(ctx context.Context, f func()) error {
 	select {
 	case p.slots <- struct{}{}:
@@ -1874,7 +1882,14 @@ func (p *passwordHasher) run(ctx context.Context, f func()) error {
 	}
 	defer func() { <-p.slots }()
 	f()
+	runtime.GC()
 	return nil
+}
+
+// hashMemoryLimit is the soft memory limit for the Go runtime: what the
+// password hashes may hold at once, plus room for everything else.
+func hashMemoryLimit(slots int) int64 {
+	return int64(slots)*argonMemoryKiB*1024 + 18<<20
 }
 
 // hash returns the PHC string of a new salted argon2id hash of password.

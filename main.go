@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +29,12 @@ import (
 )
 
 func main() {
+	// A soft memory limit makes the runtime return freed memory to the
+	// system promptly, so password hashes (19 MiB each) do not leave the
+	// process holding memory it no longer uses. GOMEMLIMIT overrides it.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(hashMemoryLimit(runtime.NumCPU()))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
