@@ -7,15 +7,21 @@ package main
 // text is the message simplejwt gives for the same fault.
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"hash"
+	"io"
 	"math"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Token types, the value of the token_type claim.
@@ -65,7 +71,8 @@ var b64 = base64.RawURLEncoding.Strict()
 
 // tokenSigner holds the HMAC key. It is the only thing that knows the key.
 type tokenSigner struct {
-	key []byte
+	key  []byte
+	macs sync.Pool // of hash.Hash: HMAC-SHA256 with key, ready to Reset and reuse
 }
 
 // randomID returns 128 random bits as 32 lowercase hex characters, like
@@ -94,13 +101,23 @@ func encodeClaims(c claims) string {
 // usable token.
 func (s *tokenSigner) signPayload(payloadSegment string) string {
 	signingInput := jwtHeader + "." + payloadSegment
-	return signingInput + "." + b64.EncodeToString(s.mac(signingInput))
+	var sum [sha256.Size]byte
+	return signingInput + "." + b64.EncodeToString(s.mac(sum[:0], signingInput))
 }
 
-func (s *tokenSigner) mac(signingInput string) []byte {
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(signingInput))
-	return m.Sum(nil)
+// mac is HMAC-SHA256 of signingInput, appended to dst. Setting up an HMAC
+// (hashing the key into its pads) costs as much as using it, so set-up ones
+// are kept in a pool.
+func (s *tokenSigner) mac(dst []byte, signingInput string) []byte {
+	m, _ := s.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, s.key)
+	}
+	m.Reset()
+	io.WriteString(m, signingInput)
+	dst = m.Sum(dst)
+	s.macs.Put(m)
+	return dst
 }
 
 // verify checks token and returns its claims. want is the token type the
@@ -117,6 +134,107 @@ func (s *tokenSigner) verify(token, want string, now time.Time) (claims, error) 
 	payload, err := s.verifySigned(token)
 	if err != nil {
 		return claims{}, err
+	}
+	// Almost every token is one this server wrote: read that layout
+	// directly. Anything else takes the general path, which gives each
+	// missing or mistyped claim simplejwt's own message.
+	if c, ok := readOwnPayload(payload); ok {
+		return c, checkTimesAndType(c, want, now)
+	}
+	return readAnyPayload(payload, want, now)
+}
+
+// checkTimesAndType checks a token that has every claim: not expired, not
+// issued in the future, and of the wanted type.
+func checkTimesAndType(c claims, want string, now time.Time) error {
+	switch {
+	case c.Exp <= now.Unix() || c.Iat > now.Unix():
+		return errTokenInvalid
+	case c.TokenType != accessToken && c.TokenType != refreshToken || want != "" && c.TokenType != want:
+		return errTokenWrongType
+	}
+	return nil
+}
+
+// readOwnPayload reads a payload in exactly the layout sign writes: the
+// claims in their order, strings without escapes or control characters,
+// whole numbers. For anything else it reports false.
+func readOwnPayload(p []byte) (claims, bool) {
+	var c claims
+	r := layoutReader{p}
+	ok := r.literal(`{"token_type":`) && r.str(&c.TokenType) &&
+		r.literal(`,"exp":`) && r.integer(&c.Exp) &&
+		r.literal(`,"iat":`) && r.integer(&c.Iat) &&
+		r.literal(`,"jti":`) && r.str(&c.JTI) &&
+		r.literal(`,"user_id":`) && r.integer(&c.UserID) &&
+		r.literal(`,"username":`) && r.str(&c.Username) &&
+		r.literal(`,"email":`) && r.str(&c.Email) &&
+		r.literal(`,"sid":`) && r.str(&c.SessionID) &&
+		r.literal(`}`) && len(r.rest) == 0
+	return c, ok
+}
+
+// layoutReader consumes a byte slice piece by piece.
+type layoutReader struct{ rest []byte }
+
+func (r *layoutReader) literal(s string) bool {
+	if len(r.rest) < len(s) || string(r.rest[:len(s)]) != s {
+		return false
+	}
+	r.rest = r.rest[len(s):]
+	return true
+}
+
+func (r *layoutReader) str(dst *string) bool {
+	if len(r.rest) == 0 || r.rest[0] != '"' {
+		return false
+	}
+	end := bytes.IndexByte(r.rest[1:], '"') + 1
+	if end == 0 {
+		return false
+	}
+	s := r.rest[1:end]
+	for _, b := range s {
+		if b < 0x20 || b == '\\' {
+			return false
+		}
+	}
+	if !utf8.Valid(s) {
+		return false
+	}
+	*dst = string(s)
+	r.rest = r.rest[end+1:]
+	return true
+}
+
+// integer reads a JSON integer: an optional minus, then 0 or a digit 1-9
+// and more digits.
+func (r *layoutReader) integer(dst *int64) bool {
+	n := 0
+	if n < len(r.rest) && r.rest[n] == '-' {
+		n++
+	}
+	start := n
+	for n < len(r.rest) && '0' <= r.rest[n] && r.rest[n] <= '9' {
+		n++
+	}
+	if n == start || r.rest[start] == '0' && n-start > 1 {
+		return false
+	}
+	v, err := strconv.ParseInt(string(r.rest[:n]), 10, 64)
+	if err != nil {
+		return false
+	}
+	*dst, r.rest = v, r.rest[n:]
+	return true
+}
+
+// readAnyPayload is the general path: one pass of encoding/json checks that
+// the payload is a JSON object and cuts out the claims; each is then read by
+// hand, which keeps apart "missing" (nil), "wrong type" and "present".
+func readAnyPayload(payload []byte, want string, now time.Time) (claims, error) {
+	if !utf8.Valid(payload) {
+		return claims{}, errTokenInvalid
 	}
 	var raw struct {
 		TokenType json.RawMessage `json:"token_type"`
@@ -164,38 +282,58 @@ func (s *tokenSigner) verify(token, want string, now time.Time) (claims, error) 
 	case raw.TokenType == nil:
 		return claims{}, errTokenNoType
 	}
-	json.Unmarshal(raw.TokenType, &c.TokenType) // a non-string leaves "": wrong type
+	c.TokenType = jsonString(raw.TokenType) // a non-string gives "": wrong type
 	if c.TokenType != accessToken && c.TokenType != refreshToken || want != "" && c.TokenType != want {
 		return claims{}, errTokenWrongType
 	}
 
 	// The rest identify the user and the session. A token we signed always
 	// has them; one signed with a leaked key might not.
-	if err := json.Unmarshal(raw.UserID, &c.UserID); err != nil || raw.UserID == nil {
+	userID, err := strconv.ParseInt(string(raw.UserID), 10, 64)
+	if err != nil {
 		return claims{}, errTokenNoUser
 	}
-	json.Unmarshal(raw.JTI, &c.JTI)
-	json.Unmarshal(raw.Username, &c.Username)
-	json.Unmarshal(raw.Email, &c.Email)
-	json.Unmarshal(raw.SessionID, &c.SessionID) // missing or not a string: "", which names no session
+	c.UserID = userID
+	c.JTI = jsonString(raw.JTI)
+	c.Username = jsonString(raw.Username)
+	c.Email = jsonString(raw.Email)
+	c.SessionID = jsonString(raw.SessionID) // missing or not a string: "", which names no session
 	return c, nil
 }
 
+// jsonString reads a JSON string; anything else (or nothing) is "". A string
+// without escapes, as every one this server writes, needs no decoder.
+func jsonString(raw json.RawMessage) string {
+	if len(raw) < 2 || raw[0] != '"' {
+		return ""
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1])
+	}
+	var s string
+	json.Unmarshal(raw, &s)
+	return s
+}
+
 // jsonSeconds reads a NumericDate: a JSON number, truncated to whole seconds
-// as PyJWT's int() does. Strings, booleans and null are refused.
+// as PyJWT's int() does. Strings, booleans and null are refused. (raw is a
+// valid JSON value: a number starts with '-' or a digit.)
 func jsonSeconds(raw json.RawMessage) (int64, bool) {
-	var f float64
 	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
 		return 0, false
 	}
-	if err := json.Unmarshal(raw, &f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return 0, false
+	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return n, true
+	}
+	f, err := strconv.ParseFloat(string(raw), 64) // a fraction or an exponent
+	if err != nil {
+		return 0, false // beyond float64
 	}
 	f = math.Trunc(f)
-	if f >= math.MaxInt64 {
+	switch {
+	case f >= math.MaxInt64:
 		return math.MaxInt64, true
-	}
-	if f <= math.MinInt64 {
+	case f <= math.MinInt64:
 		return math.MinInt64, true
 	}
 	return int64(f), true
@@ -215,44 +353,50 @@ func (s *tokenSigner) verifySigned(token string) ([]byte, error) {
 	if !ok || strings.Contains(sigSeg, ".") {
 		return nil, errTokenInvalid
 	}
-	header, err := decodeSegment(headerSeg)
+	// Our own header, byte for byte, needs no decoding; any other is read.
+	if headerSeg != jwtHeader {
+		if err := checkHeader(headerSeg); err != nil {
+			return nil, err
+		}
+	}
+	var sigBuf, wantBuf [sha256.Size]byte
+	sig, err := decodeSegment(sigBuf[:0], sigSeg)
 	if err != nil {
 		return nil, err
+	}
+	signingInput := token[:len(headerSeg)+1+len(payloadSeg)]
+	if !hmac.Equal(sig, s.mac(wantBuf[:0], signingInput)) {
+		return nil, errTokenInvalid
+	}
+	return decodeSegment(nil, payloadSeg)
+}
+
+// checkHeader reads a header segment: JSON whose alg is exactly "HS256" and
+// that has no "crit". The header is trusted for nothing but this check: the
+// algorithm is fixed by the server, never chosen by the token.
+func checkHeader(seg string) error {
+	header, err := decodeSegment(nil, seg)
+	if err != nil {
+		return err
 	}
 	var h struct {
 		Alg  *string         `json:"alg"`
 		Crit json.RawMessage `json:"crit"`
 	}
-	// The header is trusted for nothing but this check: the algorithm is
-	// fixed by the server, never chosen by the token.
 	if json.Unmarshal(header, &h) != nil || h.Alg == nil || *h.Alg != "HS256" || h.Crit != nil {
-		return nil, errTokenInvalid
+		return errTokenInvalid
 	}
-	sig, err := decodeSegment(sigSeg)
-	if err != nil {
-		return nil, err
-	}
-	signingInput := token[:len(headerSeg)+1+len(payloadSeg)]
-	if !hmac.Equal(sig, s.mac(signingInput)) {
-		return nil, errTokenInvalid
-	}
-	return decodeSegment(payloadSeg)
+	return nil
 }
 
-// decodeSegment decodes one segment of canonical unpadded base64url. Go's
-// decoder skips \r and \n, so those (and every other byte outside the
-// alphabet) are refused first: a token has exactly one accepted spelling.
-func decodeSegment(seg string) ([]byte, error) {
-	if seg == "" {
+// decodeSegment decodes one segment of canonical unpadded base64url,
+// appending to dst. Go's decoder skips \r and \n, so those are refused
+// first: a token has exactly one accepted spelling.
+func decodeSegment(dst []byte, seg string) ([]byte, error) {
+	if seg == "" || strings.ContainsAny(seg, "\r\n") {
 		return nil, errTokenInvalid
 	}
-	for i := 0; i < len(seg); i++ {
-		c := seg[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return nil, errTokenInvalid
-		}
-	}
-	b, err := b64.DecodeString(seg)
+	b, err := b64.AppendDecode(dst, []byte(seg)) // refuses every other byte outside the alphabet, "=" too
 	if err != nil {
 		return nil, errTokenInvalid
 	}

@@ -34,7 +34,7 @@ func testClaims(tokenType string) claims {
 func forge(key []byte, header, payload string) string {
 	signer := &tokenSigner{key: key}
 	input := b64.EncodeToString([]byte(header)) + "." + b64.EncodeToString([]byte(payload))
-	return input + "." + b64.EncodeToString(signer.mac(input))
+	return input + "." + b64.EncodeToString(signer.mac(nil, input))
 }
 
 func TestSignWritesSimplejwtLayout(t *testing.T) {
@@ -247,4 +247,48 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("a mutated token verified: %q (claims %+v)", token, c)
 		}
 	})
+}
+
+func BenchmarkSign(b *testing.B) {
+	s := &tokenSigner{key: testKey}
+	c := testClaims(accessToken)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.sign(c)
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	s := &tokenSigner{key: testKey}
+	token := s.sign(testClaims(accessToken))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.verify(token, accessToken, testNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzPayloadReaders: whatever the fast reader of our own layout accepts, the
+// general reader reads the same way, to the same claims and verdict.
+func FuzzPayloadReaders(f *testing.F) {
+	f.Add([]byte(encodeClaimsJSON(testClaims(accessToken))))
+	f.Add([]byte(`{"token_type":"refresh","exp":1795957200,"iat":0,"jti":"j","user_id":-1,"username":"a\"b","email":"","sid":""}`))
+	f.Add([]byte(`{"token_type":"access","exp":01,"iat":1,"jti":"j","user_id":1,"username":"","email":"","sid":""}`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		fast, ok := readOwnPayload(payload)
+		if !ok {
+			return
+		}
+		fastErr := checkTimesAndType(fast, accessToken, testNow)
+		general, err := readAnyPayload(payload, accessToken, testNow)
+		if err != fastErr || err == nil && general != fast {
+			t.Fatalf("payload %q: fast %+v %v, general %+v %v", payload, fast, fastErr, general, err)
+		}
+	})
+}
+
+func encodeClaimsJSON(c claims) string {
+	b, _ := b64.DecodeString(encodeClaims(c))
+	return string(b)
 }

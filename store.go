@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -67,8 +68,8 @@ type session struct {
 }
 
 type store struct {
-	read  *sql.DB  // many connections, query_only
-	write *sql.DB  // exactly one connection
+	read  *pool    // many connections, query_only
+	write *pool    // exactly one connection
 	media *os.Root // DATA_DIR/media: uploaded images; nothing outside it can be reached
 }
 
@@ -111,7 +112,7 @@ func openDB(ctx context.Context, path string) (*store, error) {
 	readers := max(4, 2*runtime.NumCPU())
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
-	return &store{read: read, write: write}, nil
+	return &store{read: newPool(read), write: newPool(write)}, nil
 }
 
 // dsn builds a modernc.org/sqlite data source name for a file path.
@@ -120,7 +121,7 @@ func dsn(path, query string) string {
 }
 
 func (s *store) Close() error {
-	return errors.Join(s.read.Close(), s.write.Close(), s.media.Close())
+	return errors.Join(s.read.close(), s.write.close(), s.media.Close())
 }
 
 // ping checks that the database answers (GET /healthz).
@@ -176,16 +177,133 @@ func schemaSections() map[int]string {
 }
 
 // inWriteTx runs fn in a write transaction and commits if fn returns nil.
-func (s *store) inWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *store) inWriteTx(ctx context.Context, fn func(tx *txn) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	t := &txn{tx: tx, pool: s.write}
+	defer t.prepareMissed(ctx)
+	if err := fn(t); err != nil {
 		tx.Rollback()
 		return err
 	}
 	return tx.Commit()
+}
+
+// pool is a *sql.DB whose queries are prepared statements, each SQL string
+// prepared once and reused. Parsing SQL was the largest single cost of a
+// request before; now SQLite parses each query once per connection
+// (database/sql keeps a prepared copy on every connection that ran it). The
+// queries are constant strings, so the cache stays small and never evicts.
+type pool struct {
+	*sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+func newPool(db *sql.DB) *pool {
+	return &pool{DB: db, stmts: map[string]*sql.Stmt{}}
+}
+
+// stmt returns the prepared statement for query, preparing it on first use.
+func (p *pool) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st := p.cached(query); st != nil {
+		return st, nil
+	}
+	st, err := p.DB.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if prev, ok := p.stmts[query]; ok { // another request prepared it meanwhile
+		st.Close()
+		return prev, nil
+	}
+	p.stmts[query] = st
+	return st, nil
+}
+
+func (p *pool) cached(query string) *sql.Stmt {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stmts[query]
+}
+
+// QueryRowContext runs query as a prepared statement. (If it cannot be
+// prepared, the plain call reports the same error through the *sql.Row.)
+func (p *pool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return p.DB.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (p *pool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (p *pool) close() error {
+	for _, st := range p.stmts {
+		st.Close()
+	}
+	return p.DB.Close()
+}
+
+// txn is a write transaction that runs its queries as the write pool's
+// prepared statements.
+type txn struct {
+	tx     *sql.Tx
+	pool   *pool
+	missed []string // queries not prepared yet
+}
+
+// stmt returns query's statement for this transaction. One not prepared yet
+// cannot be prepared on the pool now: its only connection is this
+// transaction's. So it is prepared within the transaction for this once, and
+// for good after the transaction (prepareMissed).
+func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st := t.pool.cached(query); st != nil {
+		return t.tx.StmtContext(ctx, st), nil
+	}
+	t.missed = append(t.missed, query)
+	return t.tx.PrepareContext(ctx, query)
+}
+
+func (t *txn) prepareMissed(ctx context.Context) {
+	for _, query := range t.missed {
+		t.pool.stmt(ctx, query) // an error here only means it is prepared next time
+	}
+}
+
+func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return t.tx.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 // micros and fromMicros convert between time.Time and the stored integers.
@@ -257,7 +375,7 @@ type newUser struct {
 func (s *store) createUser(ctx context.Context, nu newUser, now time.Time) (user, error) {
 	var u user
 	err := s.withNewFile(coversFolder, nu.CoverPhoto, func(coverPhoto *string) error {
-		return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		return s.inWriteTx(ctx, func(tx *txn) error {
 			res, err := tx.ExecContext(ctx, `INSERT INTO users
 				(username, username_key, email, email_key, password, bio, cover_photo, date_joined)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -280,7 +398,7 @@ func (s *store) createUser(ctx context.Context, nu newUser, now time.Time) (user
 }
 
 // whichTaken names the UNIQUE constraint an insert of nu ran into.
-func whichTaken(ctx context.Context, tx *sql.Tx, nu newUser) error {
+func whichTaken(ctx context.Context, tx *txn, nu newUser) error {
 	var byName bool
 	err := tx.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM users WHERE username_key = ?)`,
 		foldKey(nu.Username)).Scan(&byName)
@@ -311,7 +429,7 @@ func (s *store) credentials(ctx context.Context, username string) (user, string,
 // deleted) since, no session is made and it returns errNotFound, so a login
 // racing a password change cannot outlive it.
 func (s *store) createSession(ctx context.Context, sess session, verifiedHash string) error {
-	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	return s.inWriteTx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO sessions
 				(id, user_id, created, last_used, expires, user_agent, ip)
 			SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password = ? AND is_active`,
@@ -379,7 +497,7 @@ func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, gr
 		sess    session
 		payload string
 	)
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx *txn) error {
 		var sessionLive bool
 		var expires int64
 		err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+`,
@@ -422,7 +540,7 @@ func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, gr
 
 // rotate blacklists the old token, remembering its replacement, and marks the
 // session used.
-func rotate(ctx context.Context, tx *sql.Tx, old claims, sessionID, replacement string, now time.Time) error {
+func rotate(ctx context.Context, tx *txn, old claims, sessionID, replacement string, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO blacklist (jti, session_id, expires, blacklisted_at, replacement)
 		VALUES (?, ?, ?, ?, ?)`, old.JTI, sessionID, micros(time.Unix(old.Exp, 0)), micros(now), replacement)
 	if err != nil {
@@ -432,7 +550,7 @@ func rotate(ctx context.Context, tx *sql.Tx, old claims, sessionID, replacement 
 	return err
 }
 
-func revokeSession(ctx context.Context, tx *sql.Tx, sessionID string, now time.Time) error {
+func revokeSession(ctx context.Context, tx *txn, sessionID string, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE id = ? AND revoked IS NULL`,
 		micros(now), sessionID)
 	return err
@@ -444,7 +562,7 @@ func revokeSession(ctx context.Context, tx *sql.Tx, sessionID string, now time.T
 // "Token is blacklisted".
 func (s *store) logout(ctx context.Context, old claims, now time.Time) (bool, error) {
 	var ok bool
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx *txn) error {
 		var live, rotated bool
 		err := tx.QueryRowContext(ctx, `SELECT
 				EXISTS(SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = ? AND `+liveSession+`),
@@ -488,7 +606,7 @@ func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (
 	var u user
 	var oldPhoto string
 	err := s.withNewFile(coversFolder, c.CoverPhoto, func(newPhoto *string) error {
-		return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		return s.inWriteTx(ctx, func(tx *txn) error {
 			err := tx.QueryRowContext(ctx, `SELECT coalesce(cover_photo, '') FROM users WHERE id = ?`, id).Scan(&oldPhoto)
 			if err != nil {
 				return err
@@ -549,7 +667,7 @@ func (s *store) passwordHash(ctx context.Context, id int64) (string, error) {
 // keep, in one transaction: no other device stays logged in with the old
 // password.
 func (s *store) changePassword(ctx context.Context, id int64, hash, keep string, now time.Time) error {
-	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	return s.inWriteTx(ctx, func(tx *txn) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ?`, hash, id); err != nil {
 			return err
 		}
@@ -563,7 +681,7 @@ func (s *store) changePassword(ctx context.Context, id int64, hash, keep string,
 // and blacklist rows with them, and their files go once that is committed.
 func (s *store) deleteUser(ctx context.Context, id int64) error {
 	var files []string
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT cover_photo FROM users WHERE id = ?1 AND cover_photo IS NOT NULL
 			UNION ALL SELECT cover_image FROM notes WHERE user_id = ?1 AND cover_image IS NOT NULL`, id)
 		if err != nil {
@@ -616,7 +734,7 @@ func (s *store) liveSessions(ctx context.Context, id int64, now time.Time) ([]se
 // revokeUserSession revokes one live session of user id; errNotFound if
 // there is no such session.
 func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID string, now time.Time) error {
-	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	return s.inWriteTx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE sessions AS s SET revoked = ?
 			WHERE s.id = ? AND s.user_id = ? AND `+liveSession, micros(now), sessionID, id, micros(now))
 		if err != nil {
@@ -631,7 +749,7 @@ func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID strin
 
 // revokeAllSessions logs user id out everywhere.
 func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time) error {
-	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	return s.inWriteTx(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE user_id = ? AND revoked IS NULL`,
 			micros(now), id)
 		return err
@@ -643,7 +761,7 @@ func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time) 
 // all the same) and blacklist rows of tokens that have expired anyway. It
 // returns how many blacklist rows and sessions went.
 func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessions int64, err error) {
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx *txn) error {
 		var before, after int64
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blacklist`).Scan(&before); err != nil {
 			return err
@@ -722,7 +840,7 @@ func deref[T any](p *T) (v T) {
 func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now time.Time) (note, error) {
 	var n note
 	err := s.withNewFile(imagesFolder, f.Image, func(image *string) error {
-		return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		return s.inWriteTx(ctx, func(tx *txn) error {
 			title, body := deref(f.Title), deref(f.Body)
 			err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes
 					(user_id, title, body, search, cover_image, is_public, created, updated)
@@ -751,7 +869,7 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 	var n note
 	var oldImage string
 	err := s.withNewFile(imagesFolder, f.Image, func(newImage *string) error {
-		return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		return s.inWriteTx(ctx, func(tx *txn) error {
 			err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes n
 				WHERE n.id = ? AND n.user_id = ?`, id, owner), &n)
 			if err != nil {
@@ -786,7 +904,7 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 // deleteNote deletes note id of owner, and then its image.
 func (s *store) deleteNote(ctx context.Context, id, owner int64) error {
 	var image sql.NullString
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx *txn) error {
 		err := tx.QueryRowContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ? RETURNING cover_image`,
 			id, owner).Scan(&image)
 		if errors.Is(err, sql.ErrNoRows) {
