@@ -389,23 +389,23 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 // profileJSON is the profile as the API shows it: never the password hash
 // or staff flags.
 type profileJSON struct {
-	ID         int64      `json:"id"`
-	Username   string     `json:"username"`
-	Email      string     `json:"email"`
-	FirstName  string     `json:"first_name"`
-	LastName   string     `json:"last_name"`
-	Bio        string     `json:"bio"`
-	CoverPhoto *string    `json:"cover_photo"`
-	DateJoined string     `json:"date_joined"`
-	LastLogin  *string    `json:"last_login"`
-	Notes      []noteJSON `json:"notes"`
+	ID         int64    `json:"id"`
+	Username   string   `json:"username"`
+	Email      string   `json:"email"`
+	FirstName  string   `json:"first_name"`
+	LastName   string   `json:"last_name"`
+	Bio        string   `json:"bio"`
+	CoverPhoto *string  `json:"cover_photo"`
+	DateJoined string   `json:"date_joined"`
+	LastLogin  *string  `json:"last_login"`
+	Notes      noteList `json:"notes"`
 }
 
 func newProfileJSON(u user, notes []note) profileJSON {
 	p := profileJSON{
 		ID: u.ID, Username: u.Username, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName,
 		Bio: u.Bio, CoverPhoto: mediaURL(u.CoverPhoto), DateJoined: formatTime(u.DateJoined),
-		Notes: newNotesJSON(notes),
+		Notes: notes,
 	}
 	if !u.LastLogin.IsZero() {
 		t := formatTime(u.LastLogin)
@@ -584,29 +584,130 @@ func (s *server) logoutEverywhere(w http.ResponseWriter, r *http.Request, c *cal
 
 // ---- notes ----
 
-// noteJSON is a note as the API shows it.
-type noteJSON struct {
-	ID         int64   `json:"id"`
-	Title      string  `json:"title"`
-	Body       string  `json:"body"`
-	CoverImage *string `json:"cover_image"`
-	IsPublic   bool    `json:"is_public"`
-	User       int64   `json:"user"`
-	Created    string  `json:"created"`
-	Updated    string  `json:"updated"`
+// noteList is notes as the API shows them:
+// {"id","title","body","cover_image","is_public","user","created","updated"}.
+// Notes are what the busiest routes answer, so they are written by hand
+// (appendNote) rather than through reflection; a test holds the two equal.
+type noteList []note
+
+func (l noteList) MarshalJSON() ([]byte, error) {
+	return appendNotes(nil, l), nil
 }
 
-func newNoteJSON(n note) noteJSON {
-	return noteJSON{ID: n.ID, Title: n.Title, Body: n.Body, CoverImage: mediaURL(n.CoverImage), IsPublic: n.IsPublic,
-		User: n.UserID, Created: formatTime(n.Created), Updated: formatTime(n.Updated)}
-}
-
-func newNotesJSON(notes []note) []noteJSON {
-	list := make([]noteJSON, 0, len(notes))
-	for _, n := range notes {
-		list = append(list, newNoteJSON(n))
+func appendNotes(b []byte, notes []note) []byte {
+	b = append(b, '[')
+	for i, n := range notes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendNote(b, n)
 	}
-	return list
+	return append(b, ']')
+}
+
+func appendNote(b []byte, n note) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendInt(b, n.ID, 10)
+	b = append(b, `,"title":`...)
+	b = appendJSONString(b, n.Title)
+	b = append(b, `,"body":`...)
+	b = appendJSONString(b, n.Body)
+	b = append(b, `,"cover_image":`...)
+	if n.CoverImage == "" {
+		b = append(b, "null"...)
+	} else {
+		b = appendJSONString(b, "/media/"+n.CoverImage)
+	}
+	b = append(b, `,"is_public":`...)
+	b = strconv.AppendBool(b, n.IsPublic)
+	b = append(b, `,"user":`...)
+	b = strconv.AppendInt(b, n.UserID, 10)
+	b = append(b, `,"created":"`...)
+	b = appendTime(b, n.Created)
+	b = append(b, `","updated":"`...)
+	b = appendTime(b, n.Updated)
+	return append(b, `"}`...)
+}
+
+// appendJSONString writes s as a JSON string the way encoding/json does
+// with HTML escaping off: quotes, backslashes and control characters
+// escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c == '\b':
+				b = append(b, '\\', 'b')
+			case c == '\f':
+				b = append(b, '\\', 'f')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// appendTime writes the contract's time format (formatTime) without
+// parsing a layout: 2026-11-29T05:01:57.360701Z.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, second := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, second, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond()/1000, 6)
+	return append(b, 'Z')
+}
+
+// appendDigits writes n with at least width digits, zero-padded.
+func appendDigits(b []byte, n, width int) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for n >= 10 || width > 1 {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+		width--
+	}
+	i--
+	buf[i] = byte('0' + n)
+	return append(b, buf[i:]...)
 }
 
 // readNoteFields reads the fields of a note create or update, all optional.
@@ -641,7 +742,7 @@ func (s *server) createNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, newNoteJSON(n))
+	return writeBody(w, http.StatusCreated, appendNote(nil, n))
 }
 
 // getNote is GET /api/notes/{id}/: one's own note or a public one.
@@ -650,7 +751,7 @@ func (s *server) getNote(w http.ResponseWriter, r *http.Request, c *caller) erro
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, newNoteJSON(n))
+	return writeBody(w, http.StatusOK, appendNote(nil, n))
 }
 
 // updateNote is PUT or PATCH /api/notes/{id}/ and /api/notes/{id}/update/;
@@ -676,7 +777,7 @@ func (s *server) updateNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, newNoteJSON(n))
+	return writeBody(w, http.StatusOK, appendNote(nil, n))
 }
 
 // deleteNote is DELETE /api/notes/{id}/ and /api/notes/{id}/delete/.
@@ -831,7 +932,7 @@ func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQu
 		}
 		w.Header().Set("Link", fmt.Sprintf(`<%s://%s%s?%s>; rel="next"`, scheme, r.Host, r.URL.EscapedPath(), next.Encode()))
 	}
-	return writeJSON(w, http.StatusOK, newNotesJSON(notes))
+	return writeBody(w, http.StatusOK, appendNotes(make([]byte, 0, 256*len(notes)+2), notes))
 }
 
 // ---- media, health, the route list ----
@@ -895,7 +996,7 @@ func mediaURL(path string) *string {
 
 // formatTime is the contract's time format: RFC 3339, UTC, microseconds.
 func formatTime(t time.Time) string {
-	return t.UTC().Format("2006-01-02T15:04:05.000000Z")
+	return string(appendTime(nil, t))
 }
 
 // ---- routing ----
@@ -2020,6 +2121,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	if err != nil {
 		return err
 	}
+	return writeBody(w, status, body)
+}
+
+// writeBody writes a JSON answer already encoded.
+func writeBody(w http.ResponseWriter, status int, body []byte) error {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))

@@ -639,7 +639,7 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, stmt := range []string{
-		schemaSections()[1],
+		schemaSections()[0],
 		`PRAGMA user_version = 1`,
 		`INSERT INTO users (username, username_key, email, email_key, password, date_joined) VALUES ('old', 'old', 'o@example.com', 'o@example.com', 'x', 1)`,
 		`INSERT INTO sessions (id, user_id, created, last_used, expires) VALUES ('s1', 1, 1, 1, 99999999999999999)`,
@@ -664,5 +664,57 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 	}
 	if _, err := st.createNote(context.Background(), 1, noteFields{}, time.Now()); err != nil {
 		t.Errorf("a note in the upgraded database: %v", err)
+	}
+}
+
+// FuzzNoteJSON: the hand-written note encoder writes what encoding/json
+// (HTML escaping off, as writeJSON) writes for the same fields, and
+// appendTime what time.Format writes.
+func FuzzNoteJSON(f *testing.F) {
+	f.Add(int64(1), "title", "body <b>&</b> \"q\" \\ \n\t\x01 \u2028 é 😀", "images/x.png", true, int64(1795953600123456))
+	f.Add(int64(-5), "\xff\xfe bad utf-8", "", "", false, int64(0))
+	f.Fuzz(func(t *testing.T, id int64, title, body, image string, public bool, us int64) {
+		us = min(max(us, 0), 253402300799999999) // up to the year 9999
+		n := note{ID: id, UserID: id * 3, Title: title, Body: body, CoverImage: image, IsPublic: public,
+			Created: fromMicros(us), Updated: fromMicros(us / 2)}
+		var cover *string
+		if image != "" {
+			c := "/media/" + image
+			cover = &c
+		}
+		want, err := marshalJSON(struct {
+			ID         int64   `json:"id"`
+			Title      string  `json:"title"`
+			Body       string  `json:"body"`
+			CoverImage *string `json:"cover_image"`
+			IsPublic   bool    `json:"is_public"`
+			User       int64   `json:"user"`
+			Created    string  `json:"created"`
+			Updated    string  `json:"updated"`
+		}{n.ID, n.Title, n.Body, cover, n.IsPublic, n.UserID,
+			n.Created.Format("2006-01-02T15:04:05.000000Z"), n.Updated.Format("2006-01-02T15:04:05.000000Z")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendNote(nil, n); string(got) != string(want) {
+			t.Fatalf("appendNote:\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+// TestSchemaVersionsAreConsecutive: schema.sql's sections are numbered 1, 2,
+// ... in order, as migrate applies them.
+func TestSchemaVersionsAreConsecutive(t *testing.T) {
+	want := 1
+	for _, line := range strings.Split(schemaSQL, "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- version "); ok {
+			if n != fmt.Sprint(want) {
+				t.Errorf("section %q, want version %d", line, want)
+			}
+			want++
+		}
+	}
+	if got := len(schemaSections()); got != want-1 || got < 2 {
+		t.Errorf("%d sections", got)
 	}
 }

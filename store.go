@@ -136,7 +136,8 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&have); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	for version, section := range schemaSections() {
+	for i, section := range schemaSections() {
+		version := i + 1 // in order: each section builds on the one before
 		if version <= have {
 			continue
 		}
@@ -160,17 +161,17 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// schemaSections splits schema.sql at its "-- version N" lines.
-func schemaSections() map[int]string {
-	sections := map[int]string{}
-	version := 0
+// schemaSections splits schema.sql at its "-- version N" lines: the
+// section of version N is at index N-1.
+func schemaSections() []string {
+	var sections []string
 	for _, line := range strings.SplitAfter(schemaSQL, "\n") {
-		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- version "); ok {
-			version, _ = strconv.Atoi(n)
+		if _, ok := strings.CutPrefix(strings.TrimSpace(line), "-- version "); ok {
+			sections = append(sections, "")
 			continue
 		}
-		if version > 0 {
-			sections[version] += line
+		if len(sections) > 0 {
+			sections[len(sections)-1] += line
 		}
 	}
 	return sections
