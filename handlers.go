@@ -8,11 +8,12 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
-	_ "embed"
+	"embed"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"runtime"
 	"slices"
@@ -118,6 +120,8 @@ func (s *server) routes() http.Handler {
 	rt.handle("GET", "/media/covers/{name}", public, s.serveMedia(coversFolder))
 	rt.handle("GET", "/media/images/{name}", public, s.serveMedia(imagesFolder))
 	rt.handle("GET", "/healthz", public, s.healthz)
+	rt.handle("GET", "/", public, s.serveWeb)
+	rt.handle("GET", "/assets/{name}", public, s.serveWeb)
 	return s.logRequests(s.recoverPanics(s.cors(rt.finish())))
 }
 
@@ -985,6 +989,39 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ *caller) erro
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// ---- the browser client ----
+
+// webFiles is the browser client of GET /: plain HTML, CSS and JavaScript,
+// compiled into the binary.
+//
+//go:embed web
+var webFiles embed.FS
+
+var webTypes = map[string]string{
+	".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+}
+
+// serveWeb is GET / (the page) and GET /assets/{name} (its script and
+// style). The Content-Security-Policy lets the page load only its own files
+// and talk only to this server: even a note that held a script could not
+// run it or send a token anywhere.
+func (s *server) serveWeb(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	name := cmp.Or(r.PathValue("name"), "index.html")
+	data, err := webFiles.ReadFile("web/" + name)
+	if err != nil || strings.Contains(name, "/") {
+		return errNotFoundAnswer
+	}
+	h := w.Header()
+	h.Set("Content-Type", webTypes[path.Ext(name)])
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob:; object-src 'none'; "+
+		"base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(data))
+	return nil
+}
+
 // mediaURL is the site-relative URL of a stored file, or nil for none.
 func mediaURL(path string) *string {
 	if path == "" {
@@ -1038,6 +1075,9 @@ func (rt *router) handle(method, path string, who access, h handler) {
 // slashForms gives "/a/b/{$}" and "/a/b" for "/a/b/": {$} keeps the pattern
 // from matching everything below the path.
 func slashForms(path string) []string {
+	if path == "/" {
+		return []string{"/{$}"}
+	}
 	trimmed := strings.TrimSuffix(path, "/")
 	return []string{trimmed + "/{$}", trimmed}
 }

@@ -1,0 +1,265 @@
+// End-to-end test of the browser client (GET /) in a real browser: Debian's
+// Chromium driven by playwright-core, against the real binary, which this
+// test builds and starts itself with a 2-second access token lifetime.
+//
+//   cd e2e && npm ci && npm test
+//   SCREENSHOTS=../docs npm test      # also write the README's screenshots
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import zlib from "node:zlib";
+import { chromium } from "playwright-core";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const shots = process.env.SCREENSHOTS ? resolve(process.env.SCREENSHOTS) : "";
+const password = "Correct-Horse-42";
+const newPassword = "Battery-Staple-77";
+
+let server, base, browser, work;
+
+// png makes a small solid-colour PNG.
+function png(width, height, [r, g, b]) {
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array(width).fill([r, g, b]).flat())]);
+  const raw = Buffer.concat(Array(height).fill(row));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr), chunk("IDAT", zlib.deflateSync(raw)), chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), "jwtnotes-e2e-"));
+  const bin = join(work, "jwtnotes");
+  execFileSync("go", ["build", "-o", bin, "."], { cwd: root, stdio: "inherit" });
+  server = spawn(bin, ["-addr", "127.0.0.1:0", "-data", join(work, "data"), "-access-ttl", "2s", "-ip-limit", "0"], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, JWT_SECRET: "" },
+  });
+  base = await new Promise((resolvePromise, reject) => {
+    let seen = "";
+    server.stderr.on("data", (chunk) => {
+      seen += chunk;
+      const m = /msg=listening addr=(\S+)/.exec(seen);
+      if (m) resolvePromise(`http://${m[1]}`);
+    });
+    server.on("exit", (code) => reject(new Error(`server exited (${code}): ${seen}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server.on("exit", r));
+    server.kill("SIGTERM");
+    await exited;
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function newPage(viewport = { width: 1100, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on("dialog", (dialog) => dialog.accept());
+  page.on("pageerror", (err) => { throw err; });
+  return page;
+}
+
+async function shot(page, name) {
+  if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+async function logIn(page, username, pass) {
+  await page.goto(base + "/#login");
+  await page.getByRole("heading", { name: "Log in" }).waitFor();
+  const form = page.locator("#login-form");
+  await form.getByLabel("Username").fill(username);
+  await form.getByLabel("Password").fill(pass);
+  await form.getByLabel("Password").press("Enter"); // the keyboard works
+  await page.locator("#notes-view").waitFor();
+}
+
+// Every refresh request the page makes.
+function countRefreshes(page) {
+  const seen = { n: 0 };
+  page.on("request", (req) => { if (req.url().endsWith("/api/token/refresh/")) seen.n++; });
+  return seen;
+}
+
+let alice; // the main page, logged in as alice
+
+test("register shows the API's messages, then logs in", async () => {
+  alice = await newPage();
+  await alice.goto(base);
+  await shot(alice, "login");
+  const form = alice.locator("#register-form");
+  await form.getByLabel("Username").fill("alice");
+  await form.getByLabel("Email").fill("alice@example.com");
+  await form.getByLabel("Password", { exact: true }).fill("123");
+  await form.getByLabel("Password again").fill("123");
+  await form.getByRole("button", { name: "Register" }).click();
+  await assert.doesNotReject(form.getByText("This password is too short").waitFor());
+  await form.getByText("This password is entirely numeric.").waitFor();
+
+  await form.getByLabel("Password", { exact: true }).fill(password);
+  await form.getByLabel("Password again").fill(password);
+  await form.getByLabel("About you").fill("Writes things down.");
+  await form.getByRole("button", { name: "Register" }).click();
+  await alice.locator("#notes-view").waitFor();
+  assert.match(await alice.locator("#status").textContent(), /Welcome/);
+});
+
+test("notes: create with an image, search, edit, make public, delete", async () => {
+  const form = alice.locator("#note-form");
+  await form.getByLabel("Title").fill("Groceries");
+  await form.getByLabel("Text").fill("Milk, eggs, <b>bread</b>");
+  await form.getByLabel("Image").setInputFiles({ name: "list.png", mimeType: "image/png", buffer: png(120, 60, [70, 130, 220]) });
+  await form.getByRole("button", { name: "Add note" }).click();
+  const groceries = alice.locator(".note", { hasText: "Groceries" });
+  await groceries.waitFor();
+  assert.equal(await groceries.locator(".note-body").textContent(), "Milk, eggs, <b>bread</b>"); // text, not HTML
+  await groceries.locator(".note-image").waitFor();
+  assert.ok(await groceries.locator(".note-image").evaluate((img) => img.complete && img.naturalWidth === 120));
+
+  await form.getByLabel("Title").fill("Holiday plans");
+  await form.getByLabel("Text").fill("Sea, sun, a good book.");
+  await form.getByLabel("Public").check();
+  await form.getByRole("button", { name: "Add note" }).click();
+  await alice.locator(".note", { hasText: "Holiday plans" }).getByText(/^Public/).waitFor();
+
+  const search = alice.locator("#search-form");
+  await search.getByLabel("Search").fill("GROCER");
+  await search.getByRole("button", { name: "Search" }).click();
+  await alice.waitForFunction(() => document.querySelectorAll("#notes .note").length === 1);
+  await search.getByLabel("Search").fill("");
+  await search.getByRole("button", { name: "Search" }).click();
+  await alice.waitForFunction(() => document.querySelectorAll("#notes .note").length === 2);
+
+  await groceries.getByRole("button", { name: "Edit" }).click();
+  const edit = groceries.locator(".note-edit");
+  await edit.getByLabel("Title").fill("Groceries for Sunday");
+  await edit.getByRole("button", { name: "Save" }).click();
+  await alice.locator(".note-title", { hasText: "Groceries for Sunday" }).waitFor();
+  await groceries.getByRole("button", { name: "Make public" }).click();
+  await groceries.getByRole("button", { name: "Make private" }).waitFor();
+
+  await alice.locator(".note", { hasText: "Holiday plans" }).getByRole("button", { name: "Delete" }).click();
+  await alice.waitForFunction(() => document.querySelectorAll("#notes .note").length === 1);
+  await alice.locator("#status", { hasText: "Note deleted." }).waitFor();
+  await shot(alice, "notes");
+});
+
+test("profile: edit and upload a cover photo", async () => {
+  await alice.getByRole("link", { name: "Profile", exact: true }).click();
+  const form = alice.locator("#profile-form");
+  await assert.doesNotReject(alice.waitForFunction(() => document.querySelector("#profile-form [name=bio]").value === "Writes things down."));
+  await form.getByLabel("First name").fill("Alice");
+  await form.getByLabel("Last name").fill("Liddell");
+  await form.getByLabel("Cover photo", { exact: true }).setInputFiles({ name: "me.png", mimeType: "image/png", buffer: png(300, 80, [230, 150, 40]) });
+  await form.getByRole("button", { name: "Save profile" }).click();
+  await alice.locator("#status", { hasText: "Profile saved." }).waitFor();
+  assert.ok(await alice.locator("#cover").evaluate((img) => !img.hidden && img.naturalWidth === 300));
+  await form.getByLabel("Email").fill("not-an-email");
+  await form.getByRole("button", { name: "Save profile" }).click();
+  await form.getByText("email: Enter a valid email address.").waitFor();
+  await form.getByLabel("Email").fill("alice@example.com");
+  await shot(alice, "profile");
+});
+
+test("the access token is refreshed before it expires and once on a 401, one refresh for many calls", async () => {
+  const refreshes = countRefreshes(alice);
+  await alice.getByRole("link", { name: "Notes", exact: true }).click();
+  await alice.locator(".note").first().waitFor();
+  const before = refreshes.n;
+  const firstAccess = await alice.evaluate(() => session.access);
+  await alice.waitForTimeout(2500); // longer than the access token's 2 s
+  await alice.locator("#search-form").getByRole("button", { name: "Search" }).click();
+  await alice.locator(".note").first().waitFor();
+  assert.ok(refreshes.n > before, "no refresh after the access token expired");
+  assert.notEqual(await alice.evaluate(() => session.access), firstAccess);
+  assert.doesNotMatch(await alice.locator("#status").textContent(), /session has ended/);
+
+  // A token the server refuses (here: garbage) gets one refresh and a retry.
+  const answers = await alice.evaluate(async () => {
+    session.access = "not.a.token";
+    session.accessExp = Date.now() / 1000 + 3600;
+    const all = await Promise.all([api("/notes/"), api("/profile/"), api("/sessions/")]);
+    return all.map((a) => Array.isArray(a.data) || typeof a.data === "object");
+  });
+  assert.deepEqual(answers, [true, true, true]);
+
+  // Concurrent calls with a stale token share one refresh.
+  const count = refreshes.n;
+  await alice.evaluate(async () => {
+    session.accessExp = 0;
+    await Promise.all([api("/notes/"), api("/profile/"), api("/sessions/"), api("/notes/?mine=1")]);
+  });
+  assert.equal(refreshes.n, count + 1);
+});
+
+test("a password change logs the other device out cleanly; so does revoking its session", async () => {
+  const phone = await newPage({ width: 390, height: 800 });
+  await logIn(phone, "alice", password);
+  await phone.locator(".note").first().waitFor();
+  await shot(phone, "phone");
+
+  await alice.getByRole("link", { name: "Profile", exact: true }).click();
+  const form = alice.locator("#password-form");
+  await form.getByLabel("Current password").fill("wrong");
+  await form.getByLabel("New password", { exact: true }).fill(newPassword);
+  await form.getByLabel("New password again").fill(newPassword);
+  await form.getByRole("button", { name: "Change password" }).click();
+  await form.getByText("old password: Wrong password.").waitFor();
+  await form.getByLabel("Current password").fill(password);
+  await form.getByRole("button", { name: "Change password" }).click();
+  await alice.locator("#status", { hasText: "Password changed." }).waitFor();
+
+  // The phone's next request (its timed refresh, within 2 s) finds its
+  // session revoked, and it goes back to the login form, tokens gone.
+  await phone.locator("#status", { hasText: "Your session has ended" }).waitFor();
+  await phone.getByRole("heading", { name: "Log in" }).waitFor();
+  assert.equal(await phone.evaluate(() => localStorage.getItem("jwtnotes.refresh")), null);
+
+  // Log the phone in again, then out from the laptop's session list.
+  await logIn(phone, "alice", newPassword);
+  await alice.getByRole("link", { name: "Sessions", exact: true }).click();
+  await alice.locator("#sessions li").nth(1).waitFor();
+  assert.equal(await alice.locator("#sessions li").count(), 2);
+  await shot(alice, "sessions");
+  await alice.locator("#sessions").getByRole("button", { name: /^Log out/ }).click();
+  await alice.locator("#status", { hasText: "That device has been logged out." }).waitFor();
+  await alice.waitForFunction(() => document.querySelectorAll("#sessions li").length === 1);
+  await phone.locator("#status", { hasText: "Your session has ended" }).waitFor();
+  await phone.getByRole("heading", { name: "Log in" }).waitFor();
+  await phone.close();
+});
+
+test("a reload keeps the session; logging out everywhere ends it", async () => {
+  await alice.reload();
+  await alice.locator("#sessions li").first().waitFor();
+  await alice.getByRole("button", { name: "Log out everywhere" }).click();
+  await alice.getByRole("heading", { name: "Log in" }).waitFor();
+  const status = await alice.evaluate(async () => (await fetch("/api/profile/")).status);
+  assert.equal(status, 401);
+  await alice.close();
+});
