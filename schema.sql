@@ -77,3 +77,11 @@ CREATE TABLE notes (
 -- so that a page stops after its rows: all visible notes, one owner's notes.
 CREATE INDEX notes_updated ON notes(updated DESC, id DESC);
 CREATE INDEX notes_user_updated ON notes(user_id, updated DESC, id DESC);
+
+-- version 3
+-- The list is two walks, each newest first, merged: the caller's notes
+-- (notes_user_updated) and the public notes (this index, which holds only
+-- them). Walking every note instead would skip over everyone else's
+-- private notes, and cost more the more there are.
+CREATE INDEX notes_public_updated ON notes(updated DESC, id DESC) WHERE is_public = 1;
+DROP INDEX notes_updated;

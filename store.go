@@ -928,27 +928,37 @@ type noteQuery struct {
 	offset int
 }
 
-// listNotes returns the notes of q, newest updated first. The query is built
-// from fixed pieces; every value goes in as a ? argument.
+// listNotes returns the notes of q, newest updated first.
+//
+// Everyone's visible notes are the union of two index walks, each newest
+// first and each stopping after offset+limit rows: the caller's own notes
+// and the public notes. (One walk over all notes would step over every
+// private note of everyone else.) The query is built from fixed pieces;
+// every value goes in as a named argument.
 func (s *store) listNotes(ctx context.Context, q noteQuery) ([]note, error) {
-	query := `SELECT ` + noteColumns + ` FROM notes n WHERE (n.user_id = ? OR n.is_public)`
-	args := []any{q.viewer}
-	if q.owner != 0 {
-		query += ` AND n.user_id = ?`
-		args = append(args, q.owner)
+	if strings.ContainsRune(q.search, 0) {
+		return nil, nil // NUL only separates title from body: it matches no text
 	}
-	if q.search != "" {
-		if strings.ContainsRune(q.search, 0) {
-			return nil, nil // NUL only separates title from body: it matches no text
+	walk := func(where string) string {
+		w := `SELECT ` + noteColumns + ` FROM notes WHERE ` + where
+		if q.search != "" {
+			// instr, not LIKE: % and _ in the search are ordinary characters.
+			w += ` AND instr(search, :search) > 0`
 		}
-		// instr, not LIKE: % and _ in the search are ordinary characters.
-		query += ` AND instr(n.search, ?) > 0`
-		args = append(args, foldKey(q.search))
+		return `SELECT * FROM (` + w + ` ORDER BY updated DESC, id DESC LIMIT :top)`
 	}
-	query += ` ORDER BY n.updated DESC, n.id DESC LIMIT ? OFFSET ?`
-	args = append(args, q.limit, q.offset)
-
-	rows, err := s.read.QueryContext(ctx, query, args...)
+	query := walk(`user_id = :viewer`) + ` UNION ` + walk(`is_public = 1`)
+	if q.owner != 0 {
+		query = walk(`user_id = :owner AND (user_id = :viewer OR is_public = 1)`)
+	}
+	query = `SELECT * FROM (` + query + `) ORDER BY updated DESC, id DESC LIMIT :limit OFFSET :offset`
+	top := -1 // no limit
+	if q.limit >= 0 {
+		top = q.limit + q.offset
+	}
+	rows, err := s.read.QueryContext(ctx, query, sql.Named("viewer", q.viewer), sql.Named("owner", q.owner),
+		sql.Named("search", foldKey(q.search)), sql.Named("top", top), sql.Named("limit", q.limit),
+		sql.Named("offset", q.offset))
 	if err != nil {
 		return nil, err
 	}
