@@ -714,34 +714,35 @@ func appendDigits(b []byte, n, width int) []byte {
 	return append(b, buf[i:]...)
 }
 
-// readNoteFields reads the fields of a note create or update, all optional.
-// user is not among them: nobody can set or change a note's owner.
-func readNoteFields(errs *fieldErrors, in *input) noteFields {
+// readNoteFields reads the body of a note create or update: every field
+// optional. user is not among them: nobody can set or change a note's owner.
+func readNoteFields(w http.ResponseWriter, r *http.Request) (noteFields, error) {
+	in, err := readInput(w, r)
+	if err != nil {
+		return noteFields{}, err
+	}
+	errs := &fieldErrors{}
 	f := noteFields{
 		Title: in.optionalText(errs, "title", textRule{allowBlank: true, maxLen: 100}),
 		Body:  in.optionalText(errs, "body", textRule{allowBlank: true}),
 	}
 	f.Image, f.RemoveImage = in.image(errs, "cover_image")
 	f.IsPublic = in.optionalBool(errs, "is_public")
-	return f
+	if errs.any() {
+		return noteFields{}, errs
+	}
+	return f, nil
 }
-
-var errUserGone = &apiError{status: http.StatusUnauthorized, body: detailCode{"User not found", "user_not_found"}}
 
 // createNote is POST /api/notes/ and /api/notes/create/.
 func (s *server) createNote(w http.ResponseWriter, r *http.Request, c *caller) error {
-	in, err := readInput(w, r)
+	fields, err := readNoteFields(w, r)
 	if err != nil {
 		return err
 	}
-	errs := &fieldErrors{}
-	fields := readNoteFields(errs, in)
-	if errs.any() {
-		return errs
-	}
 	n, err := s.store.createNote(r.Context(), c.user.ID, fields, s.now())
 	if errors.Is(err, errNotFound) {
-		return errUserGone // deleted while this request ran
+		return errUserNotFound // deleted while this request ran
 	}
 	if err != nil {
 		return err
@@ -765,14 +766,9 @@ func (s *server) updateNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	in, err := readInput(w, r)
+	fields, err := readNoteFields(w, r)
 	if err != nil {
 		return err
-	}
-	errs := &fieldErrors{}
-	fields := readNoteFields(errs, in)
-	if errs.any() {
-		return errs
 	}
 	n, err = s.store.updateNote(r.Context(), n.ID, c.user.ID, fields, s.now())
 	if errors.Is(err, errNotFound) {
@@ -1222,7 +1218,11 @@ type caller struct {
 	claims claims
 }
 
-var errNotAuthenticated = detailError(http.StatusUnauthorized, "Authentication credentials were not provided.")
+var (
+	errNotAuthenticated = detailError(http.StatusUnauthorized, "Authentication credentials were not provided.")
+	errUserNotFound     = &apiError{status: http.StatusUnauthorized, body: detailCode{"User not found", "user_not_found"}}
+	errUserInactive     = &apiError{status: http.StatusUnauthorized, body: detailCode{"User is inactive", "user_inactive"}}
+)
 
 // authenticate reads "Authorization: Bearer <access token>" as simplejwt
 // does. It returns nil, nil when there is no such header, and the
@@ -1253,11 +1253,11 @@ func (s *server) authenticate(r *http.Request) (*caller, error) {
 	u, sessionLive, err := s.store.userForAccess(r.Context(), c.UserID, c.SessionID, now)
 	switch {
 	case errors.Is(err, errNotFound):
-		return nil, &apiError{status: http.StatusUnauthorized, body: detailCode{"User not found", "user_not_found"}}
+		return nil, errUserNotFound
 	case err != nil:
 		return nil, err
 	case !u.IsActive:
-		return nil, &apiError{status: http.StatusUnauthorized, body: detailCode{"User is inactive", "user_inactive"}}
+		return nil, errUserInactive
 	case !sessionLive:
 		return nil, errBlacklistedAnswer
 	}

@@ -178,6 +178,19 @@ func (e *testEnv) refresh(token string) response {
 	return e.postJSON("/api/token/refresh/", fmt.Sprintf(`{"refresh":%q}`, token))
 }
 
+// usersInEveryState logs in alice, gone and idle, then deletes gone and
+// deactivates idle (as an admin would): tokens of users in every state.
+func (e *testEnv) usersInEveryState() (alice, gone, idle tokenPair) {
+	e.t.Helper()
+	for _, name := range []string{"alice", "gone", "idle"} {
+		e.register(name)
+	}
+	alice, gone, idle = e.login("alice"), e.login("gone"), e.login("idle")
+	e.exec(`DELETE FROM users WHERE username = 'gone'`)
+	e.exec(`UPDATE users SET is_active = 0 WHERE username = 'idle'`)
+	return alice, gone, idle
+}
+
 // exec changes the database behind the API's back, as an admin would.
 func (e *testEnv) exec(query string, args ...any) {
 	e.t.Helper()
@@ -500,14 +513,7 @@ func TestPasswordHasher(t *testing.T) {
 
 func TestAuthentication(t *testing.T) {
 	e := newTestEnv(t)
-	e.register("alice")
-	alice := e.login("alice")
-	e.register("gone")
-	gone := e.login("gone")
-	e.exec(`DELETE FROM users WHERE username = 'gone'`)
-	e.register("idle")
-	idle := e.login("idle")
-	e.exec(`UPDATE users SET is_active = 0 WHERE username = 'idle'`)
+	alice, gone, idle := e.usersInEveryState()
 	e.register("out")
 	out := e.login("out")
 	want(t, e.postJSON("/api/token/blacklist/", `{"refresh":"`+out.Refresh+`"}`), 200, `{}`)
@@ -697,14 +703,7 @@ func TestRefreshConcurrent(t *testing.T) {
 
 func TestRefreshErrors(t *testing.T) {
 	e := newTestEnv(t)
-	e.register("alice")
-	alice := e.login("alice")
-	e.register("gone")
-	gone := e.login("gone")
-	e.exec(`DELETE FROM users WHERE username = 'gone'`)
-	e.register("idle")
-	idle := e.login("idle")
-	e.exec(`UPDATE users SET is_active = 0 WHERE username = 'idle'`)
+	alice, gone, idle := e.usersInEveryState()
 
 	want(t, e.postJSON("/api/token/refresh/", `{}`), 400, `{"refresh":["This field is required."]}`)
 	want(t, e.postJSON("/api/token/refresh/", `{"refresh":""}`), 400, `{"refresh":["This field may not be blank."]}`)
