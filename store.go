@@ -954,7 +954,7 @@ func (s *store) listNotes(ctx context.Context, q noteQuery) ([]note, error) {
 	if q.owner != 0 {
 		query = walk(`user_id = :owner AND (user_id = :viewer OR is_public = 1)`)
 	}
-	query = `SELECT * FROM (` + query + `) ORDER BY updated DESC, id DESC LIMIT :limit OFFSET :offset`
+	query += ` ORDER BY updated DESC, id DESC LIMIT :limit OFFSET :offset`
 	top := -1 // no limit
 	if q.limit >= 0 {
 		top = q.limit + q.offset
