@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -161,5 +164,128 @@ func TestConcurrentDeleteAndNoteCreate(t *testing.T) {
 	}
 	if files := e.mediaFiles(imagesFolder); len(files) != 0 {
 		t.Errorf("files left: %v", files)
+	}
+}
+
+// TestGroupCommit runs one batch of writes as the writer would: each write
+// sees the ones before it, and a write that fails, panics or whose caller
+// has gone leaves no trace while the others commit.
+func TestGroupCommit(t *testing.T) {
+	e := newTestEnv(t)
+	aliceID := e.register("alice")
+	st := e.srv.store
+	ctx := context.Background()
+	insert := func(tx *txn, title string) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO notes (user_id, title, created, updated) VALUES (?, ?, 0, 0)`, aliceID, title)
+		return err
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	ranCanceled := false
+	var sawFirst int
+	batch := []writeJob{
+		{ctx: ctx, fn: func(tx *txn) error { return insert(tx, "kept 1") }},
+		{ctx: ctx, fn: func(tx *txn) error {
+			if err := insert(tx, "failed"); err != nil {
+				return err
+			}
+			return errors.New("refused")
+		}},
+		{ctx: ctx, fn: func(tx *txn) error {
+			insert(tx, "panicked")
+			panic("boom")
+		}},
+		{ctx: canceled, fn: func(tx *txn) error { ranCanceled = true; return insert(tx, "canceled") }},
+		{ctx: ctx, fn: func(tx *txn) error {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM notes WHERE title = 'kept 1'`).Scan(&sawFirst); err != nil {
+				return err
+			}
+			return insert(tx, "kept 2")
+		}},
+	}
+	commits := st.commits.Load()
+	results := make([]error, len(batch))
+	if err := st.runBatch(batch, results); err != nil {
+		t.Fatal(err)
+	}
+	if results[0] != nil || results[4] != nil {
+		t.Errorf("the good writes failed: %v, %v", results[0], results[4])
+	}
+	if results[1] == nil || results[1].Error() != "refused" {
+		t.Errorf("failing write: %v", results[1])
+	}
+	if results[2] == nil || !strings.Contains(results[2].Error(), "panic in a write transaction: boom") {
+		t.Errorf("panicking write: %v", results[2])
+	}
+	if !errors.Is(results[3], context.Canceled) || ranCanceled {
+		t.Errorf("write of a gone caller: %v, ran %v", results[3], ranCanceled)
+	}
+	if sawFirst != 1 {
+		t.Errorf("a later write saw %d of the earlier one's notes, want 1", sawFirst)
+	}
+	if got := st.commits.Load() - commits; got != 1 {
+		t.Errorf("%d commits for one batch", got)
+	}
+	var titles []string
+	rows, err := st.read.QueryContext(ctx, `SELECT title FROM notes ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var title string
+		rows.Scan(&title)
+		titles = append(titles, title)
+	}
+	rows.Close()
+	if fmt.Sprint(titles) != "[kept 1 kept 2]" {
+		t.Errorf("notes after the batch: %q", titles)
+	}
+}
+
+// TestGroupCommitLostTransaction: when SQLite gives the transaction up (here
+// a write ends it behind the writer's back), no write of the batch reports
+// success, and none is kept.
+func TestGroupCommitLostTransaction(t *testing.T) {
+	e := newTestEnv(t)
+	aliceID := e.register("alice")
+	st := e.srv.store
+	ctx := context.Background()
+	batch := []writeJob{
+		{ctx: ctx, fn: func(tx *txn) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO notes (user_id, title, created, updated) VALUES (?, 'lost', 0, 0)`, aliceID)
+			return err
+		}},
+		{ctx: ctx, fn: func(tx *txn) error {
+			_, err := tx.ExecContext(ctx, `ROLLBACK`)
+			return err
+		}},
+	}
+	for i := range batch {
+		batch[i].done = make(chan error, 1)
+	}
+	st.commitBatch(batch)
+	for i, job := range batch {
+		if err := <-job.done; err == nil {
+			t.Errorf("write %d reported success in a lost transaction", i)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM notes`); n != 0 {
+		t.Errorf("%d notes kept from a lost transaction", n)
+	}
+	// The writer goes on with the next write.
+	e.createNote(e.login("alice").Access, `{"title":"after"}`)
+}
+
+// TestWriteAfterClose: a write that arrives after Close is refused, not
+// left waiting for a writer that has stopped.
+func TestWriteAfterClose(t *testing.T) {
+	st, err := openStore(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	err = st.inWriteTx(context.Background(), func(tx *txn) error { return nil })
+	if !errors.Is(err, errStoreClosed) {
+		t.Errorf("write after Close: %v", err)
 	}
 }

@@ -5,10 +5,12 @@ package main
 // It knows SQL, not HTTP. Methods take ctx first, use ? placeholders and
 // return domain structs or named errors. Reads go through a pool of
 // connections that run in parallel (WAL lets readers run beside the writer);
-// writes go through a pool of exactly one connection, so they queue in Go
-// instead of failing with "database is locked", and each write transaction
-// starts with BEGIN IMMEDIATE so that another process (jwtnotes
-// flushexpiredtokens) waits its turn through busy_timeout.
+// writes go to one writer goroutine on a pool of exactly one connection, so
+// they queue in Go instead of failing with "database is locked", and the
+// writer commits the writes that queued together in one transaction (group
+// commit, below). Each transaction starts with BEGIN IMMEDIATE so that
+// another process (jwtnotes flushexpiredtokens) waits its turn through
+// busy_timeout.
 
 import (
 	"cmp"
@@ -22,9 +24,11 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -69,8 +73,14 @@ type session struct {
 
 type store struct {
 	read  *pool    // many connections, query_only
-	write *pool    // exactly one connection
+	write *pool    // exactly one connection, used by the writer goroutine only
 	media *os.Root // DATA_DIR/media: uploaded images; nothing outside it can be reached
+
+	writes       chan writeJob // inWriteTx to the writer goroutine (unbuffered)
+	closing      chan struct{} // closed by Close: the writer stops taking jobs
+	writerExited chan struct{} // closed by the writer when it has stopped
+	commits      atomic.Int64  // transactions committed by the writer
+	committed    atomic.Int64  // writes in them: committed/commits is the mean batch
 }
 
 // openStore opens (creating if needed) the database dataDir/notes.db, brings
@@ -115,7 +125,10 @@ func openDB(ctx context.Context, path string) (*store, error) {
 	readers := max(4, 2*runtime.NumCPU())
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
-	return &store{read: newPool(read), write: newPool(write)}, nil
+	s := &store{read: newPool(read), write: newPool(write),
+		writes: make(chan writeJob), closing: make(chan struct{}), writerExited: make(chan struct{})}
+	go s.writer()
+	return s, nil
 }
 
 // dsn builds a modernc.org/sqlite data source name for a file path.
@@ -123,7 +136,11 @@ func dsn(path, query string) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + query
 }
 
+// Close stops the writer (after the batch in progress, if any) and closes
+// everything. Writes that arrive later get errStoreClosed.
 func (s *store) Close() error {
+	close(s.closing)
+	<-s.writerExited
 	return errors.Join(s.read.close(), s.write.close(), s.media.Close())
 }
 
@@ -180,19 +197,138 @@ func schemaSections() []string {
 	return sections
 }
 
+// ---- writes: group commit ----
+//
+// SQLite has one writer at a time, and in WAL mode most of what a small
+// write transaction costs is fixed: BEGIN IMMEDIATE, then at COMMIT the
+// changed pages appended to the log. So writes are not run one transaction
+// each. Requests hand their write (a function of a *txn) to one writer
+// goroutine; it takes every write that is waiting, runs them one after
+// another in a single transaction, each inside its own SAVEPOINT, and
+// commits once. A write whose function fails is rolled back to its
+// savepoint alone; the others commit. No request is answered before the
+// COMMIT that holds its write, so a success is as durable as before, and
+// an idle server still commits each write at once: a batch is whatever
+// queued while the previous one ran, never a wait for more.
+
+// errStoreClosed answers a write that arrives after Close.
+var errStoreClosed = errors.New("store closed")
+
+// maxBatch bounds how many writes share one transaction (and so how long
+// the last of them waits for the COMMIT).
+const maxBatch = 64
+
+// writeJob is one request's write transaction, queued for the writer.
+type writeJob struct {
+	ctx  context.Context
+	fn   func(tx *txn) error
+	done chan error // receives fn's result once its batch has committed or failed
+}
+
 // inWriteTx runs fn in a write transaction and commits if fn returns nil.
+// fn may share the transaction with other requests' writes (see above), so
+// it must not keep state between calls or wait on anything but the database.
 func (s *store) inWriteTx(ctx context.Context, fn func(tx *txn) error) error {
+	job := writeJob{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- job:
+		return <-job.done // the writer answers every job it took
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closing:
+		return errStoreClosed
+	}
+}
+
+// writer runs the batches until Close.
+func (s *store) writer() {
+	defer close(s.writerExited)
+	batch := make([]writeJob, 0, maxBatch)
+	for {
+		select {
+		case job := <-s.writes:
+			batch = append(batch[:0], job)
+		case <-s.closing:
+			return
+		}
+	gather: // take whatever else is waiting, without waiting for more
+		for len(batch) < maxBatch {
+			select {
+			case job := <-s.writes:
+				batch = append(batch, job)
+			default:
+				break gather
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+// commitBatch runs batch in one transaction and answers each job.
+func (s *store) commitBatch(batch []writeJob) {
+	results := make([]error, len(batch))
+	err := s.runBatch(batch, results)
+	for i, job := range batch {
+		if err != nil { // the transaction is lost, and every write in it
+			results[i] = err
+		}
+		job.done <- results[i]
+	}
+}
+
+// runBatch runs each job in its own savepoint and commits. It returns an
+// error only if the transaction as a whole failed.
+func (s *store) runBatch(batch []writeJob, results []error) error {
+	// Not any request's context: one request that goes away must not roll
+	// back the others (database/sql rolls a Tx back when its context ends).
+	ctx := context.Background()
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	t := &txn{tx: tx, pool: s.write}
 	defer t.prepareMissed(ctx)
-	if err := fn(t); err != nil {
-		tx.Rollback()
+	for i, job := range batch {
+		if err := job.ctx.Err(); err != nil {
+			results[i] = err // its caller has gone: do not start it
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT job`); err != nil {
+			tx.Rollback()
+			return err
+		}
+		results[i] = runJob(t, job)
+		if results[i] != nil {
+			// Undo this job's changes only. If even that fails, SQLite has
+			// given up the transaction (a full disk, an I/O error).
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO job`); err != nil {
+				tx.Rollback()
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `RELEASE job`); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
 		return err
 	}
-	return tx.Commit()
+	s.commits.Add(1)
+	s.committed.Add(int64(len(batch)))
+	return nil
+}
+
+// runJob calls the job's function. A panic in it becomes that job's error,
+// with the stack: it must not take the writer, and every waiting request,
+// down with it.
+func runJob(t *txn, job writeJob) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in a write transaction: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return job.fn(t)
 }
 
 // pool is a *sql.DB whose queries are prepared statements, each SQL string
