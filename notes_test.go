@@ -718,3 +718,37 @@ func TestSchemaVersionsAreConsecutive(t *testing.T) {
 		t.Errorf("%d sections", got)
 	}
 }
+
+// TestListQueryPlan: every form of the list reads notes in index order and
+// stops when the page is full. A sort (TEMP B-TREE) or a scan of the whole
+// table would make each list cost more the more notes everyone has.
+func TestListQueryPlan(t *testing.T) {
+	e := newTestEnv(t)
+	for _, q := range []noteQuery{
+		{viewer: 1, limit: 21},
+		{viewer: 1, limit: 21, offset: 40, search: "milk"},
+		{viewer: 1, owner: 2, limit: 21},
+		{viewer: 1, owner: 2, limit: -1, search: "milk"},
+	} {
+		rows, err := e.srv.store.read.DB.Query("EXPLAIN QUERY PLAN "+listQuery(q), sql.Named("viewer", q.viewer),
+			sql.Named("owner", q.owner), sql.Named("search", q.search), sql.Named("limit", q.limit), sql.Named("offset", q.offset))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		for _, step := range plan {
+			if strings.Contains(step, "TEMP B-TREE") || strings.Contains(step, "notes") && !strings.Contains(step, "USING INDEX") {
+				t.Errorf("%+v: plan %q has %q", q, plan, step)
+			}
+		}
+	}
+}
