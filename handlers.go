@@ -65,7 +65,7 @@ func newServer(cfg config, st *store, key []byte, log *slog.Logger, now func() t
 		cfg:          cfg,
 		store:        st,
 		tokens:       &tokenSigner{key: key},
-		passwords:    newPasswordHasher(runtime.NumCPU()),
+		passwords:    newPasswordHasher(hashSlots(runtime.NumCPU())),
 		common:       common,
 		perAddress:   newLimiter(cfg.ipLimit, time.Minute),
 		failedLogins: newLimiter(cfg.loginLimit, cfg.loginWindow),
@@ -2026,6 +2026,11 @@ func (p *passwordHasher) run(ctx context.Context, f func()) error {
 	runtime.GC()
 	return nil
 }
+
+// hashSlots is how many password hashes run at once: one per core but one,
+// and at least one. A flood of logins (or of guesses) then leaves a core to
+// serve everyone else, and holds at most slots × 19 MiB of hash memory.
+func hashSlots(cpus int) int { return max(1, cpus-1) }
 
 // hashMemoryLimit is the soft memory limit for the Go runtime: what the
 // password hashes may hold at once, plus room for everything else.

@@ -38,7 +38,7 @@ func main() {
 	// instead of every few dozen saves a fifth of a request's CPU.
 	// GOMEMLIMIT and GOGC in the environment override both.
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(hashMemoryLimit(runtime.NumCPU()))
+		debug.SetMemoryLimit(hashMemoryLimit(hashSlots(runtime.NumCPU())))
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
