@@ -46,4 +46,23 @@ func BenchmarkHandler(b *testing.B) {
 			}
 		}
 	})
+	// Many clients at once, as under the harness: the writer commits the
+	// writes that queue together in one transaction (group commit), and
+	// writes/commit says how many that was on average.
+	b.Run("create-note-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		st := e.srv.store
+		commits, writes := st.commits.Load(), st.committed.Load()
+		b.SetParallelism(16) // 16 goroutines per core
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				res := e.withToken("POST", "/api/notes/create/", tokens.Access, `{"title":"bench","body":"a note","is_public":false}`)
+				if res.status != 201 {
+					b.Error(res.status, res.body)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(st.committed.Load()-writes)/float64(max(1, st.commits.Load()-commits)), "writes/commit")
+	})
 }

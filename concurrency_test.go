@@ -289,3 +289,32 @@ func TestWriteAfterClose(t *testing.T) {
 		t.Errorf("write after Close: %v", err)
 	}
 }
+
+// TestPragmas: the settings the DSN asks for are the ones the connections
+// have (a misspelt pragma would be ignored without a word).
+func TestPragmas(t *testing.T) {
+	e := newTestEnv(t)
+	st := e.srv.store
+	for _, c := range []struct {
+		pool   *pool
+		pragma string
+		want   string
+	}{
+		{st.write, "journal_mode", "wal"},
+		{st.write, "synchronous", "1"}, // NORMAL
+		{st.write, "wal_autocheckpoint", "4000"},
+		{st.write, "foreign_keys", "1"},
+		{st.write, "busy_timeout", "10000"},
+		{st.read, "query_only", "1"},
+		{st.read, "foreign_keys", "1"},
+		{st.read, "cache_size", "-1024"},
+	} {
+		var got string
+		if err := c.pool.DB.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+		}
+	}
+}
