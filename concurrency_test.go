@@ -302,7 +302,7 @@ func TestPragmas(t *testing.T) {
 	}{
 		{st.write, "journal_mode", "wal"},
 		{st.write, "synchronous", "1"}, // NORMAL
-		{st.write, "wal_autocheckpoint", "4000"},
+		{st.write, "wal_autocheckpoint", "1000"},
 		{st.write, "foreign_keys", "1"},
 		{st.write, "busy_timeout", "10000"},
 		{st.read, "query_only", "1"},
