@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestConcurrentNoteWrites: 64 goroutines write notes at once; every write
@@ -296,25 +298,41 @@ func TestPragmas(t *testing.T) {
 	e := newTestEnv(t)
 	st := e.srv.store
 	for _, c := range []struct {
-		pool   *pool
+		db     *sql.DB
 		pragma string
 		want   string
 	}{
-		{st.write, "journal_mode", "wal"},
-		{st.write, "synchronous", "1"}, // NORMAL
-		{st.write, "wal_autocheckpoint", "1000"},
-		{st.write, "foreign_keys", "1"},
-		{st.write, "busy_timeout", "10000"},
-		{st.read, "query_only", "1"},
-		{st.read, "foreign_keys", "1"},
-		{st.read, "cache_size", "-1024"},
+		{st.write.DB, "journal_mode", "wal"},
+		{st.write.DB, "synchronous", "1"},        // NORMAL
+		{st.write.DB, "wal_autocheckpoint", "0"}, // the checkpointer does it
+		{st.checkpoint, "journal_mode", "wal"},
+		{st.write.DB, "foreign_keys", "1"},
+		{st.write.DB, "busy_timeout", "10000"},
+		{st.read.DB, "query_only", "1"},
+		{st.read.DB, "foreign_keys", "1"},
+		{st.read.DB, "cache_size", "-1024"},
 	} {
 		var got string
-		if err := c.pool.DB.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
+		if err := c.db.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got != c.want {
 			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
 		}
+	}
+}
+
+// TestCheckpointer: commits lead to a checkpoint by the checkpointer
+// goroutine (the writer's connection never runs one: wal_autocheckpoint 0).
+func TestCheckpointer(t *testing.T) {
+	e := newTestEnv(t)
+	e.register("alice")
+	e.createNote(e.login("alice").Access, `{"title":"a"}`)
+	st := e.srv.store
+	for deadline := time.Now().Add(5 * time.Second); st.checkpointed.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint 5 s after a commit")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
