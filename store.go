@@ -8,7 +8,7 @@ package main
 // writes go to one writer goroutine on a pool of exactly one connection, so
 // they queue in Go instead of failing with "database is locked", and the
 // writer commits the writes that queued together in one transaction (group
-// commit, below); a third goroutine checkpoints the WAL on its own
+// commit, below); a checkpointer goroutine copies the WAL back on its own
 // connection, so that no write waits for the disk. Each transaction starts
 // with BEGIN IMMEDIATE so that another process (jwtnotes
 // flushexpiredtokens) waits its turn through busy_timeout.
