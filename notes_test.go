@@ -752,3 +752,27 @@ func TestListQueryPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestCreatedNoteIsAsStored: the 201 answer of a create is built from what
+// was inserted, not read back; it must be byte for byte what a read of the
+// same note answers.
+func TestCreatedNoteIsAsStored(t *testing.T) {
+	e := newTestEnv(t)
+	e.register("alice")
+	access := e.login("alice").Access
+	e.clock.t = e.clock.t.Add(987654321 * time.Nanosecond) // sub-microsecond digits: stored as microseconds
+	ct, withImage := multipartBody(map[string]string{"title": "Ünïcode \u2028 <b>", "body": "line\nline", "is_public": "true"},
+		"cover_image", "x.gif", gifImage(3, 3))
+	for _, create := range []response{
+		e.withToken("POST", "/api/notes/", access, `{"title":"plain"}`),
+		e.do("POST", "/api/notes/create/", ct, withImage, "Authorization", "Bearer "+access),
+	} {
+		var n noteOut
+		if create.status != 201 || json.Unmarshal([]byte(create.body), &n) != nil {
+			t.Fatalf("create: %d %s", create.status, create.body)
+		}
+		if read := e.get(fmt.Sprintf("/api/notes/%d/", n.ID), access); read.body != create.body {
+			t.Errorf("created %s\nread    %s", create.body, read.body)
+		}
+	}
+}
