@@ -243,7 +243,7 @@ func (s *server) newClaims(tokenType string, u user, sess session, now time.Time
 		TokenType: tokenType,
 		Exp:       exp,
 		Iat:       now.Unix(),
-		JTI:       randomID(),
+		JTI:       tokenID(now),
 		UserID:    u.ID,
 		Username:  u.Username,
 		Email:     u.Email,

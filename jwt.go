@@ -83,6 +83,22 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// tokenID returns a token id (jti) in randomID's form whose first 48 bits
+// are the time in milliseconds, and the other 80 random, like a UUIDv7.
+// The blacklist is keyed by jti: ids that grow with time are added at the
+// end of its B-tree, so the tokens rotated together fill one page, where
+// random ids would each touch a page of their own, to be written to the
+// WAL again and copied back at the next checkpoint.
+func tokenID(now time.Time) string {
+	var b [16]byte
+	ms := now.UnixMilli()
+	for i := range 6 { // big-endian, so that the hex sorts as the time does
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	rand.Read(b[6:]) // never fails (crypto/rand documents it)
+	return hex.EncodeToString(b[:])
+}
+
 // sign returns the compact serialisation header.payload.signature.
 func (s *tokenSigner) sign(c claims) string {
 	return s.signPayload(encodeClaims(c))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"regexp"
 	"time"
 )
 
@@ -291,4 +292,26 @@ func FuzzPayloadReaders(f *testing.F) {
 func encodeClaimsJSON(c claims) string {
 	b, _ := b64.DecodeString(encodeClaims(c))
 	return string(b)
+}
+
+// TestTokenIDs: 32 lowercase hex characters like simplejwt's jti, different
+// every time, and in the order of their time (the blacklist's B-tree then
+// grows at its end).
+func TestTokenIDs(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	a, b, later := tokenID(now), tokenID(now), tokenID(now.Add(time.Millisecond))
+	for _, id := range []string{a, b, later} {
+		if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(id) {
+			t.Fatalf("token id %q", id)
+		}
+	}
+	if a == b {
+		t.Error("two token ids of the same millisecond are equal")
+	}
+	if !(a < later && b < later) {
+		t.Errorf("ids do not sort by time: %s, %s, then %s", a, b, later)
+	}
+	if a[:12] != fmt.Sprintf("%012x", now.UnixMilli()) {
+		t.Errorf("id %s does not start with the time in ms, %012x", a, now.UnixMilli())
+	}
 }
