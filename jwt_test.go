@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
-	"regexp"
 	"time"
 )
 
