@@ -177,10 +177,7 @@ func TestGroupCommit(t *testing.T) {
 	aliceID := e.register("alice")
 	st := e.srv.store
 	ctx := context.Background()
-	insert := func(tx *txn, title string) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO notes (user_id, title, created, updated) VALUES (?, ?, 0, 0)`, aliceID, title)
-		return err
-	}
+	insert := func(tx *txn, title string) error { return insertBareNote(tx, aliceID, title) }
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
 	ranCanceled := false
@@ -244,6 +241,12 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// insertBareNote is a write of the group-commit tests: a note with a title.
+func insertBareNote(tx *txn, userID int64, title string) error {
+	_, err := tx.ExecContext(context.Background(), `INSERT INTO notes (user_id, title, created, updated) VALUES (?, ?, 0, 0)`, userID, title)
+	return err
+}
+
 // TestGroupCommitLostTransaction: when SQLite gives the transaction up (here
 // a write ends it behind the writer's back), no write of the batch reports
 // success, and none is kept.
@@ -253,10 +256,7 @@ func TestGroupCommitLostTransaction(t *testing.T) {
 	st := e.srv.store
 	ctx := context.Background()
 	batch := []writeJob{
-		{ctx: ctx, fn: func(tx *txn) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO notes (user_id, title, created, updated) VALUES (?, 'lost', 0, 0)`, aliceID)
-			return err
-		}},
+		{ctx: ctx, fn: func(tx *txn) error { return insertBareNote(tx, aliceID, "lost") }},
 		{ctx: ctx, fn: func(tx *txn) error {
 			_, err := tx.ExecContext(ctx, `ROLLBACK`)
 			return err
