@@ -52,7 +52,7 @@ func BenchmarkHandler(b *testing.B) {
 	b.Run("create-note-parallel", func(b *testing.B) {
 		b.ReportAllocs()
 		st := e.srv.store
-		commits, writes := st.commits.Load(), st.committed.Load()
+		commits, writes := st.db.commits.Load(), st.db.committed.Load()
 		b.SetParallelism(16) // 16 goroutines per core
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -63,6 +63,6 @@ func BenchmarkHandler(b *testing.B) {
 				}
 			}
 		})
-		b.ReportMetric(float64(st.committed.Load()-writes)/float64(max(1, st.commits.Load()-commits)), "writes/commit")
+		b.ReportMetric(float64(st.db.committed.Load()-writes)/float64(max(1, st.db.commits.Load()-commits)), "writes/commit")
 	})
 }

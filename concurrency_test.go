@@ -202,9 +202,9 @@ func TestGroupCommit(t *testing.T) {
 			return insert(tx, "kept 2")
 		}},
 	}
-	commits := st.commits.Load()
+	commits := st.db.commits.Load()
 	results := make([]error, len(batch))
-	if err := st.runBatch(batch, results); err != nil {
+	if err := st.db.runBatch(batch, results); err != nil {
 		t.Fatal(err)
 	}
 	if results[0] != nil || results[4] != nil {
@@ -222,11 +222,11 @@ func TestGroupCommit(t *testing.T) {
 	if sawFirst != 1 {
 		t.Errorf("a later write saw %d of the earlier one's notes, want 1", sawFirst)
 	}
-	if got := st.commits.Load() - commits; got != 1 {
+	if got := st.db.commits.Load() - commits; got != 1 {
 		t.Errorf("%d commits for one batch", got)
 	}
 	var titles []string
-	rows, err := st.read.QueryContext(ctx, `SELECT title FROM notes ORDER BY id`)
+	rows, err := st.db.query(ctx, `SELECT title FROM notes ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestGroupCommitLostTransaction(t *testing.T) {
 	for i := range batch {
 		batch[i].done = make(chan error, 1)
 	}
-	st.commitBatch(batch)
+	st.db.commitBatch(batch)
 	for i, job := range batch {
 		if err := <-job.done; err == nil {
 			t.Errorf("write %d reported success in a lost transaction", i)
@@ -286,7 +286,7 @@ func TestWriteAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	err = st.inWriteTx(context.Background(), func(tx *txn) error { return nil })
+	err = st.db.inWriteTx(context.Background(), func(tx *txn) error { return nil })
 	if !errors.Is(err, errStoreClosed) {
 		t.Errorf("write after Close: %v", err)
 	}
@@ -302,15 +302,15 @@ func TestPragmas(t *testing.T) {
 		pragma string
 		want   string
 	}{
-		{st.write.DB, "journal_mode", "wal"},
-		{st.write.DB, "synchronous", "1"},        // NORMAL
-		{st.write.DB, "wal_autocheckpoint", "0"}, // the checkpointer does it
-		{st.checkpoint, "journal_mode", "wal"},
-		{st.write.DB, "foreign_keys", "1"},
-		{st.write.DB, "busy_timeout", "10000"},
-		{st.read.DB, "query_only", "1"},
-		{st.read.DB, "foreign_keys", "1"},
-		{st.read.DB, "cache_size", "-1024"},
+		{st.db.write.db, "journal_mode", "wal"},
+		{st.db.write.db, "synchronous", "1"},        // NORMAL
+		{st.db.write.db, "wal_autocheckpoint", "0"}, // the checkpointer does it
+		{st.db.checkpoint, "journal_mode", "wal"},
+		{st.db.write.db, "foreign_keys", "1"},
+		{st.db.write.db, "busy_timeout", "10000"},
+		{st.db.read.db, "query_only", "1"},
+		{st.db.read.db, "foreign_keys", "1"},
+		{st.db.read.db, "cache_size", "-1024"},
 	} {
 		var got string
 		if err := c.db.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
@@ -328,11 +328,9 @@ func TestCheckpointer(t *testing.T) {
 	e := newTestEnv(t)
 	e.register("alice")
 	e.createNote(e.login("alice").Access, `{"title":"a"}`)
-	st := e.srv.store
-	for deadline := time.Now().Add(5 * time.Second); st.checkpointed.Load() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint 5 s after a commit")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-e.srv.store.db.checkpointRan:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no checkpoint 5 s after a commit")
 	}
 }

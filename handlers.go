@@ -1,47 +1,32 @@
 package main
 
-// handlers.go: the HTTP API of ../shared/API.md.
-//
-// Read it top to bottom: the route table (the whole API at a glance), the
-// handlers, then the machinery they share: routing, authentication, reading
-// bodies, validating fields, passwords, and writing answers and errors.
-
 import (
 	"bytes"
-	"cmp"
-	"compress/gzip"
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
-	_ "image/gif" // image.DecodeConfig recognises the three accepted formats
-	_ "image/jpeg"
-	_ "image/png"
-	"io"
 	"log/slog"
-	"math"
-	"mime"
-	"net"
 	"net/http"
-	"net/url"
-	"path"
 	"regexp"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
-
-	"golang.org/x/crypto/argon2"
 )
+
+// handlers.go: the HTTP API, as docs/API.md describes it.
+//
+// Read it top to bottom: the server and its route table (the whole API at a
+// glance), then the handlers in the table's order, then how a request is
+// authenticated and how answers and errors are written. Each handler is
+// decode, validate, store, respond.
+//
+// It knows HTTP and the contract's answers, not SQL (store.go) or how
+// tokens are signed (jwt.go). The machinery the handlers share has files of
+// its own: router.go (slash forms, 405, CORS, logging), input.go (bodies
+// and field validation), passwords.go, throttle.go.
 
 // server holds what the handlers need. It is built once by newServer.
 type server struct {
@@ -263,14 +248,14 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 		return err
 	}
 	now := s.now()
-	outcome, u, sess, payload, err := s.store.rotateRefresh(r.Context(), old, now, s.cfg.reuseGrace,
+	rot, err := s.store.rotateRefresh(r.Context(), old, now, s.cfg.reuseGrace,
 		func(u user, sess session) string {
 			return encodeClaims(s.newClaims(refreshToken, u, sess, now))
 		})
 	if err != nil {
 		return err
 	}
-	switch outcome {
+	switch rot.outcome {
 	case refreshNoAccount:
 		return errNoAccountForToken
 	case refreshRevoked:
@@ -280,8 +265,8 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 		Access  string `json:"access"`
 		Refresh string `json:"refresh"`
 	}{
-		Access:  s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
-		Refresh: s.tokens.signPayload(payload),
+		Access:  s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, now)),
+		Refresh: s.tokens.signPayload(rot.payload),
 	})
 }
 
@@ -393,23 +378,23 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 // profileJSON is the profile as the API shows it: never the password hash
 // or staff flags.
 type profileJSON struct {
-	ID         int64    `json:"id"`
-	Username   string   `json:"username"`
-	Email      string   `json:"email"`
-	FirstName  string   `json:"first_name"`
-	LastName   string   `json:"last_name"`
-	Bio        string   `json:"bio"`
-	CoverPhoto *string  `json:"cover_photo"`
-	DateJoined string   `json:"date_joined"`
-	LastLogin  *string  `json:"last_login"`
-	Notes      noteList `json:"notes"`
+	ID         int64      `json:"id"`
+	Username   string     `json:"username"`
+	Email      string     `json:"email"`
+	FirstName  string     `json:"first_name"`
+	LastName   string     `json:"last_name"`
+	Bio        string     `json:"bio"`
+	CoverPhoto *string    `json:"cover_photo"`
+	DateJoined string     `json:"date_joined"`
+	LastLogin  *string    `json:"last_login"`
+	Notes      []noteJSON `json:"notes"`
 }
 
 func newProfileJSON(u user, notes []note) profileJSON {
 	p := profileJSON{
 		ID: u.ID, Username: u.Username, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName,
 		Bio: u.Bio, CoverPhoto: mediaURL(u.CoverPhoto), DateJoined: formatTime(u.DateJoined),
-		Notes: notes,
+		Notes: notesJSON(notes),
 	}
 	if !u.LastLogin.IsZero() {
 		t := formatTime(u.LastLogin)
@@ -588,130 +573,30 @@ func (s *server) logoutEverywhere(w http.ResponseWriter, r *http.Request, c *cal
 
 // ---- notes ----
 
-// noteList is notes as the API shows them:
-// {"id","title","body","cover_image","is_public","user","created","updated"}.
-// Notes are what the busiest routes answer, so they are written by hand
-// (appendNote) rather than through reflection; a test holds the two equal.
-type noteList []note
-
-func (l noteList) MarshalJSON() ([]byte, error) {
-	return appendNotes(nil, l), nil
+// noteJSON is a note as the API shows it. user is the owner's id.
+type noteJSON struct {
+	ID         int64   `json:"id"`
+	Title      string  `json:"title"`
+	Body       string  `json:"body"`
+	CoverImage *string `json:"cover_image"`
+	IsPublic   bool    `json:"is_public"`
+	User       int64   `json:"user"`
+	Created    string  `json:"created"`
+	Updated    string  `json:"updated"`
 }
 
-func appendNotes(b []byte, notes []note) []byte {
-	b = append(b, '[')
-	for i, n := range notes {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendNote(b, n)
+func newNoteJSON(n note) noteJSON {
+	return noteJSON{ID: n.ID, Title: n.Title, Body: n.Body, CoverImage: mediaURL(n.CoverImage),
+		IsPublic: n.IsPublic, User: n.UserID, Created: formatTime(n.Created), Updated: formatTime(n.Updated)}
+}
+
+// notesJSON is a list of notes as the API shows it: [] when there are none.
+func notesJSON(notes []note) []noteJSON {
+	list := make([]noteJSON, 0, len(notes))
+	for _, n := range notes {
+		list = append(list, newNoteJSON(n))
 	}
-	return append(b, ']')
-}
-
-func appendNote(b []byte, n note) []byte {
-	b = append(b, `{"id":`...)
-	b = strconv.AppendInt(b, n.ID, 10)
-	b = append(b, `,"title":`...)
-	b = appendJSONString(b, n.Title)
-	b = append(b, `,"body":`...)
-	b = appendJSONString(b, n.Body)
-	b = append(b, `,"cover_image":`...)
-	if n.CoverImage == "" {
-		b = append(b, "null"...)
-	} else {
-		b = appendJSONString(b, "/media/"+n.CoverImage)
-	}
-	b = append(b, `,"is_public":`...)
-	b = strconv.AppendBool(b, n.IsPublic)
-	b = append(b, `,"user":`...)
-	b = strconv.AppendInt(b, n.UserID, 10)
-	b = append(b, `,"created":"`...)
-	b = appendTime(b, n.Created)
-	b = append(b, `","updated":"`...)
-	b = appendTime(b, n.Updated)
-	return append(b, `"}`...)
-}
-
-// appendJSONString writes s as a JSON string the way encoding/json does
-// with HTML escaping off: quotes, backslashes and control characters
-// escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c == '\b':
-				b = append(b, '\\', 'b')
-			case c == '\f':
-				b = append(b, '\\', 'f')
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
-}
-
-// appendTime writes the contract's time format (formatTime) without
-// parsing a layout: 2026-11-29T05:01:57.360701Z.
-func appendTime(b []byte, t time.Time) []byte {
-	t = t.UTC()
-	year, month, day := t.Date()
-	hour, minute, second := t.Clock()
-	b = appendDigits(b, year, 4)
-	b = append(b, '-')
-	b = appendDigits(b, int(month), 2)
-	b = append(b, '-')
-	b = appendDigits(b, day, 2)
-	b = append(b, 'T')
-	b = appendDigits(b, hour, 2)
-	b = append(b, ':')
-	b = appendDigits(b, minute, 2)
-	b = append(b, ':')
-	b = appendDigits(b, second, 2)
-	b = append(b, '.')
-	b = appendDigits(b, t.Nanosecond()/1000, 6)
-	return append(b, 'Z')
-}
-
-// appendDigits writes n with at least width digits, zero-padded.
-func appendDigits(b []byte, n, width int) []byte {
-	var buf [20]byte
-	i := len(buf)
-	for n >= 10 || width > 1 {
-		i--
-		buf[i] = byte('0' + n%10)
-		n /= 10
-		width--
-	}
-	i--
-	buf[i] = byte('0' + n)
-	return append(b, buf[i:]...)
+	return list
 }
 
 // readNoteFields reads the body of a note create or update: every field
@@ -747,7 +632,7 @@ func (s *server) createNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	return writeBody(w, http.StatusCreated, appendNote(nil, n))
+	return writeJSON(w, http.StatusCreated, newNoteJSON(n))
 }
 
 // getNote is GET /api/notes/{id}/: one's own note or a public one.
@@ -756,7 +641,7 @@ func (s *server) getNote(w http.ResponseWriter, r *http.Request, c *caller) erro
 	if err != nil {
 		return err
 	}
-	return writeBody(w, http.StatusOK, appendNote(nil, n))
+	return writeJSON(w, http.StatusOK, newNoteJSON(n))
 }
 
 // updateNote is PUT or PATCH /api/notes/{id}/ and /api/notes/{id}/update/;
@@ -777,7 +662,7 @@ func (s *server) updateNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	return writeBody(w, http.StatusOK, appendNote(nil, n))
+	return writeJSON(w, http.StatusOK, newNoteJSON(n))
 }
 
 // deleteNote is DELETE /api/notes/{id}/ and /api/notes/{id}/delete/.
@@ -856,62 +741,6 @@ func (s *server) userNotes(w http.ResponseWriter, r *http.Request, c *caller) er
 	return s.writeNotesPage(w, r, noteQuery{viewer: c.user.ID, owner: id, search: page.search}, page)
 }
 
-// page is what a list's query string asks for.
-type page struct {
-	limit, offset int
-	search        string
-	mine          bool
-}
-
-// Page sizes: limit is 20 unless asked, and at most 100.
-const (
-	defaultPageSize = 20
-	maxPageSize     = 100
-)
-
-// readPage reads limit, offset, q and mine from the query string.
-func readPage(r *http.Request) (page, error) {
-	query := r.URL.Query()
-	errs := &fieldErrors{}
-	p := page{limit: defaultPageSize, search: query.Get("q")}
-	if v := query.Get("limit"); v != "" {
-		p.limit = queryInt(errs, "limit", v, 1)
-	}
-	if v := query.Get("offset"); v != "" {
-		p.offset = queryInt(errs, "offset", v, 0)
-	}
-	if v := query.Get("mine"); v != "" {
-		mine, ok := parseBool(v)
-		if !ok {
-			errs.add("mine", msgNotBool)
-		}
-		p.mine = mine
-	}
-	p.limit = min(p.limit, maxPageSize)
-	if errs.any() {
-		return page{}, errs
-	}
-	return p, nil
-}
-
-// queryInt reads a whole number of at least least, as DRF's IntegerField.
-// Numbers too large for an int are taken as the largest (a limit is capped
-// anyway, and an offset that large is past every note).
-func queryInt(errs *fieldErrors, name, v string, least int) int {
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(strings.TrimSpace(v), "-") {
-		return math.MaxInt32
-	}
-	if err != nil {
-		errs.add(name, "A valid integer is required.")
-		return 0
-	}
-	if n < least {
-		errs.add(name, fmt.Sprintf("Ensure this value is greater than or equal to %d.", least))
-	}
-	return min(n, math.MaxInt32)
-}
-
 // writeNotesPage answers one page of q. It asks for one note more than the
 // page holds: if it comes, there is a next page, and the Link header says
 // where (an absolute URL that keeps the other query parameters).
@@ -932,10 +761,10 @@ func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQu
 		}
 		w.Header().Set("Link", fmt.Sprintf(`<%s://%s%s?%s>; rel="next"`, scheme, r.Host, r.URL.EscapedPath(), next.Encode()))
 	}
-	return writeBody(w, http.StatusOK, appendNotes(make([]byte, 0, 256*len(notes)+2), notes))
+	return writeJSON(w, http.StatusOK, notesJSON(notes))
 }
 
-// ---- media, health, the route list ----
+// ---- media and health ----
 
 // mediaFileName matches the names saveMedia gives: nothing else is served.
 var mediaFileName = regexp.MustCompile(`^[0-9a-f]{32}\.(png|jpg|gif)$`)
@@ -985,39 +814,6 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ *caller) erro
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// ---- the browser client ----
-
-// webFiles is the browser client of GET /: plain HTML, CSS and JavaScript,
-// compiled into the binary.
-//
-//go:embed web
-var webFiles embed.FS
-
-var webTypes = map[string]string{
-	".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-}
-
-// serveWeb is GET / (the page) and GET /assets/{name} (its script and
-// style). The Content-Security-Policy lets the page load only its own files
-// and talk only to this server: even a note that held a script could not
-// run it or send a token anywhere.
-func (s *server) serveWeb(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	name := cmp.Or(r.PathValue("name"), "index.html")
-	data, err := webFiles.ReadFile("web/" + name)
-	if err != nil || strings.Contains(name, "/") {
-		return errNotFoundAnswer
-	}
-	h := w.Header()
-	h.Set("Content-Type", webTypes[path.Ext(name)])
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob:; object-src 'none'; "+
-		"base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(data))
-	return nil
-}
-
 // mediaURL is the site-relative URL of a stored file, or nil for none.
 func mediaURL(path string) *string {
 	if path == "" {
@@ -1027,187 +823,10 @@ func mediaURL(path string) *string {
 	return &u
 }
 
-// formatTime is the contract's time format: RFC 3339, UTC, microseconds.
+// formatTime is the contract's time format: RFC 3339, UTC, microseconds
+// (2026-11-29T05:01:57.360701Z).
 func formatTime(t time.Time) string {
-	return string(appendTime(nil, t))
-}
-
-// ---- routing ----
-
-// router registers each route on an http.ServeMux with net/http patterns,
-// twice (with and without the trailing slash), and answers every other
-// method on a known path with 405 and its Allow header, before any
-// authentication.
-type router struct {
-	s       *server
-	mux     *http.ServeMux
-	methods map[string][]string // path -> methods, in registration order
-	paths   []string
-	allow   map[string]string // "OPTIONS " + pattern -> Allow header, for unusual methods
-	list    []string          // "METHOD /path/", for GET /api/
-}
-
-// listRoutes is GET /api/: every route, as registered.
-func (rt *router) listRoutes(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	return writeJSON(w, http.StatusOK, rt.list)
-}
-
-func newRouter(s *server) *router {
-	return &router{s: s, mux: http.NewServeMux(), methods: map[string][]string{}, allow: map[string]string{}}
-}
-
-func (rt *router) handle(method, path string, who access, h handler) {
-	rt.list = append(rt.list, method+" "+path)
-	if _, seen := rt.methods[path]; !seen {
-		rt.paths = append(rt.paths, path)
-	}
-	rt.methods[path] = append(rt.methods[path], method)
-	serve := rt.s.endpoint(who, h)
-	for _, p := range slashForms(path) {
-		rt.mux.HandleFunc(method+" "+p, serve)
-	}
-}
-
-// slashForms gives "/a/b/{$}" and "/a/b" for "/a/b/": {$} keeps the pattern
-// from matching everything below the path.
-func slashForms(path string) []string {
-	if path == "/" {
-		return []string{"/{$}"}
-	}
-	trimmed := strings.TrimSuffix(path, "/")
-	return []string{trimmed + "/{$}", trimmed}
-}
-
-// standardMethods are those a 405 is registered for explicitly. (A pattern
-// without a method would conflict with more specific paths such as
-// /api/notes/create beside /api/notes/{id}.)
-var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-
-// finish registers the 405 answers and the JSON 404 and returns the handler.
-func (rt *router) finish() http.Handler {
-	for _, path := range rt.paths {
-		methods := rt.methods[path]
-		var allowed []string
-		for _, m := range methods {
-			allowed = append(allowed, m)
-			if m == "GET" {
-				allowed = append(allowed, "HEAD") // net/http serves HEAD with the GET handler
-			}
-		}
-		allowed = append(allowed, "OPTIONS")
-		allow := strings.Join(allowed, ", ")
-		for _, m := range standardMethods {
-			if slices.Contains(allowed, m) && m != "OPTIONS" {
-				continue
-			}
-			h := rt.s.methodNotAllowed(allow)
-			if m == "OPTIONS" {
-				h = rt.s.options(allow)
-			}
-			for _, p := range slashForms(path) {
-				rt.mux.HandleFunc(m+" "+p, h)
-				if m == "OPTIONS" {
-					rt.allow["OPTIONS "+p] = allow
-				}
-			}
-		}
-	}
-	rt.mux.HandleFunc("/", rt.notFoundOrUnusualMethod)
-	return rt.mux
-}
-
-// notFoundOrUnusualMethod answers what no pattern took: a path that is not
-// the API's (404), or an unusual method (TRACE, ...) on one that is (405).
-func (rt *router) notFoundOrUnusualMethod(w http.ResponseWriter, r *http.Request) {
-	probe := r.Clone(r.Context())
-	probe.Method = "OPTIONS"
-	if _, pattern := rt.mux.Handler(probe); rt.allow[pattern] != "" {
-		rt.s.methodNotAllowed(rt.allow[pattern])(w, r)
-		return
-	}
-	rt.s.writeError(w, r, errNotFoundAnswer)
-}
-
-func (s *server) methodNotAllowed(allow string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", allow)
-		s.writeError(w, r, detailError(http.StatusMethodNotAllowed, fmt.Sprintf("Method %q not allowed.", r.Method)))
-	}
-}
-
-// options answers OPTIONS on a known path: a CORS preflight. The cors
-// middleware has already allowed the origin (or not); if it did, the answer
-// names the route's methods and the two request headers the API reads.
-func (s *server) options(allow string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Allow", allow)
-		if h.Get("Access-Control-Allow-Origin") != "" {
-			h.Set("Access-Control-Allow-Methods", allow)
-			// Named, not "*": a wildcard does not cover Authorization.
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
-			h.Set("Access-Control-Max-Age", "86400")
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
-}
-
-// cors marks every answer to an allowed origin, errors and 401s included, so
-// that a frontend on another origin can read it. Tokens travel in the
-// Authorization header, never in cookies, so no credentials are allowed.
-func (s *server) cors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Add("Vary", "Origin")
-		if origin := r.Header.Get("Origin"); origin != "" {
-			if allowed := s.allowedOrigin(origin); allowed != "" {
-				h.Set("Access-Control-Allow-Origin", allowed)
-				h.Set("Access-Control-Expose-Headers", "Link, Retry-After")
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// allowedOrigin is the Access-Control-Allow-Origin for origin: "*" when
-// every origin is allowed, the origin itself when it is listed, else "".
-func (s *server) allowedOrigin(origin string) string {
-	for _, o := range s.cfg.corsOrigins {
-		if o == "*" {
-			return "*"
-		}
-		if o == origin {
-			return origin
-		}
-	}
-	return ""
-}
-
-// endpoint wraps a handler: authentication as the route asks, then the
-// handler, then the error answer if it returned one.
-func (s *server) endpoint(who access, h handler) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var c *caller
-		if who != public {
-			var err error
-			c, err = s.authenticate(r)
-			if err == nil && c == nil && who == authorized {
-				err = errNotAuthenticated
-			}
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			if c != nil {
-				if info := requestInfoFrom(r.Context()); info != nil {
-					info.userID = c.user.ID
-				}
-			}
-		}
-		if err := h(w, r, c); err != nil {
-			s.writeError(w, r, err)
-		}
-	}
+	return t.UTC().Format("2006-01-02T15:04:05.000000Z")
 }
 
 // ---- authentication ----
@@ -1279,821 +898,6 @@ type tokenMessage struct {
 // tokenRefused is simplejwt's 401 for a token sent in a body.
 func tokenRefused(err error) *apiError {
 	return &apiError{status: http.StatusUnauthorized, body: detailCode{Detail: err.Error(), Code: "token_not_valid"}}
-}
-
-// clientIP is the address of the connection, or with -trust-proxy the last
-// address in X-Forwarded-For: the one the proxy in front of us saw. (Earlier
-// entries come from the client and prove nothing.)
-func (s *server) clientIP(r *http.Request) string {
-	if s.cfg.trustProxy {
-		forwarded := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
-		if last := strings.TrimSpace(forwarded[len(forwarded)-1]); last != "" {
-			return last
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// ---- throttling ----
-
-// throttleAddress spends one request of the client address's budget for
-// login and register (-ip-limit a minute), or answers 429.
-func (s *server) throttleAddress(r *http.Request) error {
-	if wait := s.perAddress.take(s.clientIP(r), s.now()); wait > 0 {
-		return throttled(wait)
-	}
-	return nil
-}
-
-// throttled is DRF's 429: the wait in whole seconds, rounded up, in the body
-// and in Retry-After.
-func throttled(wait time.Duration) *apiError {
-	seconds := int((wait + time.Second - 1) / time.Second)
-	unit := "seconds"
-	if seconds == 1 {
-		unit = "second"
-	}
-	return &apiError{
-		status: http.StatusTooManyRequests,
-		body:   detail{fmt.Sprintf("Request was throttled. Expected available in %d %s.", seconds, unit)},
-		header: http.Header{"Retry-After": {strconv.Itoa(seconds)}},
-	}
-}
-
-// limiter allows at most limit events per key in any window (a sliding
-// window: it keeps the times of each key's recent events). Its memory is
-// bounded: at most maxLimiterKeys keys, each with at most limit times; keys
-// whose events are all older than the window are swept out once a window,
-// and if that is not enough, arbitrary keys are dropped.
-type limiter struct {
-	mu        sync.Mutex
-	limit     int
-	window    time.Duration
-	events    map[string][]int64 // unix nanoseconds, oldest first
-	lastSweep int64
-}
-
-// maxLimiterKeys bounds a limiter's memory: 20,000 keys of at most 60 times
-// each is under 12 MB.
-const maxLimiterKeys = 20000
-
-// newLimiter returns a limiter; a limit of 0 turns it off.
-func newLimiter(limit int, window time.Duration) *limiter {
-	return &limiter{limit: limit, window: window, events: map[string][]int64{}}
-}
-
-// take records an event for key at now and returns 0, or, if key has had
-// limit events in the last window, records nothing and returns how long
-// until the oldest of them leaves the window.
-func (l *limiter) take(key string, now time.Time) time.Duration {
-	if l.limit <= 0 {
-		return 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t := now.UnixNano()
-	l.sweep(t)
-	recent := l.recent(key, t)
-	if len(recent) >= l.limit {
-		return time.Duration(recent[0] + int64(l.window) - t)
-	}
-	l.events[key] = append(recent, t)
-	return 0
-}
-
-// giveBack removes the event that take recorded for key at now: an attempt
-// that turned out not to count (a login that succeeded).
-func (l *limiter) giveBack(key string, now time.Time) {
-	if l.limit <= 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	events := l.events[key]
-	if i := slices.Index(events, now.UnixNano()); i >= 0 {
-		l.events[key] = slices.Delete(events, i, i+1)
-	}
-	if len(l.events[key]) == 0 {
-		delete(l.events, key)
-	}
-}
-
-// recent returns key's events still inside the window at t.
-func (l *limiter) recent(key string, t int64) []int64 {
-	events := l.events[key]
-	start := t - int64(l.window)
-	i := 0
-	for i < len(events) && events[i] <= start {
-		i++
-	}
-	return events[i:]
-}
-
-// sweep drops keys with no recent events, at most once a window, and keeps
-// the number of keys under maxLimiterKeys.
-func (l *limiter) sweep(t int64) {
-	if t-l.lastSweep < int64(l.window) && len(l.events) < maxLimiterKeys {
-		return
-	}
-	l.lastSweep = t
-	for key := range l.events {
-		if len(l.recent(key, t)) == 0 {
-			delete(l.events, key)
-		}
-	}
-	for key := range l.events { // map order is random: arbitrary keys go
-		if len(l.events) < maxLimiterKeys*9/10 {
-			break
-		}
-		delete(l.events, key)
-	}
-}
-
-// ---- reading request bodies ----
-
-// Body limits of the contract.
-const (
-	maxFormBody      = 1 << 20
-	maxMultipartBody = 6 << 20
-)
-
-// input is a request body, whatever its encoding: values holds what JSON
-// gives (string, json.Number, bool, nil, []any, map[string]any) or, for
-// forms, strings; files holds multipart file parts.
-type input struct {
-	values map[string]any
-	files  map[string]*multipartFile
-}
-
-type multipartFile struct {
-	name string
-	data []byte
-}
-
-// readInput reads the body as DRF's parsers do: JSON, urlencoded forms and
-// multipart alike; an empty body is {}; any other type is 415.
-func readInput(w http.ResponseWriter, r *http.Request) (*input, error) {
-	in := &input{values: map[string]any{}, files: map[string]*multipartFile{}}
-	contentType := r.Header.Get("Content-Type")
-	if contentType == "" {
-		return in, nil // DRF reads no body without a Content-Type
-	}
-	mediaType, params, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		mediaType = ""
-	}
-	switch mediaType {
-	case "application/json":
-		return in, readJSONBody(w, r, in)
-	case "application/x-www-form-urlencoded":
-		return in, readFormBody(w, r, in)
-	case "multipart/form-data":
-		return in, readMultipartBody(w, r, in, params["boundary"])
-	}
-	if r.ContentLength == 0 {
-		return in, nil
-	}
-	return nil, detailError(http.StatusUnsupportedMediaType, fmt.Sprintf("Unsupported media type %q in request.", contentType))
-}
-
-var errTooLarge = detailError(http.StatusRequestEntityTooLarge, "Request body is too large.")
-
-// readBody reads at most limit bytes of body, or answers 413.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return nil, errTooLarge
-	}
-	return body, err
-}
-
-func readJSONBody(w http.ResponseWriter, r *http.Request, in *input) error {
-	body, err := readBody(w, r, maxFormBody)
-	if err != nil || len(body) == 0 {
-		return err
-	}
-	// encoding/json would let invalid UTF-8 through as U+FFFD: refuse it.
-	if !utf8.Valid(body) {
-		return jsonParseError("body is not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return jsonParseError(describeJSONError(err, body))
-	}
-	if rest := bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
-		return jsonParseError("Extra data" + jsonPosition(body, len(body)-len(rest)))
-	}
-	obj, ok := v.(map[string]any)
-	if !ok {
-		errs := &fieldErrors{}
-		errs.add("non_field_errors", notADictionary(v))
-		return errs
-	}
-	in.values = obj
-	return nil
-}
-
-func jsonParseError(what string) error {
-	return detailError(http.StatusBadRequest, "JSON parse error - "+what)
-}
-
-// describeJSONError says what is wrong with a JSON body and where, the
-// position written as Python's json module writes it.
-func describeJSONError(err error, body []byte) string {
-	var syntax *json.SyntaxError
-	switch {
-	case errors.As(err, &syntax):
-		return syntax.Error() + jsonPosition(body, int(syntax.Offset)-1)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "Expecting value" + jsonPosition(body, len(body))
-	}
-	return "invalid JSON"
-}
-
-// jsonPosition is ": line L column C (char N)" for byte offset off of body.
-func jsonPosition(body []byte, off int) string {
-	off = min(max(off, 0), len(body))
-	before := body[:off]
-	line := bytes.Count(before, []byte("\n")) + 1
-	column := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
-	return fmt.Sprintf(": line %d column %d (char %d)", line, column, utf8.RuneCount(before))
-}
-
-// notADictionary is DRF's message for a JSON body that is not an object,
-// naming the Python type as DRF does.
-func notADictionary(v any) string {
-	if v == nil {
-		return "No data provided"
-	}
-	kind := "bool"
-	switch v := v.(type) {
-	case []any:
-		kind = "list"
-	case string:
-		kind = "str"
-	case json.Number:
-		kind = "int"
-		if strings.ContainsAny(string(v), ".eE") {
-			kind = "float"
-		}
-	}
-	return "Invalid data. Expected a dictionary, but got " + kind + "."
-}
-
-func readFormBody(w http.ResponseWriter, r *http.Request, in *input) error {
-	body, err := readBody(w, r, maxFormBody)
-	if err != nil {
-		return err
-	}
-	form, _ := url.ParseQuery(string(body)) // like Django, keep what parses
-	for k, vs := range form {
-		in.values[k] = vs[len(vs)-1] // the last value wins, as in Django's QueryDict
-	}
-	return nil
-}
-
-func readMultipartBody(w http.ResponseWriter, r *http.Request, in *input, boundary string) error {
-	if boundary == "" {
-		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid boundary in multipart: None")
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxMultipartBody)
-	// The whole body is at most 6 MiB, so it is kept in memory: nothing
-	// reaches a temporary file.
-	err := r.ParseMultipartForm(maxMultipartBody + 1<<20)
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return errTooLarge
-	case err != nil:
-		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid multipart body.")
-	}
-	for k, vs := range r.MultipartForm.Value {
-		in.values[k] = vs[len(vs)-1]
-	}
-	for k, fs := range r.MultipartForm.File {
-		f := fs[len(fs)-1]
-		file, err := f.Open()
-		if err != nil {
-			return err
-		}
-		data, err := io.ReadAll(file)
-		file.Close()
-		if err != nil {
-			return err
-		}
-		in.files[k] = &multipartFile{name: f.Filename, data: data}
-	}
-	return nil
-}
-
-// ---- validating fields ----
-
-// Field messages, as Django and DRF word them.
-const (
-	msgRequired      = "This field is required."
-	msgBlank         = "This field may not be blank."
-	msgNull          = "This field may not be null."
-	msgNotString     = "Not a valid string."
-	msgNullChars     = "Null characters are not allowed."
-	msgUnique        = "This field must be unique."
-	msgUsernameTaken = "A user with that username already exists."
-	msgBadUsername   = "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."
-	msgBadEmail      = "Enter a valid email address."
-)
-
-// fieldErrors collects validation messages by field, in the order the
-// fields were checked (DRF's order), and is answered as a 400.
-type fieldErrors struct {
-	fields []string
-	msgs   map[string][]string
-}
-
-func (e *fieldErrors) add(field string, msgs ...string) {
-	if len(msgs) == 0 {
-		return
-	}
-	if e.msgs == nil {
-		e.msgs = map[string][]string{}
-	}
-	if _, seen := e.msgs[field]; !seen {
-		e.fields = append(e.fields, field)
-	}
-	e.msgs[field] = append(e.msgs[field], msgs...)
-}
-
-func (e *fieldErrors) any() bool             { return len(e.fields) > 0 }
-func (e *fieldErrors) has(field string) bool { return len(e.msgs[field]) > 0 }
-func (e *fieldErrors) Error() string         { return "invalid fields: " + strings.Join(e.fields, ", ") }
-
-// MarshalJSON writes {"field":["message",...],...} in the order of checking.
-func (e *fieldErrors) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, f := range e.fields {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		key, _ := marshalJSON(f)
-		msgs, _ := marshalJSON(e.msgs[f])
-		b.Write(key)
-		b.WriteByte(':')
-		b.Write(msgs)
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
-}
-
-// textRule says how to read a string field (DRF's CharField options).
-type textRule struct {
-	required   bool
-	allowBlank bool
-	raw        bool                  // keep surrounding white space (passwords are never trimmed)
-	maxLen     int                   // in characters; 0 for no limit
-	check      func(string) []string // the field's own validators, run first as in DRF
-}
-
-// text reads the string field name as DRF's CharField does, adding its
-// problems to errs: required, not null, a string (a JSON number is taken as
-// its text), not blank (after trimming), then the field's validators, at
-// most maxLen characters and no NUL, all of whose messages are collected.
-// It returns "" for a field that is absent or not a string.
-func (in *input) text(errs *fieldErrors, name string, rule textRule) string {
-	v, ok := in.values[name]
-	if !ok {
-		if rule.required {
-			errs.add(name, msgRequired)
-		}
-		return ""
-	}
-	var s string
-	switch v := v.(type) {
-	case nil:
-		errs.add(name, msgNull)
-		return ""
-	case string:
-		s = v
-	case json.Number:
-		s = v.String()
-	default:
-		errs.add(name, msgNotString)
-		return ""
-	}
-	if !rule.raw {
-		s = strings.TrimSpace(s)
-	}
-	if s == "" {
-		if !rule.allowBlank {
-			errs.add(name, msgBlank)
-		}
-		return ""
-	}
-	var problems []string
-	if rule.check != nil {
-		problems = rule.check(s)
-	}
-	if rule.maxLen > 0 && utf8.RuneCountInString(s) > rule.maxLen {
-		problems = append(problems, fmt.Sprintf("Ensure this field has no more than %d characters.", rule.maxLen))
-	}
-	if strings.ContainsRune(s, 0) {
-		problems = append(problems, msgNullChars)
-	}
-	errs.add(name, problems...)
-	return s
-}
-
-// optionalText reads a field of a partial update: nil when it is absent
-// or wrong (its problems are in errs), else its value.
-func (in *input) optionalText(errs *fieldErrors, name string, rule textRule) *string {
-	if _, present := in.values[name]; !present {
-		return nil
-	}
-	before := len(errs.msgs[name])
-	value := in.text(errs, name, rule)
-	if len(errs.msgs[name]) > before {
-		return nil
-	}
-	return &value
-}
-
-const msgNotBool = "Must be a valid boolean."
-
-// parseBool reads a boolean as the contract spells them: true/false, 1/0,
-// or the strings true, false, 1, 0, on, off, yes, no in any case.
-func parseBool(v any) (value, ok bool) {
-	switch v := v.(type) {
-	case bool:
-		return v, true
-	case json.Number:
-		return v == "1", v == "1" || v == "0"
-	case string:
-		switch strings.ToLower(v) {
-		case "true", "1", "on", "yes":
-			return true, true
-		case "false", "0", "off", "no":
-			return false, true
-		}
-	}
-	return false, false
-}
-
-// optionalBool reads a boolean field: nil when absent or wrong.
-func (in *input) optionalBool(errs *fieldErrors, name string) *bool {
-	v, present := in.values[name]
-	if !present {
-		return nil
-	}
-	if v == nil {
-		errs.add(name, msgNull)
-		return nil
-	}
-	b, ok := parseBool(v)
-	if !ok {
-		errs.add(name, msgNotBool)
-		return nil
-	}
-	return &b
-}
-
-// Upload limits of the contract.
-const (
-	maxImageBytes = 5 << 20
-	maxImageSide  = 10000
-)
-
-const msgNotAnImage = "Upload a valid image. The file you uploaded was either not an image or a corrupted image."
-
-// imageExtensions are the formats accepted, by image.DecodeConfig's name,
-// with the extension they are stored under.
-var imageExtensions = map[string]string{"png": "png", "jpeg": "jpg", "gif": "gif"}
-
-// image reads an image field. A file part is checked by its content, never
-// its name or declared type: PNG, JPEG or GIF, at most 5 MiB and 10000
-// pixels a side. A value of null, "" or "null" asks for no image (remove is
-// true). Absent, it returns nil, false.
-func (in *input) image(errs *fieldErrors, name string) (img *imageFile, remove bool) {
-	file, isFile := in.files[name]
-	if !isFile {
-		v, present := in.values[name]
-		if present && v != nil && v != "" && v != "null" {
-			errs.add(name, "The submitted data was not a file. Check the encoding type on the form.")
-		}
-		return nil, present && !errs.has(name)
-	}
-	switch {
-	case len(file.data) == 0:
-		errs.add(name, "The submitted file is empty.")
-		return nil, false
-	case len(file.data) > maxImageBytes:
-		errs.add(name, "Ensure this file is no larger than 5 MiB.")
-		return nil, false
-	}
-	config, format, err := image.DecodeConfig(bytes.NewReader(file.data))
-	ext, known := imageExtensions[format]
-	if err != nil || !known {
-		errs.add(name, msgNotAnImage)
-		return nil, false
-	}
-	if config.Width > maxImageSide || config.Height > maxImageSide || config.Width < 1 || config.Height < 1 {
-		errs.add(name, fmt.Sprintf("Ensure the image is at most %d pixels on each side.", maxImageSide))
-		return nil, false
-	}
-	return &imageFile{data: file.data, ext: ext}, false
-}
-
-// usernamePattern is Django's UnicodeUsernameValidator: letters, digits
-// and @.+-_ in any script.
-var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}_.@+-]+$`)
-
-// usernameRule is the username field: the pattern, then uniqueness (case-
-// insensitively, ignoring the user being edited), then at most 150 characters.
-func (s *server) usernameRule(ctx context.Context, required bool, exceptUserID int64) textRule {
-	return textRule{required: required, maxLen: 150, check: func(username string) []string {
-		var problems []string
-		if !usernamePattern.MatchString(username) {
-			problems = append(problems, msgBadUsername)
-		}
-		if s.taken(ctx, s.store.usernameTaken, username, exceptUserID) {
-			problems = append(problems, msgUsernameTaken)
-		}
-		return problems
-	}}
-}
-
-// emailRule is the email field: unique (case-insensitively), then a valid
-// address.
-func (s *server) emailRule(ctx context.Context, required bool, exceptUserID int64) textRule {
-	return textRule{required: required, check: func(email string) []string {
-		var problems []string
-		if s.taken(ctx, s.store.emailTaken, email, exceptUserID) {
-			problems = append(problems, msgUnique)
-		}
-		if !validEmailAddress(email) {
-			problems = append(problems, msgBadEmail)
-		}
-		return problems
-	}}
-}
-
-// taken runs a uniqueness query for validation. A failed query counts as
-// not taken: the UNIQUE constraint still refuses a duplicate when the row
-// is written.
-func (s *server) taken(ctx context.Context, query func(context.Context, string, int64) (bool, error), value string, exceptUserID int64) bool {
-	taken, err := query(ctx, value, exceptUserID)
-	return err == nil && taken
-}
-
-// Django's EmailValidator, part by part.
-var (
-	emailUserPattern = regexp.MustCompile("(?i)" +
-		"^[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(\\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*$" +
-		`|^"([\x01-\x08\x0b\x0c\x0e-\x1f!#-\[\]-\x7f]|\\[\x01-\x09\x0b\x0c\x0e-\x7f])*"$`)
-	emailDomainPattern  = regexp.MustCompile(`(?i)^(?:[A-Z0-9](?:[A-Z0-9-]{0,61}[A-Z0-9])?\.)+[A-Z0-9-]{2,63}$`)
-	emailLiteralPattern = regexp.MustCompile(`(?i)^\[([A-F0-9:.]+)\]$`)
-)
-
-// validEmailAddress reports whether Django's EmailValidator accepts s.
-func validEmailAddress(s string) bool {
-	at := strings.LastIndexByte(s, '@')
-	if at < 0 || len(s) > 320 {
-		return false
-	}
-	local, domain := s[:at], s[at+1:]
-	if !emailUserPattern.MatchString(local) {
-		return false
-	}
-	if domain == "localhost" {
-		return true
-	}
-	if m := emailLiteralPattern.FindStringSubmatch(domain); m != nil {
-		return net.ParseIP(m[1]) != nil
-	}
-	// Django retries an international domain in its punycode form, which is
-	// made only of letters, digits and hyphens: stand each non-ASCII letter
-	// or digit in for one such character.
-	ascii := strings.Map(func(r rune) rune {
-		if r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
-			return 'a'
-		}
-		return r
-	}, domain)
-	return emailDomainPattern.MatchString(ascii) && !strings.HasSuffix(ascii, "-")
-}
-
-// ---- passwords ----
-
-// passwordProblems runs Django's four default password validators in their
-// order and returns every message: similarity to the user's attributes,
-// length, the common-password list, all digits.
-func (s *server) passwordProblems(password, username, email, firstName, lastName string) []string {
-	var problems []string
-	if attr := similarAttribute(password, map[string]string{
-		"username": username, "email address": email, "first name": firstName, "last name": lastName,
-	}); attr != "" {
-		problems = append(problems, "The password is too similar to the "+attr+".")
-	}
-	if utf8.RuneCountInString(password) < 8 {
-		problems = append(problems, "This password is too short. It must contain at least 8 characters.")
-	}
-	if s.common.contains(password) {
-		problems = append(problems, "This password is too common.")
-	}
-	if password != "" && strings.IndexFunc(password, func(r rune) bool { return !unicode.IsDigit(r) }) < 0 {
-		problems = append(problems, "This password is entirely numeric.")
-	}
-	return problems
-}
-
-// similarAttribute is Django's UserAttributeSimilarityValidator (max
-// similarity 0.7): it returns the name of the first attribute (in Django's
-// order) that the password is too similar to, comparing with the whole value
-// and with each of its words.
-func similarAttribute(password string, attrs map[string]string) string {
-	pw := strings.ToLower(password)
-	for _, name := range []string{"username", "first name", "last name", "email address"} {
-		value := strings.ToLower(attrs[name])
-		if value == "" {
-			continue
-		}
-		parts := append(nonWordRuns.Split(value, -1), value)
-		for _, part := range parts {
-			if quickRatio(pw, part) >= 0.7 {
-				return name
-			}
-		}
-	}
-	return ""
-}
-
-var nonWordRuns = regexp.MustCompile(`[^\p{L}\p{N}_]+`)
-
-// quickRatio is difflib.SequenceMatcher.quick_ratio: twice the number of
-// characters the two strings share (as multisets) over their total length.
-func quickRatio(a, b string) float64 {
-	total := utf8.RuneCountInString(a) + utf8.RuneCountInString(b)
-	if total == 0 {
-		return 1
-	}
-	counts := map[rune]int{}
-	for _, r := range b {
-		counts[r]++
-	}
-	matches := 0
-	for _, r := range a {
-		if counts[r] > 0 {
-			counts[r]--
-			matches++
-		}
-	}
-	return 2 * float64(matches) / float64(total)
-}
-
-//go:embed common-passwords.txt.gz
-var commonPasswordsGz []byte
-
-// commonPasswords is Django's list of 20,000 common passwords, sorted for
-// binary search.
-type commonPasswords []string
-
-func loadCommonPasswords() (commonPasswords, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(commonPasswordsGz))
-	if err != nil {
-		return nil, err
-	}
-	text, err := io.ReadAll(zr)
-	if err != nil {
-		return nil, err
-	}
-	list := strings.Fields(string(text))
-	slices.Sort(list)
-	return list, nil
-}
-
-// contains checks the password lower-cased and trimmed, as Django does.
-func (c commonPasswords) contains(password string) bool {
-	_, found := slices.BinarySearch(c, strings.TrimSpace(strings.ToLower(password)))
-	return found
-}
-
-// argon2id parameters: OWASP's minimum (19 MiB, 2 passes, 1 lane).
-const (
-	argonMemoryKiB = 19 * 1024
-	argonTime      = 2
-	argonThreads   = 1
-	argonSaltLen   = 16
-	argonKeyLen    = 32
-)
-
-// passwordHasher hashes and checks passwords with argon2id. Each hash takes
-// 19 MiB and tens of milliseconds, so at most `slots` run at once: a flood
-// of logins waits in line instead of exhausting memory.
-type passwordHasher struct {
-	slots chan struct{}
-	dummy string // checked for unknown users, so they cost the same time
-}
-
-func newPasswordHasher(parallel int) *passwordHasher {
-	// The dummy needs the parameters of a real hash, not a real hash: random
-	// bytes in its place cost no 19 MiB at start and match no password.
-	salt, key := make([]byte, argonSaltLen), make([]byte, argonKeyLen)
-	rand.Read(salt)
-	rand.Read(key)
-	return &passwordHasher{slots: make(chan struct{}, max(1, parallel)), dummy: encodePHC(salt, key)}
-}
-
-// run waits for a free slot (or the request to go away), then runs f.
-//
-// argon2 allocates its 19 MiB afresh for every hash and never touches it
-// again. Collecting right after each hash (the slot still held) hands those
-// pages to the next hash instead of letting garbage pile up: with the memory
-// limit main sets (hashMemoryLimit), a flood of logins holds the server at
-// about slots × 19 MiB plus the rest, for a GC cycle of a millisecond or two
-// per hash.
-func (p *passwordHasher) run(ctx context.Context, f func()) error {
-	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-p.slots }()
-	f()
-	runtime.GC()
-	return nil
-}
-
-// hashSlots is how many password hashes run at once: one per core but one,
-// and at least one. A flood of logins (or of guesses) then leaves a core to
-// serve everyone else, and holds at most slots × 19 MiB of hash memory.
-func hashSlots(cpus int) int { return max(1, cpus-1) }
-
-// hashMemoryLimit is the soft memory limit for the Go runtime: what the
-// password hashes may hold at once, plus room for everything else.
-func hashMemoryLimit(slots int) int64 {
-	return int64(slots)*argonMemoryKiB*1024 + 18<<20
-}
-
-// hash returns the PHC string of a new salted argon2id hash of password.
-func (p *passwordHasher) hash(ctx context.Context, password string) (string, error) {
-	salt := make([]byte, argonSaltLen)
-	rand.Read(salt)
-	var key []byte
-	err := p.run(ctx, func() {
-		key = argon2.IDKey([]byte(password), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
-	})
-	return encodePHC(salt, key), err
-}
-
-// check reports whether password matches the PHC string phc, in constant
-// time. An empty or unreadable phc is checked against the dummy hash and
-// never matches.
-func (p *passwordHasher) check(ctx context.Context, password, phc string) (bool, error) {
-	params, salt, want, ok := decodePHC(phc)
-	if !ok {
-		params, salt, want, _ = decodePHC(p.dummy)
-	}
-	var got []byte
-	err := p.run(ctx, func() {
-		got = argon2.IDKey([]byte(password), salt, params.time, params.memory, params.threads, uint32(len(want)))
-	})
-	return ok && err == nil && subtle.ConstantTimeCompare(got, want) == 1, err
-}
-
-type argonParams struct {
-	memory  uint32
-	time    uint32
-	threads uint8
-}
-
-// encodePHC writes $argon2id$v=19$m=19456,t=2,p=1$salt$hash.
-func encodePHC(salt, key []byte) string {
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemoryKiB, argonTime, argonThreads,
-		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
-}
-
-// decodePHC reads a string written by encodePHC. Parameters are read from
-// the string, so hashes made with other settings keep working.
-func decodePHC(phc string) (argonParams, []byte, []byte, bool) {
-	parts := strings.Split(phc, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
-		return argonParams{}, nil, nil, false
-	}
-	var p argonParams
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.memory, &p.time, &p.threads); err != nil ||
-		p.memory == 0 || p.time == 0 || p.threads == 0 {
-		return argonParams{}, nil, nil, false
-	}
-	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
-	key, err2 := base64.RawStdEncoding.DecodeString(parts[5])
-	if err1 != nil || err2 != nil || len(key) == 0 {
-		return argonParams{}, nil, nil, false
-	}
-	return p, salt, key, true
 }
 
 // ---- answers and errors ----
@@ -2188,68 +992,4 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
-}
-
-// ---- middleware ----
-
-// requestInfo is what the log line of a request needs from deeper down.
-type requestInfo struct {
-	userID int64
-}
-
-type requestInfoKey struct{}
-
-func requestInfoFrom(ctx context.Context) *requestInfo {
-	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
-	return info
-}
-
-// statusRecorder remembers the status a handler wrote.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (rec *statusRecorder) WriteHeader(status int) {
-	if rec.status == 0 {
-		rec.status = status
-	}
-	rec.ResponseWriter.WriteHeader(status)
-}
-
-func (rec *statusRecorder) Write(b []byte) (int, error) {
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	return rec.ResponseWriter.Write(b)
-}
-
-// logRequests writes one line per request: method, path, status, duration
-// and user id. Never the query string, a header or a body: those can hold
-// tokens and passwords.
-func (s *server) logRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		info := &requestInfo{}
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
-		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"duration", time.Since(start).Round(time.Microsecond), "user", info.userID)
-	})
-}
-
-// recoverPanics turns a panic in a handler into a logged 500, so that a bug
-// costs one request its answer and not the connection.
-func (s *server) recoverPanics(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				s.writeError(w, r, fmt.Errorf("panic: %v", v))
-			}
-		}()
-		next.ServeHTTP(w, r)
-	})
 }

@@ -194,7 +194,7 @@ func (e *testEnv) usersInEveryState() (alice, gone, idle tokenPair) {
 // exec changes the database behind the API's back, as an admin would.
 func (e *testEnv) exec(query string, args ...any) {
 	e.t.Helper()
-	if _, err := e.srv.store.write.Exec(query, args...); err != nil {
+	if _, err := e.srv.store.db.write.db.Exec(query, args...); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -202,7 +202,7 @@ func (e *testEnv) exec(query string, args ...any) {
 func (e *testEnv) count(query string, args ...any) int {
 	e.t.Helper()
 	var n int
-	if err := e.srv.store.read.QueryRow(query, args...).Scan(&n); err != nil {
+	if err := e.srv.store.db.read.db.QueryRow(query, args...).Scan(&n); err != nil {
 		e.t.Fatal(err)
 	}
 	return n

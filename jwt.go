@@ -2,24 +2,23 @@ package main
 
 // jwt.go: HS256 JSON Web Tokens, signed and verified by hand on crypto/hmac.
 //
-// It knows tokens, not HTTP or SQL. sign turns claims into a compact token;
-// verify checks one strictly and returns its claims or a named error whose
-// text is the message simplejwt gives for the same fault.
+// Read it in this order: sign turns claims into a compact token
+// (header.payload.signature); verify checks a token strictly and returns its
+// claims, or a named error whose text is the message simplejwt gives for the
+// same fault; then the checks verify makes, from the envelope to each claim.
+//
+// It knows tokens and their key, not HTTP, SQL or where tokens are kept.
 
 import (
 	"bytes"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"hash"
 	"io"
 	"math"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -44,7 +43,7 @@ const (
 	errTokenNoType    tokenError = "Token has no type"
 	errTokenWrongType tokenError = "Token has wrong type"
 	errTokenNoUser    tokenError = "Token contained no recognizable user identification"
-	// Not the verifier's: the store finds a token rotated out or its session over.
+	// Not the verifier's: a valid token that was rotated out or whose session ended.
 	errTokenBlacklisted tokenError = "Token is blacklisted"
 )
 
@@ -71,32 +70,7 @@ var b64 = base64.RawURLEncoding.Strict()
 
 // tokenSigner holds the HMAC key. It is the only thing that knows the key.
 type tokenSigner struct {
-	key  []byte
-	macs sync.Pool // of hash.Hash: HMAC-SHA256 with key, ready to Reset and reuse
-}
-
-// randomID returns 128 random bits as 32 lowercase hex characters, like
-// simplejwt's uuid4().hex: token ids (jti), session ids, stored file names.
-func randomID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand documents it)
-	return hex.EncodeToString(b[:])
-}
-
-// tokenID returns a token id (jti) in randomID's form whose first 48 bits
-// are the time in milliseconds, and the other 80 random, like a UUIDv7.
-// The blacklist is keyed by jti: ids that grow with time are added at the
-// end of its B-tree, so the tokens rotated together fill one page, where
-// random ids would each touch a page of their own, to be written to the
-// WAL again and copied back at the next checkpoint.
-func tokenID(now time.Time) string {
-	var b [16]byte
-	ms := now.UnixMilli()
-	for i := range 6 { // big-endian, so that the hex sorts as the time does
-		b[i] = byte(ms >> (40 - 8*i))
-	}
-	rand.Read(b[6:]) // never fails (crypto/rand documents it)
-	return hex.EncodeToString(b[:])
+	key []byte
 }
 
 // sign returns the compact serialisation header.payload.signature.
@@ -111,29 +85,19 @@ func encodeClaims(c claims) string {
 }
 
 // signPayload signs an encoded payload segment. Signing is deterministic:
-// the same payload always gives the same token. So the store keeps a rotated
-// token's replacement as its payload alone and the token is rebuilt from it
-// during the grace period; a copy of the database without the key holds no
-// usable token.
+// the same payload always gives the same token. So a rotated token's
+// replacement can be kept as its payload alone and the token rebuilt from it
+// later; whoever holds only payloads holds no usable token.
 func (s *tokenSigner) signPayload(payloadSegment string) string {
 	signingInput := jwtHeader + "." + payloadSegment
-	var sum [sha256.Size]byte
-	return signingInput + "." + b64.EncodeToString(s.mac(sum[:0], signingInput))
+	return signingInput + "." + b64.EncodeToString(s.mac(signingInput))
 }
 
-// mac is HMAC-SHA256 of signingInput, appended to dst. Setting up an HMAC
-// (hashing the key into its pads) costs as much as using it, so set-up ones
-// are kept in a pool.
-func (s *tokenSigner) mac(dst []byte, signingInput string) []byte {
-	m, _ := s.macs.Get().(hash.Hash)
-	if m == nil {
-		m = hmac.New(sha256.New, s.key)
-	}
-	m.Reset()
+// mac is HMAC-SHA256 of signingInput with the key.
+func (s *tokenSigner) mac(signingInput string) []byte {
+	m := hmac.New(sha256.New, s.key)
 	io.WriteString(m, signingInput)
-	dst = m.Sum(dst)
-	s.macs.Put(m)
-	return dst
+	return m.Sum(nil)
 }
 
 // verify checks token and returns its claims. want is the token type the
@@ -151,104 +115,72 @@ func (s *tokenSigner) verify(token, want string, now time.Time) (claims, error) 
 	if err != nil {
 		return claims{}, err
 	}
-	// Almost every token is one this server wrote: read that layout
-	// directly. Anything else takes the general path, which gives each
-	// missing or mistyped claim simplejwt's own message.
-	if c, ok := readOwnPayload(payload); ok {
-		return c, checkTimesAndType(c, want, now)
-	}
-	return readAnyPayload(payload, want, now)
+	return readPayload(payload, want, now)
 }
 
-// checkTimesAndType checks a token that has every claim: not expired, not
-// issued in the future, and of the wanted type.
-func checkTimesAndType(c claims, want string, now time.Time) error {
-	switch {
-	case c.Exp <= now.Unix() || c.Iat > now.Unix():
+// verifySigned checks the envelope of a token and returns its decoded payload:
+// exactly three segments of canonical unpadded base64url, a JSON header whose
+// alg is exactly "HS256" and that has no "crit", and a signature that matches,
+// compared in constant time. The signature is computed over the segments as
+// received, never over re-encoded JSON.
+func (s *tokenSigner) verifySigned(token string) ([]byte, error) {
+	headerSeg, rest, ok := strings.Cut(token, ".")
+	if !ok {
+		return nil, errTokenInvalid
+	}
+	payloadSeg, sigSeg, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(sigSeg, ".") {
+		return nil, errTokenInvalid
+	}
+	if err := checkHeader(headerSeg); err != nil {
+		return nil, err
+	}
+	sig, err := decodeSegment(sigSeg)
+	if err != nil {
+		return nil, err
+	}
+	signingInput := token[:len(headerSeg)+1+len(payloadSeg)]
+	if !hmac.Equal(sig, s.mac(signingInput)) {
+		return nil, errTokenInvalid
+	}
+	return decodeSegment(payloadSeg)
+}
+
+// checkHeader reads a header segment: JSON whose alg is exactly "HS256" and
+// that has no "crit". The header is trusted for nothing but this check: the
+// algorithm is fixed by the server, never chosen by the token.
+func checkHeader(seg string) error {
+	header, err := decodeSegment(seg)
+	if err != nil {
+		return err
+	}
+	var h struct {
+		Alg  *string         `json:"alg"`
+		Crit json.RawMessage `json:"crit"`
+	}
+	if json.Unmarshal(header, &h) != nil || h.Alg == nil || *h.Alg != "HS256" || h.Crit != nil {
 		return errTokenInvalid
-	case c.TokenType != accessToken && c.TokenType != refreshToken || want != "" && c.TokenType != want:
-		return errTokenWrongType
 	}
 	return nil
 }
 
-// readOwnPayload reads a payload in exactly the layout sign writes: the
-// claims in their order, strings without escapes or control characters,
-// whole numbers. For anything else it reports false.
-func readOwnPayload(p []byte) (claims, bool) {
-	var c claims
-	r := layoutReader{p}
-	ok := r.literal(`{"token_type":`) && r.str(&c.TokenType) &&
-		r.literal(`,"exp":`) && r.integer(&c.Exp) &&
-		r.literal(`,"iat":`) && r.integer(&c.Iat) &&
-		r.literal(`,"jti":`) && r.str(&c.JTI) &&
-		r.literal(`,"user_id":`) && r.integer(&c.UserID) &&
-		r.literal(`,"username":`) && r.str(&c.Username) &&
-		r.literal(`,"email":`) && r.str(&c.Email) &&
-		r.literal(`,"sid":`) && r.str(&c.SessionID) &&
-		r.literal(`}`) && len(r.rest) == 0
-	return c, ok
-}
-
-// layoutReader consumes a byte slice piece by piece.
-type layoutReader struct{ rest []byte }
-
-func (r *layoutReader) literal(s string) bool {
-	if len(r.rest) < len(s) || string(r.rest[:len(s)]) != s {
-		return false
+// decodeSegment decodes one segment of canonical unpadded base64url. Go's decoder skips \r and \n, so those are refused
+// first: a token has exactly one accepted spelling.
+func decodeSegment(seg string) ([]byte, error) {
+	if seg == "" || strings.ContainsAny(seg, "\r\n") {
+		return nil, errTokenInvalid
 	}
-	r.rest = r.rest[len(s):]
-	return true
-}
-
-func (r *layoutReader) str(dst *string) bool {
-	if len(r.rest) == 0 || r.rest[0] != '"' {
-		return false
-	}
-	end := bytes.IndexByte(r.rest[1:], '"') + 1
-	if end == 0 {
-		return false
-	}
-	s := r.rest[1:end]
-	for _, b := range s {
-		if b < 0x20 || b == '\\' {
-			return false
-		}
-	}
-	if !utf8.Valid(s) {
-		return false
-	}
-	*dst = string(s)
-	r.rest = r.rest[end+1:]
-	return true
-}
-
-// integer reads a JSON integer: an optional minus, then 0 or a digit 1-9
-// and more digits.
-func (r *layoutReader) integer(dst *int64) bool {
-	n := 0
-	if n < len(r.rest) && r.rest[n] == '-' {
-		n++
-	}
-	start := n
-	for n < len(r.rest) && '0' <= r.rest[n] && r.rest[n] <= '9' {
-		n++
-	}
-	if n == start || r.rest[start] == '0' && n-start > 1 {
-		return false
-	}
-	v, err := strconv.ParseInt(string(r.rest[:n]), 10, 64)
+	b, err := b64.DecodeString(seg) // refuses every other byte outside the alphabet, "=" too
 	if err != nil {
-		return false
+		return nil, errTokenInvalid
 	}
-	*dst, r.rest = v, r.rest[n:]
-	return true
+	return b, nil
 }
 
-// readAnyPayload is the general path: one pass of encoding/json checks that
+// readPayload checks the claims of a verified payload: one pass of encoding/json checks that
 // the payload is a JSON object and cuts out the claims; each is then read by
 // hand, which keeps apart "missing" (nil), "wrong type" and "present".
-func readAnyPayload(payload []byte, want string, now time.Time) (claims, error) {
+func readPayload(payload []byte, want string, now time.Time) (claims, error) {
 	if !utf8.Valid(payload) {
 		return claims{}, errTokenInvalid
 	}
@@ -353,68 +285,4 @@ func jsonSeconds(raw json.RawMessage) (int64, bool) {
 		return math.MinInt64, true
 	}
 	return int64(f), true
-}
-
-// verifySigned checks the envelope of a token and returns its decoded payload:
-// exactly three segments of canonical unpadded base64url, a JSON header whose
-// alg is exactly "HS256" and that has no "crit", and a signature that matches,
-// compared in constant time. The signature is computed over the segments as
-// received, never over re-encoded JSON.
-func (s *tokenSigner) verifySigned(token string) ([]byte, error) {
-	headerSeg, rest, ok := strings.Cut(token, ".")
-	if !ok {
-		return nil, errTokenInvalid
-	}
-	payloadSeg, sigSeg, ok := strings.Cut(rest, ".")
-	if !ok || strings.Contains(sigSeg, ".") {
-		return nil, errTokenInvalid
-	}
-	// Our own header, byte for byte, needs no decoding; any other is read.
-	if headerSeg != jwtHeader {
-		if err := checkHeader(headerSeg); err != nil {
-			return nil, err
-		}
-	}
-	var sigBuf, wantBuf [sha256.Size]byte
-	sig, err := decodeSegment(sigBuf[:0], sigSeg)
-	if err != nil {
-		return nil, err
-	}
-	signingInput := token[:len(headerSeg)+1+len(payloadSeg)]
-	if !hmac.Equal(sig, s.mac(wantBuf[:0], signingInput)) {
-		return nil, errTokenInvalid
-	}
-	return decodeSegment(nil, payloadSeg)
-}
-
-// checkHeader reads a header segment: JSON whose alg is exactly "HS256" and
-// that has no "crit". The header is trusted for nothing but this check: the
-// algorithm is fixed by the server, never chosen by the token.
-func checkHeader(seg string) error {
-	header, err := decodeSegment(nil, seg)
-	if err != nil {
-		return err
-	}
-	var h struct {
-		Alg  *string         `json:"alg"`
-		Crit json.RawMessage `json:"crit"`
-	}
-	if json.Unmarshal(header, &h) != nil || h.Alg == nil || *h.Alg != "HS256" || h.Crit != nil {
-		return errTokenInvalid
-	}
-	return nil
-}
-
-// decodeSegment decodes one segment of canonical unpadded base64url,
-// appending to dst. Go's decoder skips \r and \n, so those are refused
-// first: a token has exactly one accepted spelling.
-func decodeSegment(dst []byte, seg string) ([]byte, error) {
-	if seg == "" || strings.ContainsAny(seg, "\r\n") {
-		return nil, errTokenInvalid
-	}
-	b, err := b64.AppendDecode(dst, []byte(seg)) // refuses every other byte outside the alphabet, "=" too
-	if err != nil {
-		return nil, errTokenInvalid
-	}
-	return b, nil
 }

@@ -212,7 +212,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	defer st.Close()
 	var n int
-	st.read.QueryRow(`SELECT count(*) FROM notes WHERE title = 'written during shutdown'`).Scan(&n)
+	st.db.read.db.QueryRow(`SELECT count(*) FROM notes WHERE title = 'written during shutdown'`).Scan(&n)
 	if n != 1 {
 		t.Errorf("the note written during shutdown: %d rows", n)
 	}

@@ -1,21 +1,28 @@
 -- schema.sql: the one description of jwtnotes' data.
 --
--- It is embedded into the binary and applied at start. Each "-- version N"
--- section upgrades a database at version N-1 to N in one transaction, and
--- PRAGMA user_version records how far a database has come. Sections are
--- only ever added at the end: an existing database keeps its rows.
+-- It is embedded into the binary and applied at start, in two parts. First
+-- the current schema: the tables as they are now, which a new database gets
+-- whole. Then the upgrades: each "-- upgrade to version N" brings a database
+-- at version N-1 to N in one transaction, keeping its rows. PRAGMA
+-- user_version records how far a database has come.
+--
+-- A change to the data is written twice: in the current schema, and as a
+-- new upgrade at the end (upgrades are only ever added). A test upgrades a
+-- version-1 database and checks that it ends up as a new one.
 --
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- version 1
+-- schema version 4
+
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
     -- never name someone registered after them.
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     username     TEXT    NOT NULL,
     -- The *_key columns are the lower-cased forms that uniqueness is judged
-    -- on (SQLite's own lower() knows only ASCII).
+    -- on (SQLite's own lower() knows only ASCII). Their UNIQUE indexes are
+    -- also how a user is found by name at login.
     username_key TEXT    NOT NULL UNIQUE,
     email        TEXT    NOT NULL,
     email_key    TEXT    NOT NULL UNIQUE,
@@ -43,6 +50,8 @@ CREATE TABLE sessions (
 ) WITHOUT ROWID;
 CREATE INDEX sessions_user ON sessions(user_id);
 CREATE INDEX sessions_expires ON sessions(expires);
+-- The flush finds revoked sessions by this index, not by reading them all.
+CREATE INDEX sessions_revoked ON sessions(revoked) WHERE revoked IS NOT NULL;
 
 -- Refresh tokens that can no longer be used, keyed by their jti. A row is
 -- written when a token is rotated (replacement holds the payload segment of
@@ -58,7 +67,6 @@ CREATE TABLE blacklist (
 CREATE INDEX blacklist_session ON blacklist(session_id);
 CREATE INDEX blacklist_expires ON blacklist(expires);
 
--- version 2
 -- Notes: private to their owner, or public to every user.
 CREATE TABLE notes (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -73,15 +81,37 @@ CREATE TABLE notes (
     created     INTEGER NOT NULL,
     updated     INTEGER NOT NULL
 );
--- The list is newest updated first (ties: the newer id), read in index order
--- so that a page stops after its rows: all visible notes, one owner's notes.
+-- The list is newest updated first (ties: the newer id), read in index
+-- order so that a page stops after its rows. It is two walks merged: the
+-- caller's notes (notes_user_updated) and the public notes
+-- (notes_public_updated, which holds only them). Walking every note instead
+-- would skip over everyone else's private notes, and cost more the more
+-- there are.
+CREATE INDEX notes_user_updated ON notes(user_id, updated DESC, id DESC);
+CREATE INDEX notes_public_updated ON notes(updated DESC, id DESC) WHERE is_public = 1;
+
+-- upgrade to version 2
+-- Notes.
+CREATE TABLE notes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    title       TEXT    NOT NULL DEFAULT '',
+    body        TEXT    NOT NULL DEFAULT '',
+    search      TEXT    NOT NULL DEFAULT '',
+    cover_image TEXT,
+    is_public   INTEGER NOT NULL DEFAULT 0,
+    created     INTEGER NOT NULL,
+    updated     INTEGER NOT NULL
+);
 CREATE INDEX notes_updated ON notes(updated DESC, id DESC);
 CREATE INDEX notes_user_updated ON notes(user_id, updated DESC, id DESC);
 
--- version 3
--- The list is two walks, each newest first, merged: the caller's notes
--- (notes_user_updated) and the public notes (this index, which holds only
--- them). Walking every note instead would skip over everyone else's
--- private notes, and cost more the more there are.
+-- upgrade to version 3
+-- The list became two walks merged: the public notes get an index of their
+-- own, and the walk over every note goes.
 CREATE INDEX notes_public_updated ON notes(updated DESC, id DESC) WHERE is_public = 1;
 DROP INDEX notes_updated;
+
+-- upgrade to version 4
+-- The flush finds revoked sessions by an index.
+CREATE INDEX sessions_revoked ON sessions(revoked) WHERE revoked IS NOT NULL;

@@ -1,0 +1,562 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// input.go: reading request bodies and validating their fields as Django
+// REST framework does.
+//
+// readInput accepts JSON, urlencoded forms and multipart alike and gives
+// the handlers one *input; text, optionalText, optionalBool and image read
+// its fields with DRF's rules and messages, collecting every problem in a
+// fieldErrors, in the order the fields are checked. readPage reads a list's
+// query string.
+//
+// It knows bodies, fields and their messages, not what a handler does with
+// them; the only store calls are the uniqueness checks of username and email.
+
+// Body limits of the contract.
+const (
+	maxFormBody      = 1 << 20
+	maxMultipartBody = 6 << 20
+)
+
+// input is a request body, whatever its encoding: values holds what JSON
+// gives (string, json.Number, bool, nil, []any, map[string]any) or, for
+// forms, strings; files holds multipart file parts.
+type input struct {
+	values map[string]any
+	files  map[string]*multipartFile
+}
+
+type multipartFile struct {
+	name string
+	data []byte
+}
+
+// readInput reads the body as DRF's parsers do: JSON, urlencoded forms and
+// multipart alike; an empty body is {}; any other type is 415.
+func readInput(w http.ResponseWriter, r *http.Request) (*input, error) {
+	in := &input{values: map[string]any{}, files: map[string]*multipartFile{}}
+	contentType := r.Header.Get("Content-Type")
+	if contentType == "" {
+		return in, nil // DRF reads no body without a Content-Type
+	}
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mediaType = ""
+	}
+	switch mediaType {
+	case "application/json":
+		return in, readJSONBody(w, r, in)
+	case "application/x-www-form-urlencoded":
+		return in, readFormBody(w, r, in)
+	case "multipart/form-data":
+		return in, readMultipartBody(w, r, in, params["boundary"])
+	}
+	if r.ContentLength == 0 {
+		return in, nil
+	}
+	return nil, detailError(http.StatusUnsupportedMediaType, fmt.Sprintf("Unsupported media type %q in request.", contentType))
+}
+
+var errTooLarge = detailError(http.StatusRequestEntityTooLarge, "Request body is too large.")
+
+// readBody reads at most limit bytes of body, or answers 413.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, errTooLarge
+	}
+	return body, err
+}
+
+func readJSONBody(w http.ResponseWriter, r *http.Request, in *input) error {
+	body, err := readBody(w, r, maxFormBody)
+	if err != nil || len(body) == 0 {
+		return err
+	}
+	// encoding/json would let invalid UTF-8 through as U+FFFD: refuse it.
+	if !utf8.Valid(body) {
+		return jsonParseError("body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return jsonParseError(describeJSONError(err, body))
+	}
+	if rest := bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return jsonParseError("Extra data" + jsonPosition(body, len(body)-len(rest)))
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		errs := &fieldErrors{}
+		errs.add("non_field_errors", notADictionary(v))
+		return errs
+	}
+	in.values = obj
+	return nil
+}
+
+func jsonParseError(what string) error {
+	return detailError(http.StatusBadRequest, "JSON parse error - "+what)
+}
+
+// describeJSONError says what is wrong with a JSON body and where, the
+// position written as Python's json module writes it.
+func describeJSONError(err error, body []byte) string {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		return syntax.Error() + jsonPosition(body, int(syntax.Offset)-1)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "Expecting value" + jsonPosition(body, len(body))
+	}
+	return "invalid JSON"
+}
+
+// jsonPosition is ": line L column C (char N)" for byte offset off of body.
+func jsonPosition(body []byte, off int) string {
+	off = min(max(off, 0), len(body))
+	before := body[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	column := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return fmt.Sprintf(": line %d column %d (char %d)", line, column, utf8.RuneCount(before))
+}
+
+// notADictionary is DRF's message for a JSON body that is not an object,
+// naming the Python type as DRF does.
+func notADictionary(v any) string {
+	if v == nil {
+		return "No data provided"
+	}
+	kind := "bool"
+	switch v := v.(type) {
+	case []any:
+		kind = "list"
+	case string:
+		kind = "str"
+	case json.Number:
+		kind = "int"
+		if strings.ContainsAny(string(v), ".eE") {
+			kind = "float"
+		}
+	}
+	return "Invalid data. Expected a dictionary, but got " + kind + "."
+}
+
+func readFormBody(w http.ResponseWriter, r *http.Request, in *input) error {
+	body, err := readBody(w, r, maxFormBody)
+	if err != nil {
+		return err
+	}
+	form, _ := url.ParseQuery(string(body)) // like Django, keep what parses
+	for k, vs := range form {
+		in.values[k] = vs[len(vs)-1] // the last value wins, as in Django's QueryDict
+	}
+	return nil
+}
+
+func readMultipartBody(w http.ResponseWriter, r *http.Request, in *input, boundary string) error {
+	if boundary == "" {
+		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid boundary in multipart: None")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxMultipartBody)
+	// The whole body is at most 6 MiB, so it is kept in memory: nothing
+	// reaches a temporary file.
+	err := r.ParseMultipartForm(maxMultipartBody + 1<<20)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return errTooLarge
+	case err != nil:
+		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid multipart body.")
+	}
+	for k, vs := range r.MultipartForm.Value {
+		in.values[k] = vs[len(vs)-1]
+	}
+	for k, fs := range r.MultipartForm.File {
+		f := fs[len(fs)-1]
+		file, err := f.Open()
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(file)
+		file.Close()
+		if err != nil {
+			return err
+		}
+		in.files[k] = &multipartFile{name: f.Filename, data: data}
+	}
+	return nil
+}
+
+// ---- validating fields ----
+
+// Field messages, as Django and DRF word them.
+const (
+	msgRequired      = "This field is required."
+	msgBlank         = "This field may not be blank."
+	msgNull          = "This field may not be null."
+	msgNotString     = "Not a valid string."
+	msgNullChars     = "Null characters are not allowed."
+	msgUnique        = "This field must be unique."
+	msgUsernameTaken = "A user with that username already exists."
+	msgBadUsername   = "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."
+	msgBadEmail      = "Enter a valid email address."
+)
+
+// fieldErrors collects validation messages by field, in the order the
+// fields were checked (DRF's order), and is answered as a 400.
+type fieldErrors struct {
+	fields []string
+	msgs   map[string][]string
+}
+
+func (e *fieldErrors) add(field string, msgs ...string) {
+	if len(msgs) == 0 {
+		return
+	}
+	if e.msgs == nil {
+		e.msgs = map[string][]string{}
+	}
+	if _, seen := e.msgs[field]; !seen {
+		e.fields = append(e.fields, field)
+	}
+	e.msgs[field] = append(e.msgs[field], msgs...)
+}
+
+func (e *fieldErrors) any() bool             { return len(e.fields) > 0 }
+func (e *fieldErrors) has(field string) bool { return len(e.msgs[field]) > 0 }
+func (e *fieldErrors) Error() string         { return "invalid fields: " + strings.Join(e.fields, ", ") }
+
+// MarshalJSON writes {"field":["message",...],...} in the order of checking.
+func (e *fieldErrors) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, f := range e.fields {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		key, _ := marshalJSON(f)
+		msgs, _ := marshalJSON(e.msgs[f])
+		b.Write(key)
+		b.WriteByte(':')
+		b.Write(msgs)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// textRule says how to read a string field (DRF's CharField options).
+type textRule struct {
+	required   bool
+	allowBlank bool
+	raw        bool                  // keep surrounding white space (passwords are never trimmed)
+	maxLen     int                   // in characters; 0 for no limit
+	check      func(string) []string // the field's own validators, run first as in DRF
+}
+
+// text reads the string field name as DRF's CharField does, adding its
+// problems to errs: required, not null, a string (a JSON number is taken as
+// its text), not blank (after trimming), then the field's validators, at
+// most maxLen characters and no NUL, all of whose messages are collected.
+// It returns "" for a field that is absent or not a string.
+func (in *input) text(errs *fieldErrors, name string, rule textRule) string {
+	v, ok := in.values[name]
+	if !ok {
+		if rule.required {
+			errs.add(name, msgRequired)
+		}
+		return ""
+	}
+	var s string
+	switch v := v.(type) {
+	case nil:
+		errs.add(name, msgNull)
+		return ""
+	case string:
+		s = v
+	case json.Number:
+		s = v.String()
+	default:
+		errs.add(name, msgNotString)
+		return ""
+	}
+	if !rule.raw {
+		s = strings.TrimSpace(s)
+	}
+	if s == "" {
+		if !rule.allowBlank {
+			errs.add(name, msgBlank)
+		}
+		return ""
+	}
+	var problems []string
+	if rule.check != nil {
+		problems = rule.check(s)
+	}
+	if rule.maxLen > 0 && utf8.RuneCountInString(s) > rule.maxLen {
+		problems = append(problems, fmt.Sprintf("Ensure this field has no more than %d characters.", rule.maxLen))
+	}
+	if strings.ContainsRune(s, 0) {
+		problems = append(problems, msgNullChars)
+	}
+	errs.add(name, problems...)
+	return s
+}
+
+// optionalText reads a field of a partial update: nil when it is absent
+// or wrong (its problems are in errs), else its value.
+func (in *input) optionalText(errs *fieldErrors, name string, rule textRule) *string {
+	if _, present := in.values[name]; !present {
+		return nil
+	}
+	before := len(errs.msgs[name])
+	value := in.text(errs, name, rule)
+	if len(errs.msgs[name]) > before {
+		return nil
+	}
+	return &value
+}
+
+const msgNotBool = "Must be a valid boolean."
+
+// parseBool reads a boolean as the contract spells them: true/false, 1/0,
+// or the strings true, false, 1, 0, on, off, yes, no in any case.
+func parseBool(v any) (value, ok bool) {
+	switch v := v.(type) {
+	case bool:
+		return v, true
+	case json.Number:
+		return v == "1", v == "1" || v == "0"
+	case string:
+		switch strings.ToLower(v) {
+		case "true", "1", "on", "yes":
+			return true, true
+		case "false", "0", "off", "no":
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// optionalBool reads a boolean field: nil when absent or wrong.
+func (in *input) optionalBool(errs *fieldErrors, name string) *bool {
+	v, present := in.values[name]
+	if !present {
+		return nil
+	}
+	if v == nil {
+		errs.add(name, msgNull)
+		return nil
+	}
+	b, ok := parseBool(v)
+	if !ok {
+		errs.add(name, msgNotBool)
+		return nil
+	}
+	return &b
+}
+
+// Upload limits of the contract.
+const (
+	maxImageBytes = 5 << 20
+	maxImageSide  = 10000
+)
+
+const msgNotAnImage = "Upload a valid image. The file you uploaded was either not an image or a corrupted image."
+
+// imageExtensions are the formats accepted, by image.DecodeConfig's name,
+// with the extension they are stored under.
+var imageExtensions = map[string]string{"png": "png", "jpeg": "jpg", "gif": "gif"}
+
+// image reads an image field. A file part is checked by its content, never
+// its name or declared type: PNG, JPEG or GIF, at most 5 MiB and 10000
+// pixels a side. A value of null, "" or "null" asks for no image (remove is
+// true). Absent, it returns nil, false.
+func (in *input) image(errs *fieldErrors, name string) (img *imageFile, remove bool) {
+	file, isFile := in.files[name]
+	if !isFile {
+		v, present := in.values[name]
+		if present && v != nil && v != "" && v != "null" {
+			errs.add(name, "The submitted data was not a file. Check the encoding type on the form.")
+		}
+		return nil, present && !errs.has(name)
+	}
+	switch {
+	case len(file.data) == 0:
+		errs.add(name, "The submitted file is empty.")
+		return nil, false
+	case len(file.data) > maxImageBytes:
+		errs.add(name, "Ensure this file is no larger than 5 MiB.")
+		return nil, false
+	}
+	config, format, err := image.DecodeConfig(bytes.NewReader(file.data))
+	ext, known := imageExtensions[format]
+	if err != nil || !known {
+		errs.add(name, msgNotAnImage)
+		return nil, false
+	}
+	if config.Width > maxImageSide || config.Height > maxImageSide || config.Width < 1 || config.Height < 1 {
+		errs.add(name, fmt.Sprintf("Ensure the image is at most %d pixels on each side.", maxImageSide))
+		return nil, false
+	}
+	return &imageFile{data: file.data, ext: ext}, false
+}
+
+// usernamePattern is Django's UnicodeUsernameValidator: letters, digits
+// and @.+-_ in any script.
+var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}_.@+-]+$`)
+
+// usernameRule is the username field: the pattern, then uniqueness (case-
+// insensitively, ignoring the user being edited), then at most 150 characters.
+func (s *server) usernameRule(ctx context.Context, required bool, exceptUserID int64) textRule {
+	return textRule{required: required, maxLen: 150, check: func(username string) []string {
+		var problems []string
+		if !usernamePattern.MatchString(username) {
+			problems = append(problems, msgBadUsername)
+		}
+		if s.taken(ctx, s.store.usernameTaken, username, exceptUserID) {
+			problems = append(problems, msgUsernameTaken)
+		}
+		return problems
+	}}
+}
+
+// emailRule is the email field: unique (case-insensitively), then a valid
+// address.
+func (s *server) emailRule(ctx context.Context, required bool, exceptUserID int64) textRule {
+	return textRule{required: required, check: func(email string) []string {
+		var problems []string
+		if s.taken(ctx, s.store.emailTaken, email, exceptUserID) {
+			problems = append(problems, msgUnique)
+		}
+		if !validEmailAddress(email) {
+			problems = append(problems, msgBadEmail)
+		}
+		return problems
+	}}
+}
+
+// taken runs a uniqueness query for validation. A failed query counts as
+// not taken: the UNIQUE constraint still refuses a duplicate when the row
+// is written.
+func (s *server) taken(ctx context.Context, query func(context.Context, string, int64) (bool, error), value string, exceptUserID int64) bool {
+	taken, err := query(ctx, value, exceptUserID)
+	return err == nil && taken
+}
+
+// Django's EmailValidator, part by part.
+var (
+	emailUserPattern = regexp.MustCompile("(?i)" +
+		"^[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(\\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*$" +
+		`|^"([\x01-\x08\x0b\x0c\x0e-\x1f!#-\[\]-\x7f]|\\[\x01-\x09\x0b\x0c\x0e-\x7f])*"$`)
+	emailDomainPattern  = regexp.MustCompile(`(?i)^(?:[A-Z0-9](?:[A-Z0-9-]{0,61}[A-Z0-9])?\.)+[A-Z0-9-]{2,63}$`)
+	emailLiteralPattern = regexp.MustCompile(`(?i)^\[([A-F0-9:.]+)\]$`)
+)
+
+// validEmailAddress reports whether Django's EmailValidator accepts s.
+func validEmailAddress(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 || len(s) > 320 {
+		return false
+	}
+	local, domain := s[:at], s[at+1:]
+	if !emailUserPattern.MatchString(local) {
+		return false
+	}
+	if domain == "localhost" {
+		return true
+	}
+	if m := emailLiteralPattern.FindStringSubmatch(domain); m != nil {
+		return net.ParseIP(m[1]) != nil
+	}
+	// Django retries an international domain in its punycode form, which is
+	// made only of letters, digits and hyphens: stand each non-ASCII letter
+	// or digit in for one such character.
+	ascii := strings.Map(func(r rune) rune {
+		if r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			return 'a'
+		}
+		return r
+	}, domain)
+	return emailDomainPattern.MatchString(ascii) && !strings.HasSuffix(ascii, "-")
+}
+
+// ---- the query string of a list ----
+
+// page is what a list's query string asks for.
+type page struct {
+	limit, offset int
+	search        string
+	mine          bool
+}
+
+// Page sizes: limit is 20 unless asked, and at most 100.
+const (
+	defaultPageSize = 20
+	maxPageSize     = 100
+)
+
+// readPage reads limit, offset, q and mine from the query string.
+func readPage(r *http.Request) (page, error) {
+	query := r.URL.Query()
+	errs := &fieldErrors{}
+	p := page{limit: defaultPageSize, search: query.Get("q")}
+	if v := query.Get("limit"); v != "" {
+		p.limit = queryInt(errs, "limit", v, 1)
+	}
+	if v := query.Get("offset"); v != "" {
+		p.offset = queryInt(errs, "offset", v, 0)
+	}
+	if v := query.Get("mine"); v != "" {
+		mine, ok := parseBool(v)
+		if !ok {
+			errs.add("mine", msgNotBool)
+		}
+		p.mine = mine
+	}
+	p.limit = min(p.limit, maxPageSize)
+	if errs.any() {
+		return page{}, errs
+	}
+	return p, nil
+}
+
+// queryInt reads a whole number of at least least, as DRF's IntegerField.
+// Numbers too large for an int are taken as the largest (a limit is capped
+// anyway, and an offset that large is past every note).
+func queryInt(errs *fieldErrors, name, v string, least int) int {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(strings.TrimSpace(v), "-") {
+		return math.MaxInt32
+	}
+	if err != nil {
+		errs.add(name, "A valid integer is required.")
+		return 0
+	}
+	if n < least {
+		errs.add(name, fmt.Sprintf("Ensure this value is greater than or equal to %d.", least))
+	}
+	return min(n, math.MaxInt32)
+}

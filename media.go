@@ -1,0 +1,111 @@
+package main
+
+import (
+	"os"
+	"path"
+	"path/filepath"
+)
+
+// media.go: the uploaded images, as files under DATA_DIR/media.
+//
+// A file is written under a random name, synced and renamed into place
+// before the row that names it is committed, and deleted only after the row
+// that named it is gone, so a served name never points at half a file. Every
+// operation goes through an os.Root: nothing outside the folder can be
+// reached, by ".." or by a symlink.
+//
+// It knows files, not SQL or HTTP.
+
+// ---- media files ----
+
+// The folders of DATA_DIR/media.
+const (
+	coversFolder = "covers" // profile cover photos
+	imagesFolder = "images" // note cover images
+)
+
+// imageFile is an uploaded image that the handlers have checked: its bytes
+// and the file extension of its detected type.
+type imageFile struct {
+	data []byte
+	ext  string
+}
+
+// openMedia creates DATA_DIR/media and its folders and opens it as an
+// os.Root: every later file operation is confined to it (no "..", no
+// symlink out).
+func openMedia(dataDir string) (*os.Root, error) {
+	dir := filepath.Join(dataDir, "media")
+	for _, folder := range []string{coversFolder, imagesFolder} {
+		if err := os.MkdirAll(filepath.Join(dir, folder), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return os.OpenRoot(dir)
+}
+
+// withNewFile saves img (if any) under folder, runs fn with its path (nil
+// for no image), and deletes the file again if fn fails: a file exists only
+// for a row that was committed. (A crash between the two can leave an
+// unreferenced file, never a referenced file that is missing or partial.)
+func (s *store) withNewFile(folder string, img *imageFile, fn func(path *string) error) error {
+	if img == nil {
+		return fn(nil)
+	}
+	path, err := s.saveMedia(folder, img)
+	if err != nil {
+		return err
+	}
+	if err := fn(&path); err != nil {
+		s.removeMedia(path)
+		return err
+	}
+	return nil
+}
+
+// saveMedia writes img under folder with a random name (128 bits) and
+// returns "folder/name.ext". It writes a temporary file, syncs it and renames
+// it into place, so a crash never leaves half a file under a served name.
+func (s *store) saveMedia(folder string, img *imageFile) (string, error) {
+	final := path.Join(folder, randomID()+"."+img.ext)
+	tmp := path.Join(folder, ".tmp-"+randomID())
+	f, err := s.media.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(img.data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.media.Rename(tmp, final)
+	}
+	if err != nil {
+		s.media.Remove(tmp)
+		return "", err
+	}
+	return final, nil
+}
+
+// removeMedia deletes stored files. A file that cannot be deleted is left
+// behind: an unreferenced file harms nothing.
+func (s *store) removeMedia(paths ...string) {
+	for _, p := range paths {
+		if p != "" {
+			s.media.Remove(p)
+		}
+	}
+}
+
+// openMediaFile opens a stored file for reading. Anything the os.Root will
+// not open (missing, or a symlink out of the folder) is errNotFound.
+func (s *store) openMediaFile(p string) (*os.File, error) {
+	f, err := s.media.Open(p)
+	if err != nil {
+		return nil, errNotFound
+	}
+	return f, nil
+}

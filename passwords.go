@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// passwords.go: hashing and checking passwords, and Django's four password
+// validators.
+//
+// Hashes are argon2id in the PHC string format, at most one per core but
+// one at a time (hashSlots), so that a flood of logins queues instead of
+// exhausting memory or every core. An unknown user is checked against a
+// dummy hash, so the answer costs as much and reveals nothing.
+//
+// It knows passwords, not HTTP or SQL.
+
+// passwordProblems runs Django's four default password validators in their
+// order and returns every message: similarity to the user's attributes,
+// length, the common-password list, all digits.
+func (s *server) passwordProblems(password, username, email, firstName, lastName string) []string {
+	var problems []string
+	if attr := similarAttribute(password, map[string]string{
+		"username": username, "email address": email, "first name": firstName, "last name": lastName,
+	}); attr != "" {
+		problems = append(problems, "The password is too similar to the "+attr+".")
+	}
+	if utf8.RuneCountInString(password) < 8 {
+		problems = append(problems, "This password is too short. It must contain at least 8 characters.")
+	}
+	if s.common.contains(password) {
+		problems = append(problems, "This password is too common.")
+	}
+	if password != "" && strings.IndexFunc(password, func(r rune) bool { return !unicode.IsDigit(r) }) < 0 {
+		problems = append(problems, "This password is entirely numeric.")
+	}
+	return problems
+}
+
+// similarAttribute is Django's UserAttributeSimilarityValidator (max
+// similarity 0.7): it returns the name of the first attribute (in Django's
+// order) that the password is too similar to, comparing with the whole value
+// and with each of its words.
+func similarAttribute(password string, attrs map[string]string) string {
+	pw := strings.ToLower(password)
+	for _, name := range []string{"username", "first name", "last name", "email address"} {
+		value := strings.ToLower(attrs[name])
+		if value == "" {
+			continue
+		}
+		parts := append(nonWordRuns.Split(value, -1), value)
+		for _, part := range parts {
+			if quickRatio(pw, part) >= 0.7 {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+var nonWordRuns = regexp.MustCompile(`[^\p{L}\p{N}_]+`)
+
+// quickRatio is difflib.SequenceMatcher.quick_ratio: twice the number of
+// characters the two strings share (as multisets) over their total length.
+func quickRatio(a, b string) float64 {
+	total := utf8.RuneCountInString(a) + utf8.RuneCountInString(b)
+	if total == 0 {
+		return 1
+	}
+	counts := map[rune]int{}
+	for _, r := range b {
+		counts[r]++
+	}
+	matches := 0
+	for _, r := range a {
+		if counts[r] > 0 {
+			counts[r]--
+			matches++
+		}
+	}
+	return 2 * float64(matches) / float64(total)
+}
+
+//go:embed common-passwords.txt.gz
+var commonPasswordsGz []byte
+
+// commonPasswords is Django's list of 20,000 common passwords, sorted for
+// binary search.
+type commonPasswords []string
+
+func loadCommonPasswords() (commonPasswords, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(commonPasswordsGz))
+	if err != nil {
+		return nil, err
+	}
+	text, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, err
+	}
+	list := strings.Fields(string(text))
+	slices.Sort(list)
+	return list, nil
+}
+
+// contains checks the password lower-cased and trimmed, as Django does.
+func (c commonPasswords) contains(password string) bool {
+	_, found := slices.BinarySearch(c, strings.TrimSpace(strings.ToLower(password)))
+	return found
+}
+
+// argon2id parameters: OWASP's minimum (19 MiB, 2 passes, 1 lane).
+const (
+	argonMemoryKiB = 19 * 1024
+	argonTime      = 2
+	argonThreads   = 1
+	argonSaltLen   = 16
+	argonKeyLen    = 32
+)
+
+// passwordHasher hashes and checks passwords with argon2id. Each hash takes
+// 19 MiB and tens of milliseconds, so at most `slots` run at once: a flood
+// of logins waits in line instead of exhausting memory.
+type passwordHasher struct {
+	slots chan struct{}
+	dummy string // checked for unknown users, so they cost the same time
+}
+
+func newPasswordHasher(parallel int) *passwordHasher {
+	// The dummy needs the parameters of a real hash, not a real hash: random
+	// bytes in its place cost no 19 MiB at start and match no password.
+	salt, key := make([]byte, argonSaltLen), make([]byte, argonKeyLen)
+	rand.Read(salt)
+	rand.Read(key)
+	return &passwordHasher{slots: make(chan struct{}, max(1, parallel)), dummy: encodePHC(salt, key)}
+}
+
+// run waits for a free slot (or the request to go away), then runs f.
+//
+// argon2 allocates its 19 MiB afresh for every hash and never touches it
+// again. Collecting right after each hash (the slot still held) hands those
+// pages to the next hash instead of letting garbage pile up: with the memory
+// limit main sets (hashMemoryLimit), a flood of logins holds the server at
+// about slots × 19 MiB plus the rest, for a GC cycle of a millisecond or two
+// per hash.
+func (p *passwordHasher) run(ctx context.Context, f func()) error {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.slots }()
+	f()
+	runtime.GC()
+	return nil
+}
+
+// hashSlots is how many password hashes run at once: one per core but one,
+// and at least one. A flood of logins (or of guesses) then leaves a core to
+// serve everyone else, and holds at most slots × 19 MiB of hash memory.
+func hashSlots(cpus int) int { return max(1, cpus-1) }
+
+// hashMemoryLimit is the soft memory limit for the Go runtime: what the
+// password hashes may hold at once, plus room for everything else.
+func hashMemoryLimit(slots int) int64 {
+	return int64(slots)*argonMemoryKiB*1024 + 18<<20
+}
+
+// hash returns the PHC string of a new salted argon2id hash of password.
+func (p *passwordHasher) hash(ctx context.Context, password string) (string, error) {
+	salt := make([]byte, argonSaltLen)
+	rand.Read(salt)
+	var key []byte
+	err := p.run(ctx, func() {
+		key = argon2.IDKey([]byte(password), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	})
+	return encodePHC(salt, key), err
+}
+
+// check reports whether password matches the PHC string phc, in constant
+// time. An empty or unreadable phc is checked against the dummy hash and
+// never matches.
+func (p *passwordHasher) check(ctx context.Context, password, phc string) (bool, error) {
+	params, salt, want, ok := decodePHC(phc)
+	if !ok {
+		params, salt, want, _ = decodePHC(p.dummy)
+	}
+	var got []byte
+	err := p.run(ctx, func() {
+		got = argon2.IDKey([]byte(password), salt, params.time, params.memory, params.threads, uint32(len(want)))
+	})
+	return ok && err == nil && subtle.ConstantTimeCompare(got, want) == 1, err
+}
+
+type argonParams struct {
+	memory  uint32
+	time    uint32
+	threads uint8
+}
+
+// encodePHC writes $argon2id$v=19$m=19456,t=2,p=1$salt$hash.
+func encodePHC(salt, key []byte) string {
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemoryKiB, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
+
+// decodePHC reads a string written by encodePHC. Parameters are read from
+// the string, so hashes made with other settings keep working.
+func decodePHC(phc string) (argonParams, []byte, []byte, bool) {
+	parts := strings.Split(phc, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
+		return argonParams{}, nil, nil, false
+	}
+	var p argonParams
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.memory, &p.time, &p.threads); err != nil ||
+		p.memory == 0 || p.time == 0 || p.threads == 0 {
+		return argonParams{}, nil, nil, false
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	key, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(key) == 0 {
+		return argonParams{}, nil, nil, false
+	}
+	return p, salt, key, true
+}

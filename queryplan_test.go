@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// fullScan matches a query-plan step that reads a whole table of ours:
+// "SCAN users", "SCAN s" (an alias), with or without an index. Walking an
+// index in its order is a scan too, and is fine only where a LIMIT stops it
+// (the notes list).
+var fullScan = regexp.MustCompile(`^SCAN (users|u|sessions|s|blacklist|notes|n)\b`)
+
+// TestEveryQueryUsesAnIndex drives every route (and the store paths no
+// route reaches on its own), then asks SQLite for the plan of every
+// statement the store prepared on its way: none may read all of users,
+// sessions, blacklist or notes. Each query must cost about the same with a
+// million rows as with a thousand.
+func TestEveryQueryUsesAnIndex(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	e.register("alice")
+	bobID := e.register("bob")
+	alice, bob := e.login("alice"), e.login("bob")
+	e.postJSON("/api/token/", `{"username":"nobody","password":"x"}`)
+	note := e.createNote(bob.Access, `{"title":"milk","is_public":true}`)
+	mine := e.createNote(alice.Access, `{"title":"eggs"}`)
+	for _, path := range []string{"/api/notes/", "/api/notes/?q=milk", "/api/notes/?mine=1&q=e",
+		fmt.Sprintf("/api/users/%d/notes/", bobID), fmt.Sprintf("/api/users/%d/notes/?q=milk", bobID),
+		fmt.Sprintf("/api/notes/%d/", note.ID), "/api/profile/", "/api/sessions/"} {
+		if res := e.get(path, alice.Access); res.status != 200 {
+			t.Fatalf("GET %s: %d %s", path, res.status, res.body)
+		}
+	}
+	for _, r := range []struct{ method, path, body string }{
+		{"PATCH", fmt.Sprintf("/api/notes/%d/", mine.ID), `{"title":"more eggs"}`},
+		{"DELETE", fmt.Sprintf("/api/notes/%d/", mine.ID), ``},
+		{"PATCH", "/api/profile/", `{"bio":"hi","username":"alice2"}`},
+		{"POST", "/api/profile/password/", `{"old_password":"` + testPassword + `","new_password":"Another-Horse-43","new_password2":"Another-Horse-43"}`},
+		{"DELETE", "/api/sessions/" + strings.Repeat("0", 32) + "/", ``},
+		{"DELETE", "/api/sessions/", ``},
+	} {
+		if res := e.withToken(r.method, r.path, alice.Access, r.body); res.status >= 300 && res.status != 404 {
+			t.Fatalf("%s %s: %d %s", r.method, r.path, res.status, res.body)
+		}
+	}
+	rotated := e.refresh(bob.Refresh)
+	e.refresh(bob.Refresh) // within the grace period
+	e.postJSON("/api/token/verify/", `{"token":"`+bob.Access+`"}`)
+	e.postJSON("/api/token/blacklist/", `{"refresh":"`+bob.Refresh+`"}`)
+	if rotated.status != 200 {
+		t.Fatalf("refresh: %d %s", rotated.status, rotated.body)
+	}
+	// The UNIQUE constraint's answer (a registration race), and the flush.
+	if _, err := e.srv.store.createUser(ctx, newUser{Username: "bob", Email: "b2@example.com", PasswordHash: "x"}, e.clock.now()); err != errUsernameTaken {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	if _, _, err := e.srv.store.flushExpired(ctx, e.clock.now()); err != nil {
+		t.Fatal(err)
+	}
+	bobLogin := e.login("bob")
+	if res := e.do("DELETE", "/api/profile/", "application/json", `{"password":"`+testPassword+`"}`,
+		"Authorization", "Bearer "+bobLogin.Access); res.status != 204 {
+		t.Fatalf("delete account: %d %s", res.status, res.body)
+	}
+
+	db := e.srv.store.db
+	queries := append(db.read.prepared(), db.write.prepared()...)
+	slices.Sort(queries)
+	if len(queries) < 30 {
+		t.Fatalf("only %d statements prepared: the flow above no longer reaches the store", len(queries))
+	}
+	for _, query := range queries {
+		rows, err := db.write.db.Query("EXPLAIN QUERY PLAN "+query, nullArgs(query)...)
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+		for _, step := range plan {
+			orderedWalk := strings.Contains(step, "USING INDEX") && strings.Contains(query, "LIMIT")
+			if fullScan.MatchString(step) && !orderedWalk {
+				t.Errorf("a full scan: %q\nin the plan %q\nof %s", step, plan, strings.Join(strings.Fields(query), " "))
+			}
+		}
+	}
+}
+
+var (
+	namedParam    = regexp.MustCompile(`:([a-z_]+)`)
+	numberedParam = regexp.MustCompile(`\?(\d+)`)
+)
+
+// nullArgs is a NULL for each placeholder of query (?, ?N or :name): the
+// plan does not depend on the values.
+func nullArgs(query string) []any {
+	var args []any
+	seen := map[string]bool{}
+	for _, m := range namedParam.FindAllStringSubmatch(query, -1) {
+		if !seen[m[1]] {
+			seen[m[1]] = true
+			args = append(args, sql.Named(m[1], nil))
+		}
+	}
+	if len(args) > 0 {
+		return args
+	}
+	n := strings.Count(query, "?")
+	if m := numberedParam.FindAllStringSubmatch(query, -1); m != nil {
+		n = 0
+		for _, p := range m {
+			k, _ := strconv.Atoi(p[1])
+			n = max(n, k)
+		}
+	}
+	return make([]any, n)
+}

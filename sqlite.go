@@ -1,0 +1,455 @@
+package main
+
+// sqlite.go: how the store's SQL is run on one SQLite file.
+//
+// The store (store.go) sees three methods: queryRow and query read on a
+// pool of connections that run beside each other and beside the writer
+// (WAL mode lets them), and inWriteTx runs a function in a write
+// transaction. Behind them, three pieces of plumbing that store.go never
+// has to think about:
+//
+//   - One writer. SQLite has one writer at a time; writes queue in Go for
+//     one goroutine on one connection instead of failing with "database is
+//     locked", and the writes that queued together commit in one
+//     transaction (group commit).
+//   - A checkpointer goroutine copies the write-ahead log back into the
+//     database on its own connection, so that no write waits for the disk.
+//   - Prepared statements: each SQL string is parsed once per connection.
+//
+// Every transaction starts with BEGIN IMMEDIATE, so that another process
+// (jwtnotes flushexpiredtokens) waits its turn through busy_timeout.
+//
+// It knows connections, transactions and SQLite's settings, not the tables.
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// sqliteDB is the database file as the store uses it.
+type sqliteDB struct {
+	read       *statements // many connections, query_only
+	write      *statements // exactly one connection, used by the writer goroutine only
+	checkpoint *sql.DB     // one connection, used by the checkpointer goroutine only
+
+	writes        chan writeJob  // inWriteTx to the writer goroutine (unbuffered)
+	checkpointDue chan struct{}  // the writer to the checkpointer: there are new commits
+	closing       chan struct{}  // closed by close: the goroutines stop
+	background    sync.WaitGroup // the writer and the checkpointer
+	commits       atomic.Int64   // transactions committed by the writer
+	committed     atomic.Int64   // writes in them: committed/commits is the mean batch
+	checkpointed  atomic.Int64   // checkpoints run
+	checkpointRan chan struct{}  // a token after each checkpoint, if none is waiting (tests wait on it)
+}
+
+// openSQLite opens the database at path, runs migrate on the write
+// connection, then starts the writer and the checkpointer.
+func openSQLite(ctx context.Context, path string, migrate func(context.Context, *sql.DB) error) (*sqliteDB, error) {
+	// Pragmas go in the DSN so that every pooled connection gets them; a
+	// db.Exec("PRAGMA ...") would reach one connection only.
+	// cache_size: 1 MiB of pages per connection, not SQLite's 2 MiB: the
+	// hot pages fit, and the cache is memory outside Go's limit, once per
+	// connection.
+	// wal_autocheckpoint(0): the writer never checkpoints; the checkpointer
+	// does (see checkpoints).
+	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-1024)"
+	write, err := sql.Open("sqlite", dsn(path, common+"&_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"))
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, write); err != nil {
+		write.Close()
+		return nil, err
+	}
+	read, err := sql.Open("sqlite", dsn(path, common+"&_pragma=query_only(1)"))
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	readers := max(4, 2*runtime.NumCPU())
+	read.SetMaxOpenConns(readers)
+	read.SetMaxIdleConns(readers)
+	checkpoint, err := sql.Open("sqlite", dsn(path, common))
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, err
+	}
+	checkpoint.SetMaxOpenConns(1)
+	d := &sqliteDB{read: newStatements(read), write: newStatements(write), checkpoint: checkpoint,
+		writes: make(chan writeJob), closing: make(chan struct{}),
+		checkpointDue: make(chan struct{}, 1), checkpointRan: make(chan struct{}, 1)}
+	d.background.Add(2)
+	go d.writer()
+	go d.checkpoints()
+	return d, nil
+}
+
+// dsn builds a modernc.org/sqlite data source name for a file path.
+func dsn(path, query string) string {
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + query
+}
+
+// close stops the writer (after the batch in progress, if any) and the
+// checkpointer, and closes every connection. Writes that arrive later get
+// errStoreClosed.
+func (d *sqliteDB) close() error {
+	close(d.closing)
+	d.background.Wait()
+	return errors.Join(d.read.close(), d.write.close(), d.checkpoint.Close())
+}
+
+// ping checks that the database answers.
+func (d *sqliteDB) ping(ctx context.Context) error { return d.read.db.PingContext(ctx) }
+
+// queryRow and query read, on the pool of readers.
+func (d *sqliteDB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.read.queryRow(ctx, nil, query, args...)
+}
+
+func (d *sqliteDB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return d.read.query(ctx, nil, query, args...)
+}
+
+// isUniqueViolation reports whether err is SQLite refusing a row that a
+// UNIQUE constraint forbids.
+func isUniqueViolation(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// ---- writes: one writer, group commit ----
+//
+// In WAL mode most of what a small write transaction costs is fixed: BEGIN
+// IMMEDIATE, then at COMMIT the changed pages appended to the log. So writes
+// are not run one transaction each. Requests hand their write (a function
+// of a *txn) to one writer goroutine; it takes every write that is waiting,
+// runs them one after another in a single transaction, each inside its own
+// SAVEPOINT, and commits once. A write whose function fails is rolled back
+// to its savepoint alone; the others commit. No request is answered before
+// the COMMIT that holds its write, so a success is as durable as before, and
+// an idle server still commits each write at once: a batch is whatever
+// queued while the previous one ran, never a wait for more.
+
+// errStoreClosed answers a write that arrives after close.
+var errStoreClosed = errors.New("store closed")
+
+// maxBatch bounds how many writes share one transaction (and so how long
+// the last of them waits for the COMMIT).
+const maxBatch = 64
+
+// writeJob is one request's write transaction, queued for the writer.
+type writeJob struct {
+	ctx  context.Context
+	fn   func(tx *txn) error
+	done chan error // receives fn's result once its batch has committed or failed
+}
+
+// inWriteTx runs fn in a write transaction and commits if fn returns nil.
+// fn may share the transaction with other requests' writes (see above), so
+// it must not keep state between calls or wait on anything but the database.
+func (d *sqliteDB) inWriteTx(ctx context.Context, fn func(tx *txn) error) error {
+	job := writeJob{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case d.writes <- job:
+		return <-job.done // the writer answers every job it took
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-d.closing:
+		return errStoreClosed
+	}
+}
+
+// writer runs the batches until close.
+func (d *sqliteDB) writer() {
+	defer d.background.Done()
+	batch := make([]writeJob, 0, maxBatch)
+	for {
+		select {
+		case job := <-d.writes:
+			batch = append(batch[:0], job)
+		case <-d.closing:
+			return
+		}
+	gather: // take whatever else is waiting, without waiting for more
+		for len(batch) < maxBatch {
+			select {
+			case job := <-d.writes:
+				batch = append(batch, job)
+			default:
+				break gather
+			}
+		}
+		d.commitBatch(batch)
+		select { // nudge the checkpointer, unless a nudge is already waiting
+		case d.checkpointDue <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// commitBatch runs batch in one transaction and answers each job.
+func (d *sqliteDB) commitBatch(batch []writeJob) {
+	results := make([]error, len(batch))
+	err := d.runBatch(batch, results)
+	for i, job := range batch {
+		if err != nil { // the transaction is lost, and every write in it
+			results[i] = err
+		}
+		job.done <- results[i]
+	}
+}
+
+// runBatch runs each job in its own savepoint and commits. It returns an
+// error only if the transaction as a whole failed.
+func (d *sqliteDB) runBatch(batch []writeJob, results []error) error {
+	// Not any request's context: one request that goes away must not roll
+	// back the others (database/sql rolls a Tx back when its context ends).
+	ctx := context.Background()
+	tx, err := d.write.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	t := &txn{tx: tx, stmts: d.write}
+	defer t.prepareMissed(ctx)
+	for i, job := range batch {
+		if err := job.ctx.Err(); err != nil {
+			results[i] = err // its caller has gone: do not start it
+			continue
+		}
+		if _, err := t.ExecContext(ctx, `SAVEPOINT job`); err != nil {
+			tx.Rollback()
+			return err
+		}
+		results[i] = runJob(t, job)
+		if results[i] != nil {
+			// Undo this job's changes only. If even that fails, SQLite has
+			// given up the transaction (a full disk, an I/O error).
+			if _, err := t.ExecContext(ctx, `ROLLBACK TO job`); err != nil {
+				tx.Rollback()
+				return err
+			}
+		}
+		if _, err := t.ExecContext(ctx, `RELEASE job`); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	d.commits.Add(1)
+	d.committed.Add(int64(len(batch)))
+	return nil
+}
+
+// runJob calls the job's function. A panic in it becomes that job's error,
+// with the stack: it must not take the writer, and every waiting request,
+// down with it.
+func runJob(t *txn, job writeJob) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in a write transaction: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return job.fn(t)
+}
+
+// txn is a write transaction, as the store's write functions see it.
+type txn struct {
+	tx     *sql.Tx
+	stmts  *statements
+	missed []string // queries not prepared on the pool yet
+}
+
+func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(runToEnd(ctx), args...)
+}
+
+func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.stmts.queryRow(ctx, t, query, args...)
+}
+
+func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.stmts.query(ctx, t, query, args...)
+}
+
+// stmt returns query's statement for this transaction. One not prepared yet
+// cannot be prepared on the pool now: its only connection is this
+// transaction's. So it is prepared within the transaction for this once, and
+// for good after the transaction (prepareMissed).
+func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st := t.stmts.cached(query); st != nil {
+		return t.tx.StmtContext(ctx, st), nil
+	}
+	t.missed = append(t.missed, query)
+	return t.tx.PrepareContext(ctx, query)
+}
+
+func (t *txn) prepareMissed(ctx context.Context) {
+	for _, query := range t.missed {
+		t.stmts.stmt(ctx, query) // an error here only means it is prepared next time
+	}
+}
+
+// ---- checkpoints ----
+//
+// In WAL mode a commit appends pages to notes.db-wal; a checkpoint copies
+// them back into notes.db and waits for two fsyncs. By default SQLite runs
+// it inside the commit that takes the log past 1000 pages, and every write
+// queued behind that commit waits for the disk: under the refresh load the
+// writer spent a sixth of its time there, with a core idle. So the writer
+// never checkpoints (wal_autocheckpoint(0)); this goroutine does, on its own
+// connection, beside the writer and the readers (PASSIVE: it copies what no
+// reader still needs and waits for nobody). At most once every
+// checkpointEvery, and only after commits.
+
+const checkpointEvery = time.Second
+
+// checkpoints runs until close. A checkpoint that fails is retried at the
+// next one; the log only grows meanwhile.
+func (d *sqliteDB) checkpoints() {
+	defer d.background.Done()
+	for {
+		select {
+		case <-d.checkpointDue:
+		case <-d.closing:
+			return
+		}
+		if _, err := d.checkpoint.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err == nil {
+			d.checkpointed.Add(1)
+			select {
+			case d.checkpointRan <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-time.After(checkpointEvery):
+		case <-d.closing:
+			return
+		}
+	}
+}
+
+// ---- prepared statements ----
+
+// statements runs a *sql.DB's queries as prepared statements, each SQL
+// string prepared once and reused: SQLite then parses each query once per
+// connection (database/sql keeps a prepared copy on every connection that
+// ran it). The queries are constant strings, so the cache stays small and
+// never evicts. The *sql.DB is not embedded: nothing can reach it except
+// through the cache.
+type statements struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+func newStatements(db *sql.DB) *statements {
+	return &statements{db: db, stmts: map[string]*sql.Stmt{}}
+}
+
+// stmt returns the prepared statement for query, preparing it on first use.
+func (p *statements) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st := p.cached(query); st != nil {
+		return st, nil
+	}
+	st, err := p.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if prev, ok := p.stmts[query]; ok { // another request prepared it meanwhile
+		st.Close()
+		return prev, nil
+	}
+	p.stmts[query] = st
+	return st, nil
+}
+
+func (p *statements) cached(query string) *sql.Stmt {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stmts[query]
+}
+
+// prepared lists the SQL of every statement prepared so far (the query-plan
+// test reads it).
+func (p *statements) prepared() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := make([]string, 0, len(p.stmts))
+	for q := range p.stmts {
+		list = append(list, q)
+	}
+	return list
+}
+
+// queryRow runs query as a prepared statement, inside t if t is not nil.
+// (If it cannot be prepared, the plain call reports the same error through
+// the *sql.Row.)
+func (p *statements) queryRow(ctx context.Context, t *txn, query string, args ...any) *sql.Row {
+	ctx = runToEnd(ctx)
+	var st *sql.Stmt
+	var err error
+	if t != nil {
+		st, err = t.stmt(ctx, query)
+	} else {
+		st, err = p.stmt(ctx, query)
+	}
+	if err != nil {
+		if t != nil {
+			return t.tx.QueryRowContext(ctx, query, args...)
+		}
+		return p.db.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// query runs query as a prepared statement, inside t if t is not nil.
+func (p *statements) query(ctx context.Context, t *txn, query string, args ...any) (*sql.Rows, error) {
+	ctx = runToEnd(ctx)
+	var st *sql.Stmt
+	var err error
+	if t != nil {
+		st, err = t.stmt(ctx, query)
+	} else {
+		st, err = p.stmt(ctx, query)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (p *statements) close() error {
+	for _, st := range p.stmts {
+		st.Close()
+	}
+	return p.db.Close()
+}
+
+// runToEnd is the context a query runs under: the request's, without its
+// cancellation. Every query here is short (indexed, a page at most), and
+// watching a cancelable context costs database/sql a goroutine per query:
+// half as much again as a one-row lookup itself. So a query whose request
+// has gone away still runs to its end, a few microseconds later.
+func runToEnd(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
