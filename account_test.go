@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -20,6 +19,7 @@ func (e *testEnv) withToken(method, path, access, body string) response {
 // ---- profile update ----
 
 func TestUpdateProfile(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	id := e.register("alice")
 	tokens := e.login("alice")
@@ -49,6 +49,7 @@ func TestUpdateProfile(t *testing.T) {
 // themselves superuser or set a plaintext password; here every field but
 // the five editable ones is ignored.
 func TestUpdateProfileIgnoresMassAssignment(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	id := e.register("mallory")
 	tokens := e.login("mallory")
@@ -67,6 +68,7 @@ func TestUpdateProfileIgnoresMassAssignment(t *testing.T) {
 }
 
 func TestUpdateProfileInvalidSavesNothing(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	e.register("bob")
@@ -98,6 +100,7 @@ func TestUpdateProfileInvalidSavesNothing(t *testing.T) {
 // ---- password change ----
 
 func TestChangePassword(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	here := e.login("alice")
@@ -131,12 +134,13 @@ func TestChangePassword(t *testing.T) {
 // ---- account deletion ----
 
 func TestDeleteAccount(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	id := e.register("alice")
 	e.register("bob")
 	tokens := e.login("alice")
 	other := e.login("alice")
-	e.refresh(other.Refresh)
+	e.rotate(other.Refresh)
 
 	want(t, e.withToken("DELETE", "/api/profile/", tokens.Access, ``), 400, `{"password":["This field is required."]}`)
 	want(t, e.withToken("DELETE", "/api/profile/", tokens.Access, `{"password":"nope"}`), 400, `{"password":["Wrong password."]}`)
@@ -166,6 +170,7 @@ func TestDeleteAccount(t *testing.T) {
 // ---- sessions ----
 
 func TestSessions(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	e.register("bob")
@@ -222,7 +227,7 @@ func (e *testEnv) loginFrom(username, userAgent, remoteAddr string) tokenPair {
 		e.t.Fatalf("login: %d %s", res.status, res.body)
 	}
 	var p tokenPair
-	json.Unmarshal([]byte(res.body), &p)
+	decode(e.t, res.body, &p)
 	return p
 }
 
@@ -245,6 +250,7 @@ func wantThrottled(t *testing.T, res response, seconds int) {
 }
 
 func TestFailedLoginsPerAccount(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	wrong := `{"username":"alice","password":"guess"}`
@@ -270,6 +276,7 @@ func TestFailedLoginsPerAccount(t *testing.T) {
 }
 
 func TestUnknownNamesAreThrottledAlike(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(c *config) { c.loginLimit = 2 })
 	for range 2 {
 		want(t, e.postJSON("/api/token/", `{"username":"ghost","password":"x"}`), 401, bodyNoAccount)
@@ -281,6 +288,7 @@ func TestUnknownNamesAreThrottledAlike(t *testing.T) {
 // TestSuccessDoesNotResetFailures: a successful login gives back only its
 // own attempt; failures from another address still count.
 func TestSuccessDoesNotResetFailures(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	attacker := []string{"RemoteAddr", "192.0.2.66:1"}
@@ -295,6 +303,7 @@ func TestSuccessDoesNotResetFailures(t *testing.T) {
 // TestWrongOldPasswordCountsAsFailedLogin: guessing through the password
 // change form spends the same budget as guessing at login.
 func TestWrongOldPasswordCountsAsFailedLogin(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(c *config) { c.loginLimit = 3 })
 	e.register("alice")
 	tokens := e.login("alice")
@@ -306,6 +315,7 @@ func TestWrongOldPasswordCountsAsFailedLogin(t *testing.T) {
 }
 
 func TestAddressThrottle(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(c *config) { c.ipLimit = 3 })
 	from := func(addr string) []string { return []string{"RemoteAddr", addr} }
 	// Login and register share the budget.
@@ -330,6 +340,7 @@ func TestAddressThrottle(t *testing.T) {
 }
 
 func TestTrustProxy(t *testing.T) {
+	t.Parallel()
 	for _, trust := range []bool{false, true} {
 		e := newTestEnv(t, func(c *config) { c.ipLimit = 1; c.trustProxy = trust })
 		proxy := "127.0.0.1:9999"
@@ -342,6 +353,7 @@ func TestTrustProxy(t *testing.T) {
 }
 
 func TestLimiterMemoryIsBounded(t *testing.T) {
+	t.Parallel()
 	l := newLimiter(10, time.Minute)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 3 * maxLimiterKeys {
@@ -362,6 +374,7 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 // ---- flushing expired tokens ----
 
 func TestFlushExpiredTokens(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(c *config) { c.sessionTTL = time.Hour })
 	e.register("alice")
 	// Session A is logged out at 12:00: revoked, with one blacklist row.
@@ -371,7 +384,7 @@ func TestFlushExpiredTokens(t *testing.T) {
 	// expires with the token, at the session's end (13:40).
 	e.clock.advance(40 * time.Minute)
 	live := e.login("alice")
-	e.refresh(live.Refresh)
+	e.rotate(live.Refresh)
 
 	e.clock.advance(21 * time.Minute) // 13:01
 	tokens, sessions, err := e.srv.store.flushExpired(context.Background(), e.clock.now())
@@ -393,6 +406,7 @@ func TestFlushExpiredTokens(t *testing.T) {
 }
 
 func TestFlushExpiredTokensCommand(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	st, err := openStore(context.Background(), dir)
 	if err != nil {
@@ -414,18 +428,19 @@ func TestFlushExpiredTokensCommand(t *testing.T) {
 }
 
 func TestThrottledBodyIsDRFs(t *testing.T) {
+	t.Parallel()
 	for wait, body := range map[time.Duration]string{
 		time.Second:             bodyThrottled(1),
 		300 * time.Millisecond:  bodyThrottled(1),
 		1500 * time.Millisecond: bodyThrottled(2),
 		time.Minute:             bodyThrottled(60),
 	} {
-		got, _ := marshalJSON(throttled(wait).body)
-		if string(got) != body {
-			t.Errorf("throttled(%v) = %s, want %s", wait, got, body)
+		answer := throttled(wait)
+		got, err := marshalJSON(answer.body)
+		if err != nil || string(got) != body || answer.status != http.StatusTooManyRequests {
+			t.Errorf("throttled(%v) = %d %s %v, want 429 %s", wait, answer.status, got, err, body)
 		}
 	}
-	_ = http.StatusTooManyRequests
 }
 
 // BenchmarkLoginFailure compares a login with a wrong password and one for

@@ -11,6 +11,7 @@ import (
 // TestForgedTokensAreRefused runs forged and tampered tokens against a
 // protected route and the refresh endpoint: every one is a 401.
 func TestForgedTokensAreRefused(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	userID := e.register("alice")
 	good := e.login("alice")
@@ -22,7 +23,7 @@ func TestForgedTokensAreRefused(t *testing.T) {
 	rparts := strings.Split(good.Refresh, ".")
 	payload, _ := b64.DecodeString(parts[1])
 	var claims map[string]any
-	json.Unmarshal(payload, &claims)
+	decode(t, string(payload), &claims)
 	claims["user_id"] = userID
 	escalated, _ := json.Marshal(claims)
 	hs256 := `{"alg":"HS256","typ":"JWT"}`
@@ -68,6 +69,7 @@ func TestForgedTokensAreRefused(t *testing.T) {
 // TestHostileStringsAreStoredVerbatim: SQL and odd Unicode are data, kept
 // and returned exactly.
 func TestHostileStringsAreStoredVerbatim(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	access := e.login("alice").Access
@@ -85,13 +87,13 @@ func TestHostileStringsAreStoredVerbatim(t *testing.T) {
 		body, _ := json.Marshal(map[string]string{"title": s[:min(len(s), 100)], "body": s})
 		res := e.withToken("POST", "/api/notes/", access, string(body))
 		var n noteOut
-		json.Unmarshal([]byte(res.body), &n)
+		decode(t, res.body, &n)
 		if res.status != 201 || n.Body != s {
 			t.Errorf("create %q: %d %s", s, res.status, res.body)
 			continue
 		}
 		var back noteOut
-		json.Unmarshal([]byte(e.get(fmt.Sprintf("/api/notes/%d/", n.ID), access).body), &back)
+		decode(t, e.get(fmt.Sprintf("/api/notes/%d/", n.ID), access).body, &back)
 		if back.Body != s {
 			t.Errorf("stored %q, read back %q", s, back.Body)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
 )
@@ -34,7 +33,7 @@ func BenchmarkHandler(b *testing.B) {
 			if res.status != 200 {
 				b.Fatal(res.status, res.body)
 			}
-			json.Unmarshal([]byte(res.body), &chain)
+			decode(b, res.body, &chain)
 		}
 	})
 	b.Run("create-note", func(b *testing.B) {

@@ -1,5 +1,17 @@
 package main
 
+// handlers.go: the HTTP API, as docs/API.md describes it.
+//
+// Read it top to bottom: the server and its route table (the whole API at a
+// glance), then the handlers in the table's order, then how a request is
+// authenticated and how answers and errors are written. Each handler is
+// decode, validate, store, respond.
+//
+// It knows HTTP and the contract's answers, not SQL (store.go) or how
+// tokens are signed (jwt.go). The machinery the handlers share has files of
+// its own: router.go (slash forms, 405, CORS, logging), input.go (bodies
+// and field validation), passwords.go, throttle.go.
+
 import (
 	"bytes"
 	"context"
@@ -15,18 +27,6 @@ import (
 	"time"
 	"unicode/utf8"
 )
-
-// handlers.go: the HTTP API, as docs/API.md describes it.
-//
-// Read it top to bottom: the server and its route table (the whole API at a
-// glance), then the handlers in the table's order, then how a request is
-// authenticated and how answers and errors are written. Each handler is
-// decode, validate, store, respond.
-//
-// It knows HTTP and the contract's answers, not SQL (store.go) or how
-// tokens are signed (jwt.go). The machinery the handlers share has files of
-// its own: router.go (slash forms, 405, CORS, logging), input.go (bodies
-// and field validation), passwords.go, throttle.go.
 
 // server holds what the handlers need. It is built once by newServer.
 type server struct {

@@ -122,6 +122,26 @@ func (e *testEnv) get(path, access string) response {
 	return e.do("GET", path, "", "", "Authorization", "Bearer "+access)
 }
 
+// decode reads a JSON answer into v, or stops the test. A goroutine other
+// than the test's own uses decodeOK.
+func decode(t testing.TB, body string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		t.Fatalf("not the JSON expected: %v\n%s", err, truncate(body, 300))
+	}
+}
+
+// decodeOK is decode for a goroutine of a test: it reports the failure and
+// returns false, and the goroutine stops by itself.
+func decodeOK(t testing.TB, body string, v any) bool {
+	t.Helper()
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		t.Errorf("not the JSON expected: %v\n%s", err, truncate(body, 300))
+		return false
+	}
+	return true
+}
+
 // want checks a response's status and exact body.
 func want(t *testing.T, res response, status int, body string) {
 	t.Helper()
@@ -151,7 +171,7 @@ func (e *testEnv) register(username string) int64 {
 		e.t.Fatalf("register %s: %d %s", username, res.status, res.body)
 	}
 	var u struct{ ID int64 }
-	json.Unmarshal([]byte(res.body), &u)
+	decode(e.t, res.body, &u)
 	return u.ID
 }
 
@@ -168,14 +188,26 @@ func (e *testEnv) login(username string) tokenPair {
 		e.t.Fatalf("login %s: %d %s", username, res.status, res.body)
 	}
 	var p tokenPair
-	if err := json.Unmarshal([]byte(res.body), &p); err != nil {
-		e.t.Fatal(err)
-	}
+	decode(e.t, res.body, &p)
 	return p
 }
 
+// refresh sends a refresh token to POST /api/token/refresh/, whatever the
+// answer.
 func (e *testEnv) refresh(token string) response {
 	return e.postJSON("/api/token/refresh/", fmt.Sprintf(`{"refresh":%q}`, token))
+}
+
+// rotate refreshes a token that must rotate, and returns the new pair.
+func (e *testEnv) rotate(token string) tokenPair {
+	e.t.Helper()
+	res := e.refresh(token)
+	if res.status != http.StatusOK {
+		e.t.Fatalf("refresh: %d %s", res.status, res.body)
+	}
+	var p tokenPair
+	decode(e.t, res.body, &p)
+	return p
 }
 
 // usersInEveryState logs in alice, gone and idle, then deletes gone and
@@ -217,7 +249,7 @@ func decodeClaims(t testing.TB, token string) map[string]any {
 		t.Fatal(err)
 	}
 	var m map[string]any
-	json.Unmarshal(payload, &m)
+	decode(t, string(payload), &m)
 	return m
 }
 
@@ -238,6 +270,7 @@ func bodyAccessRefused(message string) string {
 // ---- registration ----
 
 func TestRegister(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	res := e.postJSON("/api/register/", `{"username":"alice","email":"Alice@Example.com","password":"Correct-Horse-42",`+
 		`"password2":"Correct-Horse-42","bio":" <b>hi</b> & bye ","is_staff":true,"is_superuser":true,"id":99}`)
@@ -252,6 +285,7 @@ func TestRegister(t *testing.T) {
 }
 
 func TestRegisterFieldErrors(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("taken")
 	long := strings.Repeat("a", 151)
@@ -296,6 +330,7 @@ func TestRegisterFieldErrors(t *testing.T) {
 }
 
 func TestRegisterAcceptsUnicodeAndNumbers(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	res := e.postJSON("/api/register/", `{"username":"Zoë.O'Brien","email":"z@example.com","password":"Correct-Horse-42","password2":"Correct-Horse-42"}`)
 	if res.status != http.StatusBadRequest {
@@ -306,6 +341,7 @@ func TestRegisterAcceptsUnicodeAndNumbers(t *testing.T) {
 }
 
 func TestValidEmailAddress(t *testing.T) {
+	t.Parallel()
 	tests := map[string]bool{
 		"a@example.com": true, "first.last+tag@sub.example.co": true, `"quoted.local"@example.com`: true, "zoë@example.com": false,
 		"a@localhost": true, "a@[127.0.0.1]": true, "a@[::1]": true, "a@bücher.de": true,
@@ -321,6 +357,7 @@ func TestValidEmailAddress(t *testing.T) {
 }
 
 func TestRegisterBodyEncodings(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	form := "username=formuser&email=form%40example.com&password=Correct-Horse-42&password2=Correct-Horse-42&bio=from+a+form"
 	want(t, e.do("POST", "/api/register/", "application/x-www-form-urlencoded", form), http.StatusCreated,
@@ -341,6 +378,7 @@ func TestRegisterBodyEncodings(t *testing.T) {
 }
 
 func TestMalformedBodies(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	tests := []struct {
 		name, contentType, body string
@@ -382,6 +420,7 @@ func TestMalformedBodies(t *testing.T) {
 }
 
 func TestRegisterRefusesInvalidToken(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	res := e.do("POST", "/api/register/", "application/json", registerBody("x1"), "Authorization", "Bearer nonsense")
 	want(t, res, 401, bodyAccessRefused("Token is invalid or expired"))
@@ -389,6 +428,7 @@ func TestRegisterRefusesInvalidToken(t *testing.T) {
 
 // TestRegisterRace: of concurrent registrations of one name, exactly one wins.
 func TestRegisterRace(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	const n = 6
 	statuses := make(chan int, n)
@@ -424,6 +464,7 @@ func TestRegisterRace(t *testing.T) {
 // ---- login ----
 
 func TestLogin(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	id := e.register("alice")
 	res := e.postJSON("/api/token/", `{"username":"alice","password":"Correct-Horse-42"}`)
@@ -431,7 +472,7 @@ func TestLogin(t *testing.T) {
 		t.Fatalf("login: %d %s", res.status, res.body)
 	}
 	var pair tokenPair
-	json.Unmarshal([]byte(res.body), &pair)
+	decode(t, res.body, &pair)
 	now := e.clock.now().Unix()
 	for _, tc := range []struct {
 		token, typ string
@@ -458,6 +499,7 @@ func TestLogin(t *testing.T) {
 // TestLoginFailuresAreAlike: unknown user, wrong password and inactive user
 // get the same status and body.
 func TestLoginFailuresAreAlike(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	e.register("idle")
@@ -479,6 +521,7 @@ func TestLoginFailuresAreAlike(t *testing.T) {
 }
 
 func TestPasswordHasher(t *testing.T) {
+	t.Parallel()
 	p := newPasswordHasher(2)
 	ctx := context.Background()
 	hash, err := p.hash(ctx, "pässword")
@@ -512,6 +555,7 @@ func TestPasswordHasher(t *testing.T) {
 // ---- authentication of protected routes ----
 
 func TestAuthentication(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	alice, gone, idle := e.usersInEveryState()
 	e.register("out")
@@ -556,6 +600,7 @@ func TestAuthentication(t *testing.T) {
 // someone holding JWT_SECRET could) that lack claims get simplejwt's words,
 // and a token without a live session of its own user is refused.
 func TestSignedTokensMissingClaims(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	aliceID := e.register("alice")
 	alice := e.login("alice")
@@ -601,6 +646,7 @@ func TestSignedTokensMissingClaims(t *testing.T) {
 // ---- refresh, rotation and reuse ----
 
 func TestRefreshRotates(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	first := e.login("alice")
@@ -610,7 +656,7 @@ func TestRefreshRotates(t *testing.T) {
 		t.Fatalf("refresh: %d %s", res.status, res.body)
 	}
 	var second tokenPair
-	json.Unmarshal([]byte(res.body), &second)
+	decode(t, res.body, &second)
 	if second.Refresh == first.Refresh || second.Access == first.Access {
 		t.Fatal("refresh did not rotate")
 	}
@@ -625,7 +671,7 @@ func TestRefreshRotates(t *testing.T) {
 	e.clock.advance(10 * time.Second)
 	var again tokenPair
 	res = e.refresh(first.Refresh)
-	json.Unmarshal([]byte(res.body), &again)
+	decode(t, res.body, &again)
 	if res.status != 200 || again.Refresh != second.Refresh || again.Access == "" {
 		t.Fatalf("refresh in grace: %d %s, want the same refresh token", res.status, res.body)
 	}
@@ -644,6 +690,7 @@ func TestRefreshRotates(t *testing.T) {
 }
 
 func TestRefreshChainKeepsWorking(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	tokens := e.login("alice")
@@ -653,7 +700,7 @@ func TestRefreshChainKeepsWorking(t *testing.T) {
 		if res.status != 200 {
 			t.Fatalf("refresh %d: %d %s", i, res.status, res.body)
 		}
-		json.Unmarshal([]byte(res.body), &tokens)
+		decode(t, res.body, &tokens)
 	}
 	if n := e.count(`SELECT count(*) FROM blacklist`); n != 5 {
 		t.Errorf("blacklist rows = %d, want 5", n)
@@ -667,6 +714,7 @@ func TestRefreshChainKeepsWorking(t *testing.T) {
 // TestRefreshConcurrent: of 20 concurrent refreshes with one token exactly
 // one rotates; the others are in the grace period and get its token.
 func TestRefreshConcurrent(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	tokens := e.login("alice")
@@ -690,7 +738,7 @@ func TestRefreshConcurrent(t *testing.T) {
 			t.Fatalf("concurrent refresh: %d %s", res.status, res.body)
 		}
 		var p tokenPair
-		json.Unmarshal([]byte(res.body), &p)
+		decode(t, res.body, &p)
 		refreshTokens[p.Refresh] = true
 	}
 	if len(refreshTokens) != 1 {
@@ -702,6 +750,7 @@ func TestRefreshConcurrent(t *testing.T) {
 }
 
 func TestRefreshErrors(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	alice, gone, idle := e.usersInEveryState()
 
@@ -720,12 +769,13 @@ func TestRefreshErrors(t *testing.T) {
 }
 
 func TestRefreshUsesCurrentUsernameAndEmail(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	tokens := e.login("alice")
 	e.exec(`UPDATE users SET username = 'alicia', username_key = 'alicia', email = 'new@example.com' WHERE username = 'alice'`)
 	var p tokenPair
-	json.Unmarshal([]byte(e.refresh(tokens.Refresh).body), &p)
+	p = e.rotate(tokens.Refresh)
 	for _, tok := range []string{p.Access, p.Refresh} {
 		if c := decodeClaims(t, tok); c["username"] != "alicia" || c["email"] != "new@example.com" {
 			t.Errorf("claims after rename: %v", c)
@@ -736,6 +786,7 @@ func TestRefreshUsesCurrentUsernameAndEmail(t *testing.T) {
 // TestSessionLifetime: no token outlives its session, and no refresh
 // extends it.
 func TestSessionLifetime(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, func(c *config) { c.sessionTTL = time.Hour; c.accessTTL = 50 * time.Minute })
 	e.register("alice")
 	start := e.clock.now()
@@ -745,7 +796,7 @@ func TestSessionLifetime(t *testing.T) {
 	}
 	e.clock.advance(40 * time.Minute)
 	res := e.refresh(tokens.Refresh)
-	json.Unmarshal([]byte(res.body), &tokens)
+	decode(t, res.body, &tokens)
 	if exp := decodeClaims(t, tokens.Access)["exp"]; exp != float64(start.Add(time.Hour).Unix()) {
 		t.Errorf("access exp = %v, want capped at the session's end", exp)
 	}
@@ -757,11 +808,12 @@ func TestSessionLifetime(t *testing.T) {
 // ---- verify and blacklist ----
 
 func TestVerifyEndpoint(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	first := e.login("alice")
 	var second tokenPair
-	json.Unmarshal([]byte(e.refresh(first.Refresh).body), &second)
+	second = e.rotate(first.Refresh)
 	verify := func(token string) response {
 		return e.postJSON("/api/token/verify/", fmt.Sprintf(`{"token":%q}`, token))
 	}
@@ -778,6 +830,7 @@ func TestVerifyEndpoint(t *testing.T) {
 }
 
 func TestBlacklistEndpoint(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	logout := func(token string) response {
@@ -796,7 +849,7 @@ func TestBlacklistEndpoint(t *testing.T) {
 	// and the answer says it was blacklisted.
 	other := e.login("alice")
 	var rotated tokenPair
-	json.Unmarshal([]byte(e.refresh(other.Refresh).body), &rotated)
+	rotated = e.rotate(other.Refresh)
 	want(t, logout(other.Refresh), 401, bodyBlacklisted)
 	want(t, e.get("/api/profile/", rotated.Access), 401, bodyBlacklisted)
 	want(t, e.refresh(rotated.Refresh), 401, bodyBlacklisted)
@@ -808,6 +861,7 @@ func TestBlacklistEndpoint(t *testing.T) {
 // ---- profile ----
 
 func TestProfile(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	id := e.register("alice")
 	tokens := e.login("alice")
@@ -825,6 +879,7 @@ func TestProfile(t *testing.T) {
 // ---- routing ----
 
 func TestRoutesAnswerWithAndWithoutSlash(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	for _, path := range []string{"/api/token/", "/api/token", "/api/token/refresh/", "/api/token/refresh",
 		"/api/token/verify", "/api/token/blacklist", "/api/register"} {
@@ -838,6 +893,7 @@ func TestRoutesAnswerWithAndWithoutSlash(t *testing.T) {
 }
 
 func TestWrongMethod(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	good := e.login("alice").Access
@@ -877,6 +933,7 @@ func TestWrongMethod(t *testing.T) {
 }
 
 func TestPanicBecomesJSON500(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	h := e.srv.logRequests(e.srv.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("boom: secret detail")
@@ -891,11 +948,12 @@ func TestPanicBecomesJSON500(t *testing.T) {
 
 // TestLogsHoldNoSecrets: one line per request, and no password or token in any.
 func TestLogsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	tokens := e.login("alice")
 	e.get("/api/profile/?token="+tokens.Access, tokens.Access)
-	e.refresh(tokens.Refresh)
+	e.rotate(tokens.Refresh)
 	logs := e.logs.String()
 	if got := strings.Count(logs, "msg=request "); got != 4 {
 		t.Errorf("%d request lines, want 4:\n%s", got, logs)

@@ -1,5 +1,17 @@
 package main
 
+// input.go: reading request bodies and validating their fields as Django
+// REST framework does.
+//
+// readInput accepts JSON, urlencoded forms and multipart alike and gives
+// the handlers one *input; text, optionalText, optionalBool and image read
+// its fields with DRF's rules and messages, collecting every problem in a
+// fieldErrors, in the order the fields are checked. readPage reads a list's
+// query string.
+//
+// It knows bodies, fields and their messages, not what a handler does with
+// them; the only store calls are the uniqueness checks of username and email.
+
 import (
 	"bytes"
 	"context"
@@ -19,18 +31,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 )
-
-// input.go: reading request bodies and validating their fields as Django
-// REST framework does.
-//
-// readInput accepts JSON, urlencoded forms and multipart alike and gives
-// the handlers one *input; text, optionalText, optionalBool and image read
-// its fields with DRF's rules and messages, collecting every problem in a
-// fieldErrors, in the order the fields are checked. readPage reads a list's
-// query string.
-//
-// It knows bodies, fields and their messages, not what a handler does with
-// them; the only store calls are the uniqueness checks of username and email.
 
 // Body limits of the contract.
 const (

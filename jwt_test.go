@@ -40,6 +40,7 @@ func forge(key []byte, header, payload string) string {
 }
 
 func TestSignWritesSimplejwtLayout(t *testing.T) {
+	t.Parallel()
 	s := &tokenSigner{key: testKey}
 	token := s.sign(testClaims(accessToken))
 	parts := strings.Split(token, ".")
@@ -63,6 +64,7 @@ func TestSignWritesSimplejwtLayout(t *testing.T) {
 }
 
 func TestRandomIDIs32LowercaseHex(t *testing.T) {
+	t.Parallel()
 	a, b := randomID(), randomID()
 	if len(a) != 32 || strings.Trim(a, "0123456789abcdef") != "" || a == b {
 		t.Errorf("randomID() = %q, %q; want two different 32-character lowercase hex strings", a, b)
@@ -73,6 +75,7 @@ func TestRandomIDIs32LowercaseHex(t *testing.T) {
 // RFC 7515, Appendix A.1: a token signed by someone else, whose header and
 // payload JSON hold CRLFs, verified over its segments as received.
 func TestVerifyRFC7515Example(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("testdata/rfc7515-a1.json")
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +122,7 @@ func TestVerifyRFC7515Example(t *testing.T) {
 }
 
 func TestVerifyRejects(t *testing.T) {
+	t.Parallel()
 	s := &tokenSigner{key: testKey}
 	// A token with "-" or "_" in its signature, so that the standard
 	// base64 alphabet spells it differently.
@@ -214,6 +218,7 @@ func TestVerifyRejects(t *testing.T) {
 }
 
 func TestVerifyAccepts(t *testing.T) {
+	t.Parallel()
 	s := &tokenSigner{key: testKey}
 	hs256 := `{"alg":"HS256","typ":"JWT"}`
 	tests := []struct {
@@ -304,6 +309,7 @@ func encodeClaimsJSON(c claims) string {
 // every time, and in the order of their time (the blacklist's B-tree then
 // grows at its end).
 func TestTokenIDs(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	a, b, later := tokenID(now), tokenID(now), tokenID(now.Add(time.Millisecond))
 	for _, id := range []string{a, b, later} {

@@ -8,20 +8,15 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -30,19 +25,7 @@ import (
 )
 
 func main() {
-	// Memory: a soft limit makes the runtime return freed memory to the
-	// system promptly, so password hashes (19 MiB each) do not leave the
-	// process holding memory it no longer uses. Under that cap the collector
-	// may let the heap grow to 5 times what is live (GOGC=400, not 100): the
-	// live heap is a few MB, and collecting every few hundred requests
-	// instead of every few dozen saves a fifth of a request's CPU.
-	// GOMEMLIMIT and GOGC in the environment override both.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(hashMemoryLimit(hashSlots(runtime.NumCPU())))
-	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
+	tuneMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
@@ -254,6 +237,9 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		MaxHeaderBytes: 64<<10 - 4<<10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Shutdown runs this once the listener is closed: a line a supervisor
+	// (or a test) can wait for before it expects connections to be refused.
+	httpServer.RegisterOnShutdown(func() { log.Info("stopped accepting connections") })
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.dataDir)
 
 	// The clean-up goroutine ends with the server: serve waits for it before
@@ -282,51 +268,4 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		httpServer.Close()
 	}
 	return nil
-}
-
-// signingKey returns the HMAC key: JWT_SECRET when set (at least 32 bytes),
-// otherwise 32 random bytes kept in DATA_DIR/jwt.key, made at the first start.
-// The key is never logged and never a flag (flags show up in ps).
-func signingKey(getenv func(string) string, dataDir string) ([]byte, error) {
-	if secret := getenv("JWT_SECRET"); secret != "" {
-		if len(secret) < 32 {
-			return nil, &usageError{fmt.Sprintf("JWT_SECRET is %d bytes; it must be at least 32", len(secret))}
-		}
-		return []byte(secret), nil
-	}
-	path := filepath.Join(dataDir, "jwt.key")
-	key, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		key, err = createKeyFile(path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(key) < 32 {
-		return nil, fmt.Errorf("%s holds %d bytes; it must hold at least 32", path, len(key))
-	}
-	return key, nil
-}
-
-// createKeyFile writes a new random key readable by its owner only. O_EXCL
-// makes two servers starting at once agree on one key.
-func createKeyFile(path string) ([]byte, error) {
-	key := make([]byte, 32)
-	rand.Read(key)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Write(key); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return key, f.Close()
 }

@@ -19,6 +19,7 @@ func envOf(m map[string]string) func(string) string {
 }
 
 func TestRunRefusesShortSecret(t *testing.T) {
+	t.Parallel()
 	secret := "too-short-secret"
 	var stderr bytes.Buffer
 	err := run(context.Background(), []string{"jwtnotes", "-data", t.TempDir()},
@@ -33,6 +34,7 @@ func TestRunRefusesShortSecret(t *testing.T) {
 }
 
 func TestRunRefusesBadCommandLine(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		env  map[string]string
@@ -53,6 +55,7 @@ func TestRunRefusesBadCommandLine(t *testing.T) {
 }
 
 func TestConfigFlagsEnvAndDefaults(t *testing.T) {
+	t.Parallel()
 	cfg, err := parseConfig([]string{"-access-ttl", "5m"}, envOf(map[string]string{
 		"ACCESS_TOKEN_LIFETIME": "1m", "REFRESH_REUSE_GRACE": "3s", "CORS_ORIGINS": "http://a, http://b",
 	}), io.Discard)
@@ -68,6 +71,7 @@ func TestConfigFlagsEnvAndDefaults(t *testing.T) {
 }
 
 func TestSigningKeyIsMadeOnceAndKept(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	noEnv := envOf(nil)
 	first, err := signingKey(noEnv, dir)
@@ -99,6 +103,7 @@ func TestSigningKeyIsMadeOnceAndKept(t *testing.T) {
 // TestRunServesAndStops starts the real server on a free port, uses it, and
 // stops it as SIGTERM would (by ending the context): run returns nil.
 func TestRunServesAndStops(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stderrR, stderrW := io.Pipe()

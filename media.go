@@ -1,11 +1,5 @@
 package main
 
-import (
-	"os"
-	"path"
-	"path/filepath"
-)
-
 // media.go: the uploaded images, as files under DATA_DIR/media.
 //
 // A file is written under a random name, synced and renamed into place
@@ -15,6 +9,12 @@ import (
 // reached, by ".." or by a symlink.
 //
 // It knows files, not SQL or HTTP.
+
+import (
+	"os"
+	"path"
+	"path/filepath"
+)
 
 // ---- media files ----
 

@@ -40,7 +40,7 @@ func (e *testEnv) createNote(access, body string) noteOut {
 		e.t.Fatalf("create note: %d %s", res.status, res.body)
 	}
 	var n noteOut
-	json.Unmarshal([]byte(res.body), &n)
+	decode(e.t, res.body, &n)
 	return n
 }
 
@@ -118,6 +118,7 @@ var noteJSONPattern = regexp.MustCompile(`^\{"id":\d+,"title":".*","body":".*","
 // ---- notes ----
 
 func TestNotesCreateReadUpdateDelete(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	aliceID := e.register("alice")
 	alice := e.login("alice").Access
@@ -142,7 +143,7 @@ func TestNotesCreateReadUpdateDelete(t *testing.T) {
 	} {
 		res := e.withToken(tc.method, tc.path, alice, tc.body)
 		var n noteOut
-		json.Unmarshal([]byte(res.body), &n)
+		decode(t, res.body, &n)
 		if res.status != 200 || n.Title != tc.title || n.Body != tc.text || n.User != aliceID || !noteJSONPattern.MatchString(res.body) {
 			t.Errorf("%s %s: %d %s", tc.method, tc.path, res.status, res.body)
 		}
@@ -163,6 +164,7 @@ func TestNotesCreateReadUpdateDelete(t *testing.T) {
 }
 
 func TestNoteFieldErrors(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	alice := e.login("alice").Access
@@ -191,6 +193,7 @@ func TestNoteFieldErrors(t *testing.T) {
 // TestNoteVisibility: someone else's private note is 404 for every method,
 // their public note is readable and 403 to change, and nothing changes.
 func TestNoteVisibility(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	alice := e.login("alice").Access
@@ -237,6 +240,7 @@ func TestNoteVisibility(t *testing.T) {
 }
 
 func TestListNotes(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	alice := e.login("alice").Access
@@ -296,6 +300,7 @@ func TestListNotes(t *testing.T) {
 // TestPaginationWalksEveryNoteOnce follows the Link headers from the first
 // page to the last.
 func TestPaginationWalksEveryNoteOnce(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	alice := e.login("alice").Access
@@ -340,6 +345,7 @@ func TestPaginationWalksEveryNoteOnce(t *testing.T) {
 }
 
 func TestUserNotes(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	aliceID := e.register("alice")
 	alice := e.login("alice").Access
@@ -360,6 +366,7 @@ func TestUserNotes(t *testing.T) {
 }
 
 func TestProfileIncludesOwnNotes(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	alice := e.login("alice").Access
@@ -376,6 +383,7 @@ func TestProfileIncludesOwnNotes(t *testing.T) {
 // ---- uploads ----
 
 func TestUploadsAreCheckedByContent(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	alice := e.login("alice").Access
@@ -407,7 +415,7 @@ func TestUploadsAreCheckedByContent(t *testing.T) {
 			continue
 		}
 		var n noteOut
-		json.Unmarshal([]byte(res.body), &n)
+		decode(t, res.body, &n)
 		if res.status != 201 || n.CoverImage == nil || !strings.HasSuffix(*n.CoverImage, tt.field) || !noteJSONPattern.MatchString(res.body) {
 			t.Errorf("%s: %d %s", tt.name, res.status, res.body)
 		}
@@ -418,6 +426,7 @@ func TestUploadsAreCheckedByContent(t *testing.T) {
 }
 
 func TestOversizedUploadLeavesNothing(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	alice := e.login("alice").Access
@@ -434,6 +443,7 @@ func TestOversizedUploadLeavesNothing(t *testing.T) {
 // TestMediaServed: what is stored is served with its detected type and the
 // headers that keep a browser from treating it as anything else.
 func TestMediaServed(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	picture := pngImage(5, 5)
 	ct, body := multipartBody(map[string]string{"username": "alice", "email": "a@example.com",
@@ -442,7 +452,7 @@ func TestMediaServed(t *testing.T) {
 	var u struct {
 		CoverPhoto string `json:"cover_photo"`
 	}
-	json.Unmarshal([]byte(res.body), &u)
+	decode(t, res.body, &u)
 	if res.status != 201 || !regexp.MustCompile(`^/media/covers/[0-9a-f]{32}\.png$`).MatchString(u.CoverPhoto) {
 		t.Fatalf("register with a cover photo: %d %s", res.status, res.body)
 	}
@@ -465,6 +475,7 @@ func TestMediaServed(t *testing.T) {
 }
 
 func TestMediaCannotEscape(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	covers := filepath.Join(e.srv.cfg.dataDir, "media", "covers")
 	outside := filepath.Join(e.srv.cfg.dataDir, "notes.db")
@@ -495,6 +506,7 @@ func TestMediaCannotEscape(t *testing.T) {
 }
 
 func TestImagesReplacedAndRemoved(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	alice := e.login("alice").Access
@@ -504,14 +516,14 @@ func TestImagesReplacedAndRemoved(t *testing.T) {
 	}
 	res := withImage("POST", "/api/notes/", map[string]string{"title": "one"})
 	var n noteOut
-	json.Unmarshal([]byte(res.body), &n)
+	decode(t, res.body, &n)
 	first := e.mediaFiles(imagesFolder)
 	if len(first) != 1 || !strings.HasSuffix(*n.CoverImage, first[0]) {
 		t.Fatalf("after create: %v, %s", first, res.body)
 	}
 	// Replace: the old file is gone, the new one is served.
 	res = withImage("PATCH", fmt.Sprintf("/api/notes/%d/", n.ID), nil)
-	json.Unmarshal([]byte(res.body), &n)
+	decode(t, res.body, &n)
 	second := e.mediaFiles(imagesFolder)
 	if len(second) != 1 || second[0] == first[0] || !strings.HasSuffix(*n.CoverImage, second[0]) {
 		t.Errorf("after replace: %v (was %v)", second, first)
@@ -543,6 +555,7 @@ func TestImagesReplacedAndRemoved(t *testing.T) {
 }
 
 func TestCoverPhotoReplacedAndDeletedWithUser(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	alice := e.login("alice").Access
@@ -578,6 +591,7 @@ func TestCoverPhotoReplacedAndDeletedWithUser(t *testing.T) {
 // ---- CORS, the route list, health ----
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	origin := "http://localhost:3000"
 	res := e.do("OPTIONS", "/api/notes/1/", "", "", "Origin", origin, "Access-Control-Request-Method", "DELETE",
@@ -616,6 +630,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestRouteListAndHealth(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	res := e.do("GET", "/api/", "", "")
 	if res.status != 200 || !strings.Contains(res.body, `"POST /api/token/"`) || !strings.Contains(res.body, `"GET /api/users/{id}/notes/"`) {
@@ -634,6 +649,7 @@ func TestRouteListAndHealth(t *testing.T) {
 // its users and sessions are still there, and it ends up with exactly the
 // tables and indexes a new database gets.
 func TestSchemaUpgradeKeepsData(t *testing.T) {
+	t.Parallel()
 	v1, err := os.ReadFile("testdata/schema-v1.sql")
 	if err != nil {
 		t.Fatal(err)
@@ -737,6 +753,7 @@ func queryInt64(t *testing.T, st *store, query string) int64 {
 // TestSchemaSteps: schema.sql has a current schema and upgrades numbered 2,
 // 3, ... up to its version, each with some SQL in it.
 func TestSchemaSteps(t *testing.T) {
+	t.Parallel()
 	current, upgrades, err := schemaSteps()
 	if err != nil {
 		t.Fatal(err)
@@ -755,6 +772,7 @@ func TestSchemaSteps(t *testing.T) {
 // stops when the page is full. A sort (TEMP B-TREE) or a scan of the whole
 // table would make each list cost more the more notes everyone has.
 func TestListQueryPlan(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	for _, q := range []noteQuery{
 		{viewer: 1, limit: 21},
@@ -789,6 +807,7 @@ func TestListQueryPlan(t *testing.T) {
 // was inserted, not read back; it must be byte for byte what a read of the
 // same note answers.
 func TestCreatedNoteIsAsStored(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.register("alice")
 	access := e.login("alice").Access

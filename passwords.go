@@ -1,5 +1,15 @@
 package main
 
+// passwords.go: hashing and checking passwords, and Django's four password
+// validators.
+//
+// Hashes are argon2id in the PHC string format, at most one per core but
+// one at a time (hashSlots), so that a flood of logins queues instead of
+// exhausting memory or every core. An unknown user is checked against a
+// dummy hash, so the answer costs as much and reveals nothing.
+//
+// It knows passwords, not HTTP or SQL.
+
 import (
 	"bytes"
 	"compress/gzip"
@@ -20,16 +30,6 @@ import (
 
 	"golang.org/x/crypto/argon2"
 )
-
-// passwords.go: hashing and checking passwords, and Django's four password
-// validators.
-//
-// Hashes are argon2id in the PHC string format, at most one per core but
-// one at a time (hashSlots), so that a flood of logins queues instead of
-// exhausting memory or every core. An unknown user is checked against a
-// dummy hash, so the answer costs as much and reveals nothing.
-//
-// It knows passwords, not HTTP or SQL.
 
 // passwordProblems runs Django's four default password validators in their
 // order and returns every message: similarity to the user's attributes,

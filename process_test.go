@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"bytes"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +64,7 @@ type serverProcess struct {
 	addr   string
 	base   string
 	stderr *syncBuffer
+	logged chan struct{} // a token after each line of stderr, if none is waiting
 	exited chan struct{}
 }
 
@@ -80,12 +80,16 @@ func startServer(t testing.TB, dataDir string, flags ...string) *serverProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &serverProcess{t: t, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &serverProcess{t: t, cmd: cmd, stderr: &syncBuffer{}, logged: make(chan struct{}, 1), exited: make(chan struct{})}
 	addrCh := make(chan string, 1)
 	go func() {
 		lines := bufio.NewScanner(pipe)
 		for lines.Scan() {
 			fmt.Fprintln(p.stderr, lines.Text())
+			select {
+			case p.logged <- struct{}{}:
+			default:
+			}
 			if _, after, ok := strings.Cut(lines.Text(), "msg=listening addr="); ok {
 				addr, _, _ := strings.Cut(after, " ")
 				addrCh <- addr
@@ -107,6 +111,21 @@ func startServer(t testing.TB, dataDir string, flags ...string) *serverProcess {
 		<-p.exited
 	})
 	return p
+}
+
+// waitForLog waits until the server has logged a line holding msg.
+func (p *serverProcess) waitForLog(msg string) {
+	p.t.Helper()
+	timeout := time.After(20 * time.Second)
+	for !strings.Contains(p.stderr.String(), msg) {
+		select {
+		case <-p.logged:
+		case <-p.exited:
+			p.t.Fatalf("the server exited before logging %q:\n%s", msg, p.stderr)
+		case <-timeout:
+			p.t.Fatalf("the server did not log %q:\n%s", msg, p.stderr)
+		}
+	}
 }
 
 // stop sends sig and returns the exit code.
@@ -154,54 +173,51 @@ func (p *serverProcess) registerAndLogin(client *http.Client, username string) t
 		p.t.Fatalf("login: %d %s %v", status, body, err)
 	}
 	var tokens tokenPair
-	json.Unmarshal([]byte(body), &tokens)
+	decode(p.t, body, &tokens)
 	return tokens
 }
 
-// TestGracefulShutdown: SIGTERM while a slow request is in flight. The
-// listener closes at once (new connections are refused), the request
-// completes and is committed, and the process exits 0.
+// TestGracefulShutdown: SIGTERM while a request is in flight. The listener
+// closes at once (new connections are refused), the request completes and
+// is committed, and the process exits 0.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := startServer(t, dir)
-	client := &http.Client{}
-	tokens := p.registerAndLogin(client, "alice")
+	tokens := p.registerAndLogin(&http.Client{}, "alice")
 
-	// A slow client: the body arrives over 1.5 seconds.
-	bodyR, bodyW := io.Pipe()
-	type result struct {
-		status int
-		body   string
-		err    error
+	// A request whose body is held back. With "Expect: 100-continue" the
+	// server says "100 Continue" when the handler starts reading the body:
+	// from then on, the request is in flight.
+	body := `{"title":"written during shutdown","body":"slowly"}`
+	conn, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		status, body, err := call(&http.Client{}, "POST", p.base+"/api/notes/", tokens.Access, "application/json", bodyR)
-		done <- result{status, body, err}
-	}()
-	bodyW.Write([]byte(`{"title":"written during shutdown",`))
-	time.Sleep(300 * time.Millisecond)
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/notes/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", tokens.Access, len(body))
+	answers := bufio.NewReader(conn)
+	if line, err := answers.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+		t.Fatalf("waiting for 100 Continue: %q %v", line, err)
+	}
+	answers.ReadString('\n') // the blank line after the 100
 
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	refused := false
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		conn, err := net.Dial("tcp", p.addr)
-		if err != nil {
-			refused = true
-			break
-		}
+	p.waitForLog("stopped accepting connections")
+	if conn, err := net.Dial("tcp", p.addr); err == nil {
 		conn.Close()
+		t.Error("a new connection was accepted after SIGTERM")
 	}
-	if !refused {
-		t.Error("new connections were still accepted after SIGTERM")
-	}
-	time.Sleep(time.Second)
-	bodyW.Write([]byte(`"body":"slowly"}`))
-	bodyW.Close()
 
-	res := <-done
-	if res.err != nil || res.status != 201 {
-		t.Fatalf("the request in flight: %d %s %v", res.status, res.body, res.err)
+	fmt.Fprint(conn, body)
+	res, err := http.ReadResponse(answers, nil)
+	if err != nil {
+		t.Fatalf("the request in flight: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("the request in flight: %d, want 201", res.StatusCode)
 	}
 	if code := p.stop(syscall.SIGTERM); code != 0 {
 		t.Errorf("exit code %d, want 0\n%s", code, p.stderr)
@@ -211,10 +227,8 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var n int
-	st.db.read.db.QueryRow(`SELECT count(*) FROM notes WHERE title = 'written during shutdown'`).Scan(&n)
-	if n != 1 {
-		t.Errorf("the note written during shutdown: %d rows", n)
+	if n := queryInt64(t, st, `SELECT count(*) FROM notes WHERE title = 'written during shutdown'`); n != 1 {
+		t.Errorf("the note written during shutdown: %d rows, want 1", n)
 	}
 }
 
@@ -224,6 +238,7 @@ func TestGracefulShutdown(t *testing.T) {
 // is there, the database is intact, every stored image is whole, and every
 // refresh token rotated before the kill is still refused.
 func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	flags := []string{"-ip-limit", "0", "-reuse-grace", "0s"}
 	p := startServer(t, dir, flags...)
@@ -246,6 +261,13 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 		users[fmt.Sprint("writer", w)] = p.registerAndLogin(client, fmt.Sprint("writer", w))
 	}
 	stop := make(chan struct{})
+	progress := make(chan struct{}, 1) // a token after each acknowledged write, if none is waiting
+	acked := func() {
+		select {
+		case progress <- struct{}{}:
+		default:
+		}
+	}
 	var wg sync.WaitGroup
 	for w := range writers {
 		name := fmt.Sprint("writer", w)
@@ -275,10 +297,13 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 				}
 				if status == 201 {
 					var n noteOut
-					json.Unmarshal([]byte(body), &n)
+					if !decodeOK(t, body, &n) {
+						return
+					}
 					mu.Lock()
 					notes = append(notes, ackedNote{n.ID, title, deref(n.CoverImage), img})
 					mu.Unlock()
+					acked()
 				}
 				if i%4 == 0 {
 					status, body, err = call(client, "POST", p.base+"/api/token/refresh/", "", "application/json",
@@ -290,19 +315,36 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 						mu.Lock()
 						rotated = append(rotated, tokens.Refresh)
 						mu.Unlock()
-						json.Unmarshal([]byte(body), &tokens)
+						if !decodeOK(t, body, &tokens) {
+							return
+						}
+						acked()
 					}
 				}
 			}
 		})
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// The kill comes once enough writes of both kinds were acknowledged,
+	// with the writers still going.
+	timeout := time.After(30 * time.Second)
+	for {
+		mu.Lock()
+		enough := len(notes) >= 40 && len(rotated) >= 10
+		mu.Unlock()
+		if enough {
+			break
+		}
+		select {
+		case <-progress:
+		case <-timeout:
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("only %d notes and %d rotations acknowledged in 30 s", len(notes), len(rotated))
+		}
+	}
 	p.stop(syscall.SIGKILL)
 	close(stop)
 	wg.Wait()
-	if len(notes) < 20 || len(rotated) < 5 {
-		t.Fatalf("only %d notes and %d rotations acknowledged before the kill", len(notes), len(rotated))
-	}
 
 	p = startServer(t, dir, flags...)
 	// Every acknowledged note, read back through its owner.
@@ -314,7 +356,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 			t.Fatalf("login after restart: %d %s %v", status, body, err)
 		}
 		var tp tokenPair
-		json.Unmarshal([]byte(body), &tp)
+		decode(t, body, &tp)
 		owners[name] = tp.Access
 	}
 	for _, n := range notes {
@@ -359,7 +401,9 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	defer rows.Close()
 	for rows.Next() {
 		var path string
-		rows.Scan(&path)
+		if err := rows.Scan(&path); err != nil {
+			t.Fatal(err)
+		}
 		data, err := os.ReadFile(filepath.Join(dir, "media", path))
 		if err != nil || !bytes.HasSuffix(data, []byte("IEND\xaeB`\x82")) {
 			t.Errorf("stored image %s is not whole (%d bytes, %v)", path, len(data), err)
@@ -370,6 +414,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 // TestServerTimeoutsAndLimits: a client that sends its headers slowly is
 // cut off by the server's header timeout; headers over 64 KiB get 431.
 func TestServerTimeoutsAndLimits(t *testing.T) {
+	t.Parallel()
 	p := startServer(t, t.TempDir())
 
 	conn, err := net.Dial("tcp", p.addr)
@@ -429,6 +474,7 @@ wait:
 // TestShortSecretExitCode: exit code 2 and a message that names
 // the problem, not the secret.
 func TestShortSecretExitCode(t *testing.T) {
+	t.Parallel()
 	cmd := exec.Command(binary(t), "-data", t.TempDir())
 	cmd.Env = append(os.Environ(), "JWT_SECRET=short-secret-value")
 	out, err := cmd.CombinedOutput()

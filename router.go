@@ -1,14 +1,5 @@
 package main
 
-import (
-	"context"
-	"fmt"
-	"net/http"
-	"slices"
-	"strings"
-	"time"
-)
-
 // router.go: how a request reaches its handler.
 //
 // Each route of the table in handlers.go is registered on an
@@ -19,6 +10,15 @@ import (
 // per request.
 //
 // It knows routes and middleware, not what any handler does.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
 
 // router registers each route on an http.ServeMux with net/http patterns,
 // twice (with and without the trailing slash), and answers every other

@@ -5,21 +5,34 @@ package main
 // The store (store.go) sees three methods: queryRow and query read on a
 // pool of connections that run beside each other and beside the writer
 // (WAL mode lets them), and inWriteTx runs a function in a write
-// transaction. Behind them, three pieces of plumbing that store.go never
-// has to think about:
-//
-//   - One writer. SQLite has one writer at a time; writes queue in Go for
-//     one goroutine on one connection instead of failing with "database is
-//     locked", and the writes that queued together commit in one
-//     transaction (group commit).
-//   - A checkpointer goroutine copies the write-ahead log back into the
-//     database on its own connection, so that no write waits for the disk.
-//   - Prepared statements: each SQL string is parsed once per connection.
-//
-// Every transaction starts with BEGIN IMMEDIATE, so that another process
-// (jwtnotes flushexpiredtokens) waits its turn through busy_timeout.
+// transaction. Every transaction starts with BEGIN IMMEDIATE, so that
+// another process (jwtnotes flushexpiredtokens) waits its turn through
+// busy_timeout instead of failing.
 //
 // It knows connections, transactions and SQLite's settings, not the tables.
+//
+// All of it but the pool of readers is tuning, each piece kept because it
+// buys more than 10% on a scenario of the perf harness. Measured with
+// scripts/perf-ab.sh (the harness's loadgen, 32 clients, 5 s windows,
+// builds interleaved in each round; figures are the medians of per-round
+// ratios of the plain build to this one, 2026-12-02, 2-core machine):
+//
+//   - Group commit (writer, runBatch): with one write per transaction
+//     (maxBatch 1) refresh costs 1.67× the CPU per request and serves 0.62×
+//     the requests a second; create-note 1.19× and 0.87×. (ROUNDS=3, all
+//     five scenarios.) The one writer itself is not tuning: writes queue in
+//     Go instead of failing with "database is locked".
+//   - Prepared statements (statements): each SQL string parsed once per
+//     connection. Without: 1.32–1.76× the CPU per request on every scenario,
+//     0.66–0.90× the requests. (ROUNDS=3, notes-list, refresh, create-note,
+//     mixed.)
+//   - runToEnd: without it, notes-list 1.16× the CPU per request, the
+//     others 1.05–1.07×. (ROUNDS=5, notes-list, create-note, mixed.)
+//
+// A checkpointer goroutine that took SQLite's WAL checkpoints off the write
+// path measured 0.97–1.09× (ROUNDS=5): under the 10%, so SQLite
+// checkpoints as it does by default, inside the commit that crosses 1000
+// pages of log.
 
 import (
 	"context"
@@ -31,7 +44,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -39,32 +51,29 @@ import (
 
 // sqliteDB is the database file as the store uses it.
 type sqliteDB struct {
-	read       *statements // many connections, query_only
-	write      *statements // exactly one connection, used by the writer goroutine only
-	checkpoint *sql.DB     // one connection, used by the checkpointer goroutine only
+	read  *statements // many connections, query_only
+	write *statements // exactly one connection, used by the writer goroutine only
 
-	writes        chan writeJob  // inWriteTx to the writer goroutine (unbuffered)
-	checkpointDue chan struct{}  // the writer to the checkpointer: there are new commits
-	closing       chan struct{}  // closed by close: the goroutines stop
-	background    sync.WaitGroup // the writer and the checkpointer
-	commits       atomic.Int64   // transactions committed by the writer
-	committed     atomic.Int64   // writes in them: committed/commits is the mean batch
-	checkpointed  atomic.Int64   // checkpoints run
-	checkpointRan chan struct{}  // a token after each checkpoint, if none is waiting (tests wait on it)
+	writes    chan writeJob  // inWriteTx to the writer goroutine (unbuffered)
+	closing   chan struct{}  // closed by close: the writer stops
+	stopped   sync.WaitGroup // the writer
+	commits   atomic.Int64   // transactions committed by the writer
+	committed atomic.Int64   // writes in them: committed/commits is the mean batch
 }
 
 // openSQLite opens the database at path, runs migrate on the write
-// connection, then starts the writer and the checkpointer.
+// connection, then starts the writer.
 func openSQLite(ctx context.Context, path string, migrate func(context.Context, *sql.DB) error) (*sqliteDB, error) {
 	// Pragmas go in the DSN so that every pooled connection gets them; a
 	// db.Exec("PRAGMA ...") would reach one connection only.
+	// synchronous(NORMAL): in WAL mode a commit is a write() to the log and
+	// survives a crash of the process; only a power cut can take the last
+	// commits, never the database's integrity.
 	// cache_size: 1 MiB of pages per connection, not SQLite's 2 MiB: the
 	// hot pages fit, and the cache is memory outside Go's limit, once per
 	// connection.
-	// wal_autocheckpoint(0): the writer never checkpoints; the checkpointer
-	// does (see checkpoints).
 	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-1024)"
-	write, err := sql.Open("sqlite", dsn(path, common+"&_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"))
+	write, err := sql.Open("sqlite", dsn(path, common+"&_pragma=journal_mode(WAL)&_txlock=immediate"))
 	if err != nil {
 		return nil, err
 	}
@@ -82,19 +91,10 @@ func openSQLite(ctx context.Context, path string, migrate func(context.Context, 
 	readers := max(4, 2*runtime.NumCPU())
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
-	checkpoint, err := sql.Open("sqlite", dsn(path, common))
-	if err != nil {
-		write.Close()
-		read.Close()
-		return nil, err
-	}
-	checkpoint.SetMaxOpenConns(1)
-	d := &sqliteDB{read: newStatements(read), write: newStatements(write), checkpoint: checkpoint,
-		writes: make(chan writeJob), closing: make(chan struct{}),
-		checkpointDue: make(chan struct{}, 1), checkpointRan: make(chan struct{}, 1)}
-	d.background.Add(2)
+	d := &sqliteDB{read: newStatements(read), write: newStatements(write),
+		writes: make(chan writeJob), closing: make(chan struct{})}
+	d.stopped.Add(1)
 	go d.writer()
-	go d.checkpoints()
 	return d, nil
 }
 
@@ -103,13 +103,12 @@ func dsn(path, query string) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + query
 }
 
-// close stops the writer (after the batch in progress, if any) and the
-// checkpointer, and closes every connection. Writes that arrive later get
-// errStoreClosed.
+// close stops the writer (after the batch in progress, if any) and closes
+// every connection. Writes that arrive later get errStoreClosed.
 func (d *sqliteDB) close() error {
 	close(d.closing)
-	d.background.Wait()
-	return errors.Join(d.read.close(), d.write.close(), d.checkpoint.Close())
+	d.stopped.Wait()
+	return errors.Join(d.read.close(), d.write.close())
 }
 
 // ping checks that the database answers.
@@ -117,11 +116,11 @@ func (d *sqliteDB) ping(ctx context.Context) error { return d.read.db.PingContex
 
 // queryRow and query read, on the pool of readers.
 func (d *sqliteDB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return d.read.queryRow(ctx, nil, query, args...)
+	return d.read.queryRow(ctx, query, args...)
 }
 
 func (d *sqliteDB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return d.read.query(ctx, nil, query, args...)
+	return d.read.query(ctx, query, args...)
 }
 
 // isUniqueViolation reports whether err is SQLite refusing a row that a
@@ -175,7 +174,7 @@ func (d *sqliteDB) inWriteTx(ctx context.Context, fn func(tx *txn) error) error 
 
 // writer runs the batches until close.
 func (d *sqliteDB) writer() {
-	defer d.background.Done()
+	defer d.stopped.Done()
 	batch := make([]writeJob, 0, maxBatch)
 	for {
 		select {
@@ -194,10 +193,6 @@ func (d *sqliteDB) writer() {
 			}
 		}
 		d.commitBatch(batch)
-		select { // nudge the checkpointer, unless a nudge is already waiting
-		case d.checkpointDue <- struct{}{}:
-		default:
-		}
 	}
 }
 
@@ -276,19 +271,30 @@ type txn struct {
 }
 
 func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = runToEnd(ctx)
 	st, err := t.stmt(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	return st.ExecContext(runToEnd(ctx), args...)
+	return st.ExecContext(ctx, args...)
 }
 
 func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return t.stmts.queryRow(ctx, t, query, args...)
+	ctx = runToEnd(ctx)
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return t.tx.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.stmts.query(ctx, t, query, args...)
+	ctx = runToEnd(ctx)
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 // stmt returns query's statement for this transaction. One not prepared yet
@@ -306,45 +312,6 @@ func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 func (t *txn) prepareMissed(ctx context.Context) {
 	for _, query := range t.missed {
 		t.stmts.stmt(ctx, query) // an error here only means it is prepared next time
-	}
-}
-
-// ---- checkpoints ----
-//
-// In WAL mode a commit appends pages to notes.db-wal; a checkpoint copies
-// them back into notes.db and waits for two fsyncs. By default SQLite runs
-// it inside the commit that takes the log past 1000 pages, and every write
-// queued behind that commit waits for the disk: under the refresh load the
-// writer spent a sixth of its time there, with a core idle. So the writer
-// never checkpoints (wal_autocheckpoint(0)); this goroutine does, on its own
-// connection, beside the writer and the readers (PASSIVE: it copies what no
-// reader still needs and waits for nobody). At most once every
-// checkpointEvery, and only after commits.
-
-const checkpointEvery = time.Second
-
-// checkpoints runs until close. A checkpoint that fails is retried at the
-// next one; the log only grows meanwhile.
-func (d *sqliteDB) checkpoints() {
-	defer d.background.Done()
-	for {
-		select {
-		case <-d.checkpointDue:
-		case <-d.closing:
-			return
-		}
-		if _, err := d.checkpoint.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err == nil {
-			d.checkpointed.Add(1)
-			select {
-			case d.checkpointRan <- struct{}{}:
-			default:
-			}
-		}
-		select {
-		case <-time.After(checkpointEvery):
-		case <-d.closing:
-			return
-		}
 	}
 }
 
@@ -403,37 +370,20 @@ func (p *statements) prepared() []string {
 	return list
 }
 
-// queryRow runs query as a prepared statement, inside t if t is not nil.
-// (If it cannot be prepared, the plain call reports the same error through
-// the *sql.Row.)
-func (p *statements) queryRow(ctx context.Context, t *txn, query string, args ...any) *sql.Row {
+// queryRow runs query as a prepared statement. (If it cannot be prepared,
+// the plain call reports the same error through the *sql.Row.)
+func (p *statements) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	ctx = runToEnd(ctx)
-	var st *sql.Stmt
-	var err error
-	if t != nil {
-		st, err = t.stmt(ctx, query)
-	} else {
-		st, err = p.stmt(ctx, query)
-	}
+	st, err := p.stmt(ctx, query)
 	if err != nil {
-		if t != nil {
-			return t.tx.QueryRowContext(ctx, query, args...)
-		}
 		return p.db.QueryRowContext(ctx, query, args...)
 	}
 	return st.QueryRowContext(ctx, args...)
 }
 
-// query runs query as a prepared statement, inside t if t is not nil.
-func (p *statements) query(ctx context.Context, t *txn, query string, args ...any) (*sql.Rows, error) {
+func (p *statements) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	ctx = runToEnd(ctx)
-	var st *sql.Stmt
-	var err error
-	if t != nil {
-		st, err = t.stmt(ctx, query)
-	} else {
-		st, err = p.stmt(ctx, query)
-	}
+	st, err := p.stmt(ctx, query)
 	if err != nil {
 		return nil, err
 	}

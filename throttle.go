@@ -1,5 +1,13 @@
 package main
 
+// throttle.go: how many requests a client address or an account may make.
+//
+// A sliding-window limiter per key, and DRF's 429 answer with Retry-After.
+// The client address is the connection's, or with -trust-proxy the one the
+// proxy in front of us saw.
+//
+// It knows counting and addresses, not what is being counted.
+
 import (
 	"fmt"
 	"net"
@@ -10,14 +18,6 @@ import (
 	"sync"
 	"time"
 )
-
-// throttle.go: how many requests a client address or an account may make.
-//
-// A sliding-window limiter per key, and DRF's 429 answer with Retry-After.
-// The client address is the connection's, or with -trust-proxy the one the
-// proxy in front of us saw.
-//
-// It knows counting and addresses, not what is being counted.
 
 // throttleAddress spends one request of the client address's budget for
 // login and register (-ip-limit a minute), or answers 429.

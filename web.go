@@ -1,5 +1,10 @@
 package main
 
+// web.go: the browser client of GET /, compiled into the binary.
+//
+// web/ is plain HTML, CSS and JavaScript with no framework; this file only
+// serves it, with headers that keep the page to its own files.
+
 import (
 	"bytes"
 	"cmp"
@@ -9,11 +14,6 @@ import (
 	"strings"
 	"time"
 )
-
-// web.go: the browser client of GET /, compiled into the binary.
-//
-// web/ is plain HTML, CSS and JavaScript with no framework; this file only
-// serves it, with headers that keep the page to its own files.
 
 // webFiles is the browser client of GET /: plain HTML, CSS and JavaScript,
 // compiled into the binary.
