@@ -462,3 +462,24 @@ func BenchmarkLoginFailure(b *testing.B) {
 		})
 	}
 }
+
+// TestProfileClashNamesTheRightField: when the UNIQUE constraint refuses a
+// profile change (another request took the email between validation and
+// the write), the answer names the email, even though the change also
+// "sets" the user's own, unchanged username.
+func TestProfileClashNamesTheRightField(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	alice := e.register("alice")
+	e.register("bob")
+	same, taken := "alice", "BOB@example.com"
+	_, err := e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &same, Email: &taken})
+	if err != errEmailTaken {
+		t.Errorf("own username and a taken email: %v, want errEmailTaken", err)
+	}
+	other := "Bob"
+	_, err = e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &other, Email: &taken})
+	if err != errUsernameTaken {
+		t.Errorf("a taken username: %v, want errUsernameTaken", err)
+	}
+}

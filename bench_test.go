@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"testing"
 )
@@ -64,4 +65,28 @@ func BenchmarkHandler(b *testing.B) {
 		})
 		b.ReportMetric(float64(st.db.committed.Load()-writes)/float64(max(1, st.db.commits.Load()-commits)), "writes/commit")
 	})
+}
+
+// BenchmarkCredentialsAtScale looks users up by name, as login does, in a
+// table of a million users: the first, the last and a name nobody has must
+// cost the same (an index lookup each), or login time would grow with the
+// table and tell who exists.
+//
+//	go test -run XXX -bench CredentialsAtScale .
+func BenchmarkCredentialsAtScale(b *testing.B) {
+	e := newTestEnv(b)
+	const users = 1_000_000
+	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO users (username, username_key, email, email_key, password, date_joined)
+		SELECT 'user' || i, 'user' || i, 'user' || i || '@example.com', 'user' || i || '@example.com', 'x', 0 FROM n`, users)
+	ctx := context.Background()
+	for _, name := range []string{"user1", fmt.Sprint("user", users), "nobody"} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := e.srv.store.credentials(ctx, name); err != nil && err != errNotFound {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -226,7 +226,11 @@ func (e *testEnv) usersInEveryState() (alice, gone, idle tokenPair) {
 // exec changes the database behind the API's back, as an admin would.
 func (e *testEnv) exec(query string, args ...any) {
 	e.t.Helper()
-	if _, err := e.srv.store.db.write.db.Exec(query, args...); err != nil {
+	err := e.srv.store.db.inWriteTx(context.Background(), func(tx *txn) error {
+		_, err := tx.ExecContext(context.Background(), query, args...)
+		return err
+	})
+	if err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -774,8 +778,7 @@ func TestRefreshUsesCurrentUsernameAndEmail(t *testing.T) {
 	e.register("alice")
 	tokens := e.login("alice")
 	e.exec(`UPDATE users SET username = 'alicia', username_key = 'alicia', email = 'new@example.com' WHERE username = 'alice'`)
-	var p tokenPair
-	p = e.rotate(tokens.Refresh)
+	p := e.rotate(tokens.Refresh)
 	for _, tok := range []string{p.Access, p.Refresh} {
 		if c := decodeClaims(t, tok); c["username"] != "alicia" || c["email"] != "new@example.com" {
 			t.Errorf("claims after rename: %v", c)
@@ -812,8 +815,7 @@ func TestVerifyEndpoint(t *testing.T) {
 	e := newTestEnv(t)
 	e.register("alice")
 	first := e.login("alice")
-	var second tokenPair
-	second = e.rotate(first.Refresh)
+	second := e.rotate(first.Refresh)
 	verify := func(token string) response {
 		return e.postJSON("/api/token/verify/", fmt.Sprintf(`{"token":%q}`, token))
 	}
@@ -848,8 +850,7 @@ func TestBlacklistEndpoint(t *testing.T) {
 	// A rotated-out token, even in the grace period: the session ends too,
 	// and the answer says it was blacklisted.
 	other := e.login("alice")
-	var rotated tokenPair
-	rotated = e.rotate(other.Refresh)
+	rotated := e.rotate(other.Refresh)
 	want(t, logout(other.Refresh), 401, bodyBlacklisted)
 	want(t, e.get("/api/profile/", rotated.Access), 401, bodyBlacklisted)
 	want(t, e.refresh(rotated.Refresh), 401, bodyBlacklisted)

@@ -19,6 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	_ "image/gif" // image.DecodeConfig recognises the three accepted formats
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"math"
 	"mime"

@@ -295,16 +295,18 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 				if err != nil {
 					return // the server is gone
 				}
-				if status == 201 {
-					var n noteOut
-					if !decodeOK(t, body, &n) {
-						return
-					}
-					mu.Lock()
-					notes = append(notes, ackedNote{n.ID, title, deref(n.CoverImage), img})
-					mu.Unlock()
-					acked()
+				if status != 201 {
+					t.Errorf("create %s: %d %s", title, status, body)
+					return
 				}
+				var n noteOut
+				if !decodeOK(t, body, &n) {
+					return
+				}
+				mu.Lock()
+				notes = append(notes, ackedNote{n.ID, title, deref(n.CoverImage), img})
+				mu.Unlock()
+				acked()
 				if i%4 == 0 {
 					status, body, err = call(client, "POST", p.base+"/api/token/refresh/", "", "application/json",
 						strings.NewReader(fmt.Sprintf(`{"refresh":%q}`, tokens.Refresh)))
