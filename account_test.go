@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -371,6 +372,32 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 	}
 }
 
+// TestLockoutSurvivesAFlood: an account at its failed-login limit stays
+// locked for its window however many other keys are tried meanwhile (a
+// full limiter drops the keys with the fewest events, never a locked one),
+// and a key's size costs the limiter nothing (it keeps hashes).
+func TestLockoutSurvivesAFlood(t *testing.T) {
+	t.Parallel()
+	l := newLimiter(10, 15*time.Minute)
+	l.maxKeys = 100
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for range 10 {
+		l.take("alice", now)
+	}
+	for i := range 5000 {
+		l.take(fmt.Sprintf("junk%d-%s", i, strings.Repeat("x", 1000)), now.Add(time.Second))
+	}
+	if wait := l.take("alice", now.Add(2*time.Second)); wait <= 0 {
+		t.Error("alice was unlocked by a flood of other names")
+	}
+	if n := len(l.events); n > l.maxKeys {
+		t.Errorf("%d keys kept, want at most %d", n, l.maxKeys)
+	}
+	if wait := l.take("alice", now.Add(15*time.Minute+time.Second)); wait != 0 {
+		t.Errorf("alice still locked after the window: %v", wait)
+	}
+}
+
 // ---- flushing expired tokens ----
 
 func TestFlushExpiredTokens(t *testing.T) {
@@ -481,5 +508,44 @@ func TestProfileClashNamesTheRightField(t *testing.T) {
 	_, err = e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &other, Email: &taken})
 	if err != errUsernameTaken {
 		t.Errorf("a taken username: %v, want errUsernameTaken", err)
+	}
+}
+
+// TestVanishedUserIs401: an account deleted while one of its requests is in
+// flight (authenticated, not yet answered) gets the contract's 401 "User
+// not found" from every handler that acts for it, never a 500.
+func TestVanishedUserIs401(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	for i, tc := range []struct {
+		method, path, body string
+		handler            handler
+	}{
+		{"PATCH", "/api/profile/", `{"bio":"hello"}`, e.srv.updateProfile},
+		{"PUT", "/api/profile/update/", `{"first_name":"A"}`, e.srv.updateProfile},
+		{"POST", "/api/profile/password/", `{"old_password":"` + testPassword + `","new_password":"Another-Horse-43","new_password2":"Another-Horse-43"}`, e.srv.changePassword},
+		{"DELETE", "/api/profile/", `{"password":"` + testPassword + `"}`, e.srv.deleteAccount},
+		{"POST", "/api/notes/", `{"title":"t"}`, e.srv.createNote},
+	} {
+		name := fmt.Sprintf("user%d", i)
+		e.register(name)
+		tokens := e.login(name)
+		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tokens.Access)
+		c, err := e.srv.authenticate(req)
+		if err != nil || c == nil {
+			t.Fatalf("authenticate: %v", err)
+		}
+		e.exec(`DELETE FROM users WHERE username = ?`, name) // while the request is in flight
+		rec := httptest.NewRecorder()
+		if err := tc.handler(rec, req, c); err != nil {
+			e.srv.writeError(rec, req, err)
+		}
+		want(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.String()}, 401,
+			`{"detail":"User not found","code":"user_not_found"}`)
+	}
+	if strings.Contains(e.logs.String(), "level=ERROR") {
+		t.Errorf("a vanished user logged an error:\n%s", e.logs)
 	}
 }

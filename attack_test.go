@@ -138,3 +138,47 @@ func FuzzBodies(f *testing.F) {
 		}
 	})
 }
+
+// TestRegistrationWorkIsBounded: a register body made to be expensive (a
+// username and an email of 40,000 words each, a password as long) is
+// refused at once. The password's similarity to the username and email was
+// computed word by word against the whole password, and took minutes of
+// CPU for a body like this one; now an overlong value is never compared,
+// and a password much longer than a part skips it, as in Django.
+func TestRegistrationWorkIsBounded(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	words := strings.Repeat("ab.", 40000)
+	body, err := json.Marshal(map[string]string{
+		"username": words, "email": words + "@example.com",
+		"password": strings.Repeat("ab", 40000), "password2": "x",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := e.postJSON("/api/register/", string(body))
+	if res.status != 400 || !strings.Contains(res.body, `"username":["Ensure this field has no more than 150 characters."]`) ||
+		!strings.Contains(res.body, `"email":["Enter a valid email address."]`) {
+		t.Errorf("got %d %s", res.status, truncate(res.body, 300))
+	}
+	// A long password against short, valid attributes is still checked.
+	similar := e.postJSON("/api/register/", `{"username":"averylongusername","email":"a@example.com",`+
+		`"password":"averylongusername1","password2":"averylongusername1"}`)
+	want(t, similar, 400, `{"password":["The password is too similar to the username."]}`)
+}
+
+// TestOverlongLoginNamesAreRefusedCheaply: a name no account can have is
+// answered as an unknown one, without a hash, and never becomes a key of
+// the failed-login limiter.
+func TestOverlongLoginNamesAreRefusedCheaply(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	body, err := json.Marshal(map[string]string{"username": strings.Repeat("x", 151), "password": "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(t, e.postJSON("/api/token/", string(body)), 401, `{"detail":"No active account found with the given credentials"}`)
+	if n := len(e.srv.failedLogins.events); n != 0 {
+		t.Errorf("the limiter keeps %d keys after an overlong name", n)
+	}
+}

@@ -173,6 +173,9 @@ var errWrongPassword = errors.New("wrong password")
 // attempt takes its place in that budget before the hash runs, so that
 // concurrent guesses cannot overshoot it, and gives it back if it succeeds.
 func (s *server) checkPassword(ctx context.Context, username, password string) (user, string, error) {
+	if utf8.RuneCountInString(username) > maxUsernameLen {
+		return user{}, "", errNoActiveAccount // nobody has such a name: no budget, no hash
+	}
 	account := foldKey(username)
 	attempt := s.now()
 	if wait := s.failedLogins.take(account, attempt); wait > 0 {
@@ -337,6 +340,14 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 	errs := &fieldErrors{}
 	username := in.text(errs, "username", s.usernameRule(r.Context(), true, 0))
 	email := in.text(errs, "email", s.emailRule(r.Context(), true, 0))
+	// The similarity check compares only with values that passed their own
+	// checks: its work is bounded by their length limits.
+	if errs.has("username") {
+		username = ""
+	}
+	if errs.has("email") {
+		email = ""
+	}
 	password := in.text(errs, "password", textRule{required: true, raw: true, check: func(p string) []string {
 		return s.passwordProblems(p, username, email, "", "")
 	}})
@@ -626,9 +637,6 @@ func (s *server) createNote(w http.ResponseWriter, r *http.Request, c *caller) e
 		return err
 	}
 	n, err := s.store.createNote(r.Context(), c.user.ID, fields, s.now())
-	if errors.Is(err, errNotFound) {
-		return errUserNotFound // deleted while this request ran
-	}
 	if err != nil {
 		return err
 	}
@@ -936,6 +944,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &fields):
 		answer = &apiError{status: http.StatusBadRequest, body: fields}
 	case errors.As(err, &answer):
+	case errors.Is(err, errUserGone): // deleted while its request ran
+		answer = errUserNotFound
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return // the client went away; there is no one to answer
 	default:

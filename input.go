@@ -431,15 +431,22 @@ func (in *input) image(errs *fieldErrors, name string) (img *imageFile, remove b
 // and @.+-_ in any script.
 var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}_.@+-]+$`)
 
+// Length limits of usernames and emails. No stored one is longer, so a
+// longer one is never looked up (it cannot be taken, or be anyone's).
+const (
+	maxUsernameLen = 150 // characters, Django's
+	maxEmailLen    = 320 // bytes, Django's EmailValidator
+)
+
 // usernameRule is the username field: the pattern, then uniqueness (case-
 // insensitively, ignoring the user being edited), then at most 150 characters.
 func (s *server) usernameRule(ctx context.Context, required bool, exceptUserID int64) textRule {
-	return textRule{required: required, maxLen: 150, check: func(username string) []string {
+	return textRule{required: required, maxLen: maxUsernameLen, check: func(username string) []string {
 		var problems []string
 		if !usernamePattern.MatchString(username) {
 			problems = append(problems, msgBadUsername)
 		}
-		if s.taken(ctx, s.store.usernameTaken, username, exceptUserID) {
+		if utf8.RuneCountInString(username) <= maxUsernameLen && s.taken(ctx, s.store.usernameTaken, username, exceptUserID) {
 			problems = append(problems, msgUsernameTaken)
 		}
 		return problems
@@ -451,7 +458,7 @@ func (s *server) usernameRule(ctx context.Context, required bool, exceptUserID i
 func (s *server) emailRule(ctx context.Context, required bool, exceptUserID int64) textRule {
 	return textRule{required: required, check: func(email string) []string {
 		var problems []string
-		if s.taken(ctx, s.store.emailTaken, email, exceptUserID) {
+		if len(email) <= maxEmailLen && s.taken(ctx, s.store.emailTaken, email, exceptUserID) {
 			problems = append(problems, msgUnique)
 		}
 		if !validEmailAddress(email) {
@@ -481,7 +488,7 @@ var (
 // validEmailAddress reports whether Django's EmailValidator accepts s.
 func validEmailAddress(s string) bool {
 	at := strings.LastIndexByte(s, '@')
-	if at < 0 || len(s) > 320 {
+	if at < 0 || len(s) > maxEmailLen {
 		return false
 	}
 	local, domain := s[:at], s[at+1:]

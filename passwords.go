@@ -57,8 +57,15 @@ func (s *server) passwordProblems(password, username, email, firstName, lastName
 // similarity 0.7): it returns the name of the first attribute (in Django's
 // order) that the password is too similar to, comparing with the whole value
 // and with each of its words.
+//
+// Its cost is bounded as Django bounds it since CVE-2021-45115: a part much
+// shorter than the password cannot be similar enough, and is not compared
+// (exceedsMaximumLengthRatio). So each comparison costs at most about 11
+// times the part's length, and the parts come from attributes that passed
+// their own length checks (the callers pass "" for one that did not).
 func similarAttribute(password string, attrs map[string]string) string {
 	pw := strings.ToLower(password)
+	pwLen := utf8.RuneCountInString(pw)
 	for _, name := range []string{"username", "first name", "last name", "email address"} {
 		value := strings.ToLower(attrs[name])
 		if value == "" {
@@ -66,12 +73,24 @@ func similarAttribute(password string, attrs map[string]string) string {
 		}
 		parts := append(nonWordRuns.Split(value, -1), value)
 		for _, part := range parts {
-			if quickRatio(pw, part) >= 0.7 {
+			if exceedsMaximumLengthRatio(pwLen, utf8.RuneCountInString(part)) {
+				continue
+			}
+			if quickRatio(pw, part) >= maxSimilarity {
 				return name
 			}
 		}
 	}
 	return ""
+}
+
+const maxSimilarity = 0.7
+
+// exceedsMaximumLengthRatio is Django's test of the same name: a value at
+// most a tenth of the password's length, and under maxSimilarity/2 of it,
+// can never reach maxSimilarity.
+func exceedsMaximumLengthRatio(passwordLen, valueLen int) bool {
+	return passwordLen >= 10*valueLen && float64(valueLen) < maxSimilarity/2*float64(passwordLen)
 }
 
 var nonWordRuns = regexp.MustCompile(`[^\p{L}\p{N}_]+`)

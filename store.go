@@ -30,6 +30,8 @@ import (
 // Errors the store returns; handlers turn them into the contract's answers.
 var (
 	errNotFound      = errors.New("not found")
+	// errUserGone: the user a request acts for was deleted while it ran.
+	errUserGone = errors.New("user deleted meanwhile")
 	errUsernameTaken = errors.New("username taken")
 	errEmailTaken    = errors.New("email taken")
 )
@@ -485,6 +487,9 @@ func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (
 	err := s.withNewFile(coversFolder, c.CoverPhoto, func(newPhoto *string) error {
 		return s.db.inWriteTx(ctx, func(tx *txn) error {
 			err := tx.QueryRowContext(ctx, `SELECT coalesce(cover_photo, '') FROM users WHERE id = ?`, id).Scan(&oldPhoto)
+			if errors.Is(err, sql.ErrNoRows) {
+				return errUserGone
+			}
 			if err != nil {
 				return err
 			}
@@ -530,12 +535,12 @@ func foldKeyPtr(s *string) *string {
 	return &k
 }
 
-// passwordHash returns the stored hash of user id.
+// passwordHash returns the stored hash of user id, or errUserGone.
 func (s *store) passwordHash(ctx context.Context, id int64) (string, error) {
 	var hash string
 	err := s.db.queryRow(ctx, `SELECT password FROM users WHERE id = ?`, id).Scan(&hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", errNotFound
+		return "", errUserGone
 	}
 	return hash, err
 }
@@ -545,10 +550,14 @@ func (s *store) passwordHash(ctx context.Context, id int64) (string, error) {
 // password.
 func (s *store) changePassword(ctx context.Context, id int64, hash, keep string, now time.Time) error {
 	return s.db.inWriteTx(ctx, func(tx *txn) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ?`, hash, id); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ?`, hash, id)
+		if err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ?
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return cmp.Or(err, errUserGone)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE sessions SET revoked = ?
 			WHERE user_id = ? AND id != ? AND revoked IS NULL`, micros(now), id, keep)
 		return err
 	})
@@ -575,8 +584,14 @@ func (s *store) deleteUser(ctx context.Context, id int64) error {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id)
-		return err
+		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return cmp.Or(err, errUserGone)
+		}
+		return nil
 	})
 	if err == nil {
 		s.removeMedia(files...)
@@ -718,8 +733,7 @@ func deref[T any](p *T) (v T) {
 	return v
 }
 
-// createNote stores a new note of user userID. errNotFound means the user was
-// deleted meanwhile.
+// createNote stores a new note of user userID, or returns errUserGone.
 //
 // The note is built here from what was inserted, not read back with
 // RETURNING: SQLite collects RETURNING rows in a temporary table, which cost
@@ -738,7 +752,7 @@ func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now 
 				return err
 			}
 			if inserted, err := res.RowsAffected(); err != nil || inserted == 0 {
-				return cmp.Or(err, errNotFound)
+				return cmp.Or(err, errUserGone)
 			}
 			n.ID, err = res.LastInsertId()
 			return err

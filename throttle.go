@@ -9,6 +9,7 @@ package main
 // It knows counting and addresses, not what is being counted.
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/http"
@@ -44,17 +45,28 @@ func throttled(wait time.Duration) *apiError {
 }
 
 // limiter allows at most limit events per key in any window (a sliding
-// window: it keeps the times of each key's recent events). Its memory is
-// bounded: at most maxLimiterKeys keys, each with at most limit times; keys
-// whose events are all older than the window are swept out once a window,
-// and if that is not enough, arbitrary keys are dropped.
+// window: it keeps the times of each key's recent events).
+//
+// Its memory is bounded whatever a client sends: a key is stored as its
+// SHA-256, never as the text it came from, and there are at most maxKeys
+// keys of at most limit times each. When it is full, keys whose events are
+// all older than the window go first, then the keys with the fewest recent
+// events. A key that has reached its limit is never dropped before its
+// window has passed: a flood of other keys cannot unlock an account.
+// If every key is at its limit, a new key is let through unrecorded (the
+// budget per client address still holds); reaching that needs maxKeys ×
+// limit events in one window, far more password hashes than a window has
+// time for.
 type limiter struct {
 	mu        sync.Mutex
 	limit     int
 	window    time.Duration
-	events    map[string][]int64 // unix nanoseconds, oldest first
+	maxKeys   int
+	events    map[limiterKey][]int64 // unix nanoseconds, oldest first
 	lastSweep int64
 }
+
+type limiterKey [sha256.Size]byte
 
 // maxLimiterKeys bounds a limiter's memory: 20,000 keys of at most 60 times
 // each is under 12 MB.
@@ -62,7 +74,7 @@ const maxLimiterKeys = 20000
 
 // newLimiter returns a limiter; a limit of 0 turns it off.
 func newLimiter(limit int, window time.Duration) *limiter {
-	return &limiter{limit: limit, window: window, events: map[string][]int64{}}
+	return &limiter{limit: limit, window: window, maxKeys: maxLimiterKeys, events: map[limiterKey][]int64{}}
 }
 
 // take records an event for key at now and returns 0, or, if key has had
@@ -72,15 +84,18 @@ func (l *limiter) take(key string, now time.Time) time.Duration {
 	if l.limit <= 0 {
 		return 0
 	}
+	k := limiterKey(sha256.Sum256([]byte(key)))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	t := now.UnixNano()
-	l.sweep(t)
-	recent := l.recent(key, t)
+	recent := l.recent(k, t)
 	if len(recent) >= l.limit {
 		return time.Duration(recent[0] + int64(l.window) - t)
 	}
-	l.events[key] = append(recent, t)
+	if _, known := l.events[k]; !known && !l.makeRoom(t) {
+		return 0 // full of keys at their limit: see the type's comment
+	}
+	l.events[k] = append(recent, t)
 	return 0
 }
 
@@ -90,20 +105,21 @@ func (l *limiter) giveBack(key string, now time.Time) {
 	if l.limit <= 0 {
 		return
 	}
+	k := limiterKey(sha256.Sum256([]byte(key)))
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	events := l.events[key]
+	events := l.events[k]
 	if i := slices.Index(events, now.UnixNano()); i >= 0 {
-		l.events[key] = slices.Delete(events, i, i+1)
+		l.events[k] = slices.Delete(events, i, i+1)
 	}
-	if len(l.events[key]) == 0 {
-		delete(l.events, key)
+	if len(l.events[k]) == 0 {
+		delete(l.events, k)
 	}
 }
 
-// recent returns key's events still inside the window at t.
-func (l *limiter) recent(key string, t int64) []int64 {
-	events := l.events[key]
+// recent returns k's events still inside the window at t.
+func (l *limiter) recent(k limiterKey, t int64) []int64 {
+	events := l.events[k]
 	start := t - int64(l.window)
 	i := 0
 	for i < len(events) && events[i] <= start {
@@ -112,24 +128,37 @@ func (l *limiter) recent(key string, t int64) []int64 {
 	return events[i:]
 }
 
-// sweep drops keys with no recent events, at most once a window, and keeps
-// the number of keys under maxLimiterKeys.
-func (l *limiter) sweep(t int64) {
-	if t-l.lastSweep < int64(l.window) && len(l.events) < maxLimiterKeys {
-		return
-	}
-	l.lastSweep = t
-	for key := range l.events {
-		if len(l.recent(key, t)) == 0 {
-			delete(l.events, key)
+// makeRoom makes sure there is room for one more key, and reports whether
+// there is. Keys with no recent events go at least once a window, and
+// whenever the limiter is full; if that is not enough, the keys with the
+// fewest recent events go, down to nine tenths of maxKeys, never one at
+// its limit.
+func (l *limiter) makeRoom(t int64) bool {
+	if t-l.lastSweep >= int64(l.window) || len(l.events) >= l.maxKeys {
+		l.lastSweep = t
+		for k := range l.events {
+			if len(l.recent(k, t)) == 0 {
+				delete(l.events, k)
+			}
 		}
 	}
-	for key := range l.events { // map order is random: arbitrary keys go
-		if len(l.events) < maxLimiterKeys*9/10 {
+	if len(l.events) < l.maxKeys {
+		return true
+	}
+	var droppable []limiterKey
+	for k := range l.events {
+		if len(l.recent(k, t)) < l.limit {
+			droppable = append(droppable, k)
+		}
+	}
+	slices.SortFunc(droppable, func(a, b limiterKey) int { return len(l.recent(a, t)) - len(l.recent(b, t)) })
+	for _, k := range droppable {
+		if len(l.events) < l.maxKeys*9/10 {
 			break
 		}
-		delete(l.events, key)
+		delete(l.events, k)
 	}
+	return len(l.events) < l.maxKeys
 }
 
 // clientIP is the address of the connection, or with -trust-proxy the last
