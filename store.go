@@ -29,9 +29,9 @@ import (
 
 // Errors the store returns; handlers turn them into the contract's answers.
 var (
-	errNotFound      = errors.New("not found")
+	errNotFound = errors.New("not found")
 	// errUserGone: the user a request acts for was deleted while it ran.
-	errUserGone = errors.New("user deleted meanwhile")
+	errUserGone      = errors.New("user deleted meanwhile")
 	errUsernameTaken = errors.New("username taken")
 	errEmailTaken    = errors.New("email taken")
 )
