@@ -3,8 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -181,4 +185,112 @@ func TestOverlongLoginNamesAreRefusedCheaply(t *testing.T) {
 	if n := len(e.srv.failedLogins.events); n != 0 {
 		t.Errorf("the limiter keeps %d keys after an overlong name", n)
 	}
+}
+
+// failingBody yields some bytes, then fails as a connection can.
+type failingBody struct {
+	data []byte
+	err  error
+}
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if len(b.data) == 0 {
+		return 0, b.err
+	}
+	n := copy(p, b.data)
+	b.data = b.data[n:]
+	return n, nil
+}
+
+// TestBrokenBodies: a body cut short of its Content-Length is 400, one that
+// does not arrive within the read timeout 408, on every encoding; a broken
+// connection gets no answer and no ERROR line.
+func TestBrokenBodies(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	ct, multipart := multipartBody(map[string]string{"username": "alice"}, "", "", nil)
+	for _, enc := range []struct{ contentType, body string }{
+		{"application/json", `{"username":"alice","password":"x"}`},
+		{"application/x-www-form-urlencoded", `username=alice&password=x`},
+		{ct, multipart},
+	} {
+		for _, tc := range []struct {
+			err    error
+			status int
+			body   string
+		}{
+			{io.ErrUnexpectedEOF, 400, `{"detail":"The request body ended before its Content-Length."}`},
+			{os.ErrDeadlineExceeded, 408, `{"detail":"The request body did not arrive in time."}`},
+		} {
+			for _, path := range []string{"/api/token/", "/api/register/", "/api/token/refresh/"} {
+				req := httptest.NewRequest("POST", path, &failingBody{data: []byte(enc.body[:len(enc.body)/2]), err: tc.err})
+				req.ContentLength = int64(len(enc.body))
+				req.Header.Set("Content-Type", enc.contentType)
+				rec := httptest.NewRecorder()
+				e.handler.ServeHTTP(rec, req)
+				want(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.String()}, tc.status, tc.body)
+			}
+		}
+	}
+	req := httptest.NewRequest("POST", "/api/token/", &failingBody{err: syscall.ECONNRESET})
+	req.Header.Set("Content-Type", "application/json")
+	e.handler.ServeHTTP(httptest.NewRecorder(), req)
+	if logs := e.logs.String(); strings.Contains(logs, "level=ERROR") {
+		t.Errorf("a broken body was logged as an error:\n%s", logs)
+	}
+}
+
+// TestBodyBudget: bodies being read share a memory budget; a body that does
+// not fit is refused at once with 503 and Retry-After, unread, and the room
+// comes back when the request holding it is answered. Routes that take no
+// file refuse multipart bodies over 1 MiB.
+func TestBodyBudget(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(c *config) { c.bodyMemory = 7 << 20 })
+	ct, upload := multipartBody(map[string]string{"title": "big", "body": strings.Repeat("words ", 300000)},
+		"cover_image", "x.png", pngImage(20, 10))
+	access := e.login(func() string { e.register("alice"); return "alice" }()).Access
+
+	// A slow upload holds its room while its body trickles in.
+	slow, feed := io.Pipe()
+	req := httptest.NewRequest("POST", "/api/notes/", slow)
+	req.ContentLength = 6 << 20
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Authorization", "Bearer "+access)
+	done := make(chan int)
+	go func() {
+		rec := httptest.NewRecorder()
+		e.handler.ServeHTTP(rec, req)
+		done <- rec.Code
+	}()
+	if _, err := feed.Write([]byte(upload[:100])); err != nil { // returns once the handler reads
+		t.Fatal(err)
+	}
+	res := e.do("POST", "/api/notes/", ct, upload, "Authorization", "Bearer "+access)
+	want(t, res, 503, `{"detail":"The server is busy. Try again shortly."}`)
+	if res.header.Get("Retry-After") != "1" {
+		t.Errorf("503 without Retry-After: %v", res.header)
+	}
+	feed.CloseWithError(io.ErrUnexpectedEOF)
+	if code := <-done; code != 400 {
+		t.Errorf("the cut upload: %d, want 400", code)
+	}
+	if res := e.do("POST", "/api/notes/", ct, upload, "Authorization", "Bearer "+access); res.status != 201 {
+		t.Errorf("after the slow upload ended: %d %s", res.status, res.body)
+	}
+	loginCT, bigLogin := multipartBody(map[string]string{"username": strings.Repeat("x", 2<<20), "password": "p"}, "", "", nil)
+	want(t, e.do("POST", "/api/token/", loginCT, bigLogin), 413, `{"detail":"Request body is too large."}`)
+}
+
+// TestNonCanonicalPathsAre404: the mux would answer these with a redirect
+// and an HTML body; the contract has no redirects.
+func TestNonCanonicalPathsAre404(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	for _, path := range []string{"//api/notes/", "/api//notes/", "/api/./notes/", "/api/x/../notes/",
+		"/api/%2e%2e/api/notes/", "/api/notes/%2E/", "/./", "/media/../api/"} {
+		want(t, e.do("GET", path, "", ""), 404, `{"detail":"Not found."}`)
+	}
+	want(t, e.do("GET", "/healthz", "", ""), 200, `{"status":"ok"}`)
+	want(t, e.do("GET", "/api/notes", "", ""), 401, `{"detail":"Authentication credentials were not provided."}`)
 }

@@ -35,8 +35,9 @@ type server struct {
 	tokens       *tokenSigner
 	passwords    *passwordHasher
 	common       commonPasswords
-	perAddress   *limiter // login and register requests per client address
-	failedLogins *limiter // failed logins per account (and per unknown name)
+	perAddress   *limiter    // login and register requests per client address
+	failedLogins *limiter    // failed logins per account (and per unknown name)
+	bodies       *bodyBudget // memory that request bodies may hold at once
 	now          func() time.Time
 	log          *slog.Logger
 }
@@ -54,6 +55,7 @@ func newServer(cfg config, st *store, key []byte, log *slog.Logger, now func() t
 		common:       common,
 		perAddress:   newLimiter(cfg.ipLimit, time.Minute),
 		failedLogins: newLimiter(cfg.loginLimit, cfg.loginWindow),
+		bodies:       &bodyBudget{free: cfg.bodyMemory},
 		now:          now,
 		log:          log,
 	}, nil
@@ -120,7 +122,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 	if err := s.throttleAddress(r); err != nil {
 		return err
 	}
-	in, err := readInput(w, r)
+	in, err := s.readInput(w, r, fieldsOnly)
 	if err != nil {
 		return err
 	}
@@ -310,7 +312,7 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request, _ *caller) error
 
 // readToken reads the body field that carries a token and verifies it.
 func (s *server) readToken(w http.ResponseWriter, r *http.Request, field, tokenType string) (claims, error) {
-	in, err := readInput(w, r)
+	in, err := s.readInput(w, r, fieldsOnly)
 	if err != nil {
 		return claims{}, err
 	}
@@ -333,7 +335,7 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 	if err := s.throttleAddress(r); err != nil {
 		return err
 	}
-	in, err := readInput(w, r)
+	in, err := s.readInput(w, r, withFiles)
 	if err != nil {
 		return err
 	}
@@ -433,7 +435,7 @@ func (s *server) writeProfile(w http.ResponseWriter, r *http.Request, u user) er
 // other field sent (password, is_staff, id, ...) is ignored. Invalid input
 // saves nothing.
 func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller) error {
-	in, err := readInput(w, r)
+	in, err := s.readInput(w, r, withFiles)
 	if err != nil {
 		return err
 	}
@@ -468,7 +470,7 @@ func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller
 // the same validators as at registration. Every other session of the user is
 // revoked; the one that asked stays logged in.
 func (s *server) changePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
-	in, err := readInput(w, r)
+	in, err := s.readInput(w, r, fieldsOnly)
 	if err != nil {
 		return err
 	}
@@ -507,7 +509,7 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 // deleteAccount is DELETE /api/profile/ with the password: the user and
 // everything that is theirs go.
 func (s *server) deleteAccount(w http.ResponseWriter, r *http.Request, c *caller) error {
-	in, err := readInput(w, r)
+	in, err := s.readInput(w, r, fieldsOnly)
 	if err != nil {
 		return err
 	}
@@ -612,8 +614,8 @@ func notesJSON(notes []note) []noteJSON {
 
 // readNoteFields reads the body of a note create or update: every field
 // optional. user is not among them: nobody can set or change a note's owner.
-func readNoteFields(w http.ResponseWriter, r *http.Request) (noteFields, error) {
-	in, err := readInput(w, r)
+func (s *server) readNoteFields(w http.ResponseWriter, r *http.Request) (noteFields, error) {
+	in, err := s.readInput(w, r, withFiles)
 	if err != nil {
 		return noteFields{}, err
 	}
@@ -632,7 +634,7 @@ func readNoteFields(w http.ResponseWriter, r *http.Request) (noteFields, error) 
 
 // createNote is POST /api/notes/ and /api/notes/create/.
 func (s *server) createNote(w http.ResponseWriter, r *http.Request, c *caller) error {
-	fields, err := readNoteFields(w, r)
+	fields, err := s.readNoteFields(w, r)
 	if err != nil {
 		return err
 	}
@@ -659,7 +661,7 @@ func (s *server) updateNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	fields, err := readNoteFields(w, r)
+	fields, err := s.readNoteFields(w, r)
 	if err != nil {
 		return err
 	}
@@ -946,7 +948,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &answer):
 	case errors.Is(err, errUserGone): // deleted while its request ran
 		answer = errUserNotFound
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil, errors.Is(err, errClientGone):
 		return // the client went away; there is no one to answer
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

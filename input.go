@@ -14,6 +14,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,18 +29,80 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"unicode"
 	"unicode/utf8"
 )
 
-// Body limits of the contract.
+// Body limits of the contract: 1 MiB for JSON and forms, and for multipart
+// on a route that takes no file; 6 MiB for multipart with files.
 const (
 	maxFormBody      = 1 << 20
 	maxMultipartBody = 6 << 20
 )
+
+// bodyKind is what a route's body may hold.
+type bodyKind int
+
+const (
+	fieldsOnly bodyKind = iota // at most maxFormBody in every encoding
+	withFiles                  // multipart up to maxMultipartBody
+)
+
+// bodyBudget bounds the memory that request bodies may hold at once: a
+// body reserves its size (its Content-Length, or the route's limit when it
+// does not say) before a byte of it is read, and gives it back when its
+// request is answered. A body that does not fit is refused with 503 at once,
+// unread: a hundred slow uploads cannot hold a hundred times 6 MiB.
+type bodyBudget struct {
+	mu   sync.Mutex
+	free int64
+}
+
+func (b *bodyBudget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > b.free {
+		return false
+	}
+	b.free -= n
+	return true
+}
+
+func (b *bodyBudget) give(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free += n
+}
+
+var errBusy = &apiError{status: http.StatusServiceUnavailable, body: detail{"The server is busy. Try again shortly."},
+	header: http.Header{"Retry-After": {"1"}}}
+
+// reserveBody takes room for r's body from the budget until the request
+// has been answered.
+func (s *server) reserveBody(r *http.Request, limit int64) error {
+	n := limit
+	if r.ContentLength >= 0 {
+		n = min(r.ContentLength, limit)
+	}
+	if n == 0 {
+		return nil
+	}
+	if !s.bodies.take(n) {
+		return errBusy
+	}
+	if info := requestInfoFrom(r.Context()); info != nil {
+		info.answered = append(info.answered, func() { s.bodies.give(n) })
+	} else { // a handler called on its own: its request ends with its context
+		context.AfterFunc(r.Context(), func() { s.bodies.give(n) })
+	}
+	return nil
+}
 
 // input is a request body, whatever its encoding: values holds what JSON
 // gives (string, json.Number, bool, nil, []any, map[string]any) or, for
@@ -55,8 +118,9 @@ type multipartFile struct {
 }
 
 // readInput reads the body as DRF's parsers do: JSON, urlencoded forms and
-// multipart alike; an empty body is {}; any other type is 415.
-func readInput(w http.ResponseWriter, r *http.Request) (*input, error) {
+// multipart alike; an empty body is {}; any other type is 415. kind says
+// whether the route takes files, and so how large the body may be.
+func (s *server) readInput(w http.ResponseWriter, r *http.Request, kind bodyKind) (*input, error) {
 	in := &input{values: map[string]any{}, files: map[string]*multipartFile{}}
 	contentType := r.Header.Get("Content-Type")
 	if contentType == "" {
@@ -66,13 +130,23 @@ func readInput(w http.ResponseWriter, r *http.Request) (*input, error) {
 	if err != nil {
 		mediaType = ""
 	}
+	limit := int64(maxFormBody)
+	if kind == withFiles && mediaType == "multipart/form-data" {
+		limit = maxMultipartBody
+	}
+	switch mediaType {
+	case "application/json", "application/x-www-form-urlencoded", "multipart/form-data":
+		if err := s.reserveBody(r, limit); err != nil {
+			return nil, err
+		}
+	}
 	switch mediaType {
 	case "application/json":
 		return in, readJSONBody(w, r, in)
 	case "application/x-www-form-urlencoded":
 		return in, readFormBody(w, r, in)
 	case "multipart/form-data":
-		return in, readMultipartBody(w, r, in, params["boundary"])
+		return in, readMultipartBody(w, r, in, params["boundary"], limit)
 	}
 	if r.ContentLength == 0 {
 		return in, nil
@@ -85,11 +159,41 @@ var errTooLarge = detailError(http.StatusRequestEntityTooLarge, "Request body is
 // readBody reads at most limit bytes of body, or answers 413.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return nil, errTooLarge
+	if err != nil {
+		return nil, cmp.Or(bodyReadError(err), err)
 	}
-	return body, err
+	return body, nil
+}
+
+// Answers to a body that could not be read.
+var (
+	errBodyCut     = detailError(http.StatusBadRequest, "The request body ended before its Content-Length.")
+	errBodyTimeout = detailError(http.StatusRequestTimeout, "The request body did not arrive in time.")
+	// errClientGone is a body whose connection broke: nobody is there to
+	// answer, and nothing is wrong with the server.
+	errClientGone = errors.New("the client went away while sending its body")
+)
+
+// bodyReadError says what a failure to read a body means for the client:
+// 413, 400 for a body cut short, 408 for one that did not arrive within the
+// server's read timeout, errClientGone for a broken connection; nil for
+// anything else (a malformed body, which the caller describes).
+func bodyReadError(err error) error {
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooLarge):
+		return errTooLarge
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errBodyCut
+	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		return errBodyTimeout
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.EPIPE):
+		return errClientGone
+	}
+	return nil
 }
 
 func readJSONBody(w http.ResponseWriter, r *http.Request, in *input) error {
@@ -179,19 +283,18 @@ func readFormBody(w http.ResponseWriter, r *http.Request, in *input) error {
 	return nil
 }
 
-func readMultipartBody(w http.ResponseWriter, r *http.Request, in *input, boundary string) error {
+func readMultipartBody(w http.ResponseWriter, r *http.Request, in *input, boundary string, limit int64) error {
 	if boundary == "" {
 		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid boundary in multipart: None")
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxMultipartBody)
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	// The whole body is at most 6 MiB, so it is kept in memory: nothing
 	// reaches a temporary file.
 	err := r.ParseMultipartForm(maxMultipartBody + 1<<20)
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return errTooLarge
-	case err != nil:
+	if err := bodyReadError(err); err != nil {
+		return err
+	}
+	if err != nil {
 		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid multipart body.")
 	}
 	for k, vs := range r.MultipartForm.Value {

@@ -57,6 +57,7 @@ type config struct {
 	trustProxy  bool
 	corsOrigins []string
 	cpuProfile  string
+	bodyMemory  int64 // bytes that request bodies may hold at once
 }
 
 // run is the whole program: main only adds the process around it, so tests
@@ -170,6 +171,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"take the client address from X-Forwarded-For, for a server behind a reverse proxy (env TRUST_PROXY=1)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
 	corsOrigins := fs.String("cors-origins", env("CORS_ORIGINS", "*"), "comma-separated allowed origins (env CORS_ORIGINS)")
+	bodyMemory := number("body-memory", "BODY_MEMORY_MB", "32", "MiB that request bodies being read may hold at once; beyond it, 503")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -187,7 +189,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		addr: *addr, dataDir: *dataDir,
 		accessTTL: *accessTTL, refreshTTL: *refreshTTL, sessionTTL: *sessionTTL, reuseGrace: *reuseGrace,
 		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
-		cpuProfile: *cpuProfile,
+		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -199,6 +201,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, &usageError{"token and session lifetimes must be positive"}
 	case cfg.reuseGrace < 0 || cfg.loginLimit < 0 || cfg.ipLimit < 0 || cfg.loginWindow <= 0:
 		return config{}, &usageError{"-reuse-grace, -login-limit and -ip-limit cannot be negative, -login-window must be positive"}
+	case cfg.bodyMemory < maxMultipartBody:
+		return config{}, &usageError{"-body-memory must be at least 6 (MiB): one upload"}
 	}
 	return cfg, nil
 }

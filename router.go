@@ -99,7 +99,29 @@ func (rt *router) finish() http.Handler {
 		}
 	}
 	rt.mux.HandleFunc("/", rt.notFoundOrUnusualMethod)
-	return rt.mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !canonicalPath(r.URL.Path) || r.URL.RawPath != "" && !canonicalPath(r.URL.RawPath) {
+			rt.s.writeError(w, r, errNotFoundAnswer) // the mux would redirect, with an HTML body
+			return
+		}
+		rt.mux.ServeHTTP(w, r)
+	})
+}
+
+// canonicalPath reports whether p is a path the mux serves as it is: no
+// empty, "." or ".." segment (a decoded %2e%2e counts too). The contract
+// has no redirects; anything else is 404.
+func canonicalPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	segments := strings.Split(p[1:], "/")
+	for i, seg := range segments {
+		if seg == "." || seg == ".." || seg == "" && i != len(segments)-1 {
+			return false
+		}
+	}
+	return true
 }
 
 // notFoundOrUnusualMethod answers what no pattern took: a path that is not
@@ -198,9 +220,11 @@ func (s *server) endpoint(who access, h handler) http.HandlerFunc {
 
 // ---- middleware: CORS, logging, panics ----
 
-// requestInfo is what the log line of a request needs from deeper down.
+// requestInfo is what the log line of a request needs from deeper down,
+// and what must be done once the request is answered.
 type requestInfo struct {
-	userID int64
+	userID   int64
+	answered []func() // run in order after the handler returns
 }
 
 type requestInfoKey struct{}
@@ -238,6 +262,11 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		info := &requestInfo{}
 		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			for _, f := range info.answered {
+				f()
+			}
+		}()
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 			"duration", time.Since(start).Round(time.Microsecond), "user", info.userID)
