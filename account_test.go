@@ -549,3 +549,23 @@ func TestVanishedUserIs401(t *testing.T) {
 		t.Errorf("a vanished user logged an error:\n%s", e.logs)
 	}
 }
+
+// TestTrustProxyReadsTheProxysLine: a client that sends its own
+// X-Forwarded-For line before the one the proxy appends does not choose its
+// address: the last entry of the last line is the one that counts.
+func TestTrustProxyReadsTheProxysLine(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(c *config) { c.ipLimit = 1; c.trustProxy = true })
+	for i, spoofed := range []string{"198.51.100.1", "198.51.100.2"} {
+		req := httptest.NewRequest("POST", "/api/token/", strings.NewReader(`{}`))
+		req.RemoteAddr = "127.0.0.1:9999" // the proxy
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Add("X-Forwarded-For", spoofed)       // the client's own line
+		req.Header.Add("X-Forwarded-For", "203.0.113.7") // the proxy's
+		rec := httptest.NewRecorder()
+		e.handler.ServeHTTP(rec, req)
+		if wantStatus := []int{400, 429}[i]; rec.Code != wantStatus {
+			t.Errorf("request %d with a spoofed line %s: %d, want %d", i+1, spoofed, rec.Code, wantStatus)
+		}
+	}
+}

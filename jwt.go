@@ -154,14 +154,46 @@ func checkHeader(seg string) error {
 	if err != nil {
 		return err
 	}
-	var h struct {
-		Alg  *string         `json:"alg"`
-		Crit json.RawMessage `json:"crit"`
-	}
-	if json.Unmarshal(header, &h) != nil || h.Alg == nil || *h.Alg != "HS256" || h.Crit != nil {
+	h, ok := readObject(header)
+	if _, crit := h["crit"]; !ok || crit || string(h["alg"]) != `"HS256"` {
 		return errTokenInvalid
 	}
 	return nil
+}
+
+// readObject reads a JSON object strictly and returns its members, each
+// value as it was written: the text must be valid UTF-8 with nothing after
+// the object, and each name must come once. Names are matched exactly by
+// the caller. (encoding/json alone would match "Exp" to exp, take the last
+// of two "token_type" members, and turn invalid UTF-8 into U+FFFD.)
+func readObject(data []byte) (map[string]json.RawMessage, bool) {
+	if !utf8.Valid(data) {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	members := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		name, isName := t.(string)
+		if _, seen := members[name]; err != nil || !isName || seen {
+			return nil, false
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, false
+		}
+		members[name] = value
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false // more after the object
+	}
+	return members, true
 }
 
 // decodeSegment decodes one segment of canonical unpadded base64url. Go's decoder skips \r and \n, so those are refused
@@ -177,26 +209,17 @@ func decodeSegment(seg string) ([]byte, error) {
 	return b, nil
 }
 
-// readPayload checks the claims of a verified payload: one pass of encoding/json checks that
-// the payload is a JSON object and cuts out the claims; each is then read by
-// hand, which keeps apart "missing" (nil), "wrong type" and "present".
+// readPayload checks the claims of a verified payload: readObject cuts the
+// payload into its members; each claim is then read by hand, which keeps
+// apart "missing" (nil), "wrong type" and "present".
 func readPayload(payload []byte, want string, now time.Time) (claims, error) {
-	if !utf8.Valid(payload) {
+	members, ok := readObject(payload)
+	if !ok {
 		return claims{}, errTokenInvalid
 	}
-	var raw struct {
-		TokenType json.RawMessage `json:"token_type"`
-		Exp       json.RawMessage `json:"exp"`
-		Iat       json.RawMessage `json:"iat"`
-		Nbf       json.RawMessage `json:"nbf"`
-		JTI       json.RawMessage `json:"jti"`
-		UserID    json.RawMessage `json:"user_id"`
-		Username  json.RawMessage `json:"username"`
-		Email     json.RawMessage `json:"email"`
-		SessionID json.RawMessage `json:"sid"`
-	}
-	if err := json.Unmarshal(payload, &raw); err != nil {
-		return claims{}, errTokenInvalid // not a JSON object
+	raw := struct{ TokenType, Exp, Iat, Nbf, JTI, UserID, Username, Email, SessionID json.RawMessage }{
+		members["token_type"], members["exp"], members["iat"], members["nbf"], members["jti"],
+		members["user_id"], members["username"], members["email"], members["sid"],
 	}
 
 	var c claims
@@ -264,25 +287,23 @@ func jsonString(raw json.RawMessage) string {
 }
 
 // jsonSeconds reads a NumericDate: a JSON number, truncated to whole seconds
-// as PyJWT's int() does. Strings, booleans and null are refused. (raw is a
-// valid JSON value: a number starts with '-' or a digit.)
+// as PyJWT's int() does, between 0 and the end of the year 9999. Strings,
+// booleans, null and numbers outside that range are refused: a time beyond
+// it would overflow the microseconds the store keeps (an exp of 1e19 once
+// became a blacklist row that had "expired" in 1969).
 func jsonSeconds(raw json.RawMessage) (int64, bool) {
 	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
 		return 0, false
 	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || f < 0 || f > maxNumericDate {
+		return 0, false
+	}
 	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-		return n, true
+		return n, true // exact, where a float64 would round
 	}
-	f, err := strconv.ParseFloat(string(raw), 64) // a fraction or an exponent
-	if err != nil {
-		return 0, false // beyond float64
-	}
-	f = math.Trunc(f)
-	switch {
-	case f >= math.MaxInt64:
-		return math.MaxInt64, true
-	case f <= math.MinInt64:
-		return math.MinInt64, true
-	}
-	return int64(f), true
+	return int64(math.Trunc(f)), true
 }
+
+// maxNumericDate is 9999-12-31T23:59:59Z in Unix seconds.
+const maxNumericDate = 253402300799

@@ -206,6 +206,19 @@ func TestVerifyRejects(t *testing.T) {
 		{"no user_id", forge(testKey, hs256, payload(func(m map[string]any) { delete(m, "user_id") })), accessToken, errTokenNoUser},
 		{"user_id a string", forge(testKey, hs256, payload(func(m map[string]any) { m["user_id"] = "7" })), accessToken, errTokenNoUser},
 		{"100 KB token", good + strings.Repeat("A", 100<<10), accessToken, errTokenInvalid},
+		// Member names match exactly and come once; the text is valid UTF-8.
+		{"Alg for alg", forge(testKey, `{"Alg":"HS256"}`, payload(keep)), accessToken, errTokenInvalid},
+		{"alg twice", forge(testKey, `{"alg":"HS256","alg":"none"}`, payload(keep)), accessToken, errTokenInvalid},
+		{"header with more after it", forge(testKey, hs256+`{}`, payload(keep)), accessToken, errTokenInvalid},
+		{"Exp for exp", forge(testKey, hs256, `{"token_type":"access","Exp":1896554800,"jti":"j","user_id":7}`), accessToken, errTokenNoExp},
+		{"Token_Type after token_type", forge(testKey, hs256, `{"token_type":"access","Token_Type":"refresh","exp":1896554800,"jti":"j","user_id":7}`), refreshToken, errTokenWrongType},
+		{"token_type twice", forge(testKey, hs256, `{"token_type":"access","token_type":"refresh","exp":1896554800,"jti":"j","user_id":7}`), refreshToken, errTokenInvalid},
+		{"invalid UTF-8", forge(testKey, hs256, "{\"token_type\":\"access\",\"exp\":1896554800,\"jti\":\"j\xff\",\"user_id\":7}"), accessToken, errTokenInvalid},
+		{"payload with more after it", forge(testKey, hs256, payload(keep)+` 1`), accessToken, errTokenInvalid},
+		// Times are within 1970 to 9999.
+		{"exp 1e19", forge(testKey, hs256, payload(func(m map[string]any) { m["exp"] = 1e19 })), accessToken, errTokenInvalid},
+		{"exp past 9999", forge(testKey, hs256, payload(func(m map[string]any) { m["exp"] = 253402300800 })), accessToken, errTokenInvalid},
+		{"iat negative", forge(testKey, hs256, payload(func(m map[string]any) { m["iat"] = -1 })), accessToken, errTokenInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,6 +242,7 @@ func TestVerifyAccepts(t *testing.T) {
 		{"fractional exp", forge(testKey, hs256, `{"token_type":"access","exp":1896554800.5,"jti":"j","user_id":7}`), accessToken},
 		{"header without typ", forge(testKey, `{"alg":"HS256"}`, `{"token_type":"access","exp":1896554800,"jti":"j","user_id":7}`), accessToken},
 		{"past nbf", forge(testKey, hs256, `{"token_type":"access","exp":1896554800,"nbf":1,"jti":"j","user_id":7}`), accessToken},
+		{"CRIT is not crit", forge(testKey, `{"alg":"HS256","CRIT":["exp"]}`, `{"token_type":"access","exp":1896554800,"jti":"j","user_id":7}`), accessToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -162,11 +162,14 @@ func (l *limiter) makeRoom(t int64) bool {
 }
 
 // clientIP is the address of the connection, or with -trust-proxy the last
-// address in X-Forwarded-For: the one the proxy in front of us saw. (Earlier
-// entries come from the client and prove nothing.)
+// address in X-Forwarded-For: the one the proxy in front of us appended,
+// after everything the client sent. The header may come as several lines
+// (a client can send its own before the proxy's), and they are one list in
+// order, so the last entry of the last line is the proxy's. (Earlier entries
+// come from the client and prove nothing.)
 func (s *server) clientIP(r *http.Request) string {
-	if s.cfg.trustProxy {
-		forwarded := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	if lines := r.Header.Values("X-Forwarded-For"); s.cfg.trustProxy && len(lines) > 0 {
+		forwarded := strings.Split(lines[len(lines)-1], ",")
 		if last := strings.TrimSpace(forwarded[len(forwarded)-1]); last != "" {
 			return last
 		}
