@@ -58,6 +58,8 @@ type config struct {
 	corsOrigins []string
 	cpuProfile  string
 	bodyMemory  int64 // bytes that request bodies may hold at once
+	maxConns    int   // open connections in all
+	maxConnsIP  int   // open connections from one client address
 }
 
 // run is the whole program: main only adds the process around it, so tests
@@ -172,6 +174,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
 	corsOrigins := fs.String("cors-origins", env("CORS_ORIGINS", "*"), "comma-separated allowed origins (env CORS_ORIGINS)")
 	bodyMemory := number("body-memory", "BODY_MEMORY_MB", "32", "MiB that request bodies being read may hold at once; beyond it, 503")
+	maxConns := number("max-conns", "MAX_CONNS", "10000", "open connections in all; beyond it the quietest is closed")
+	maxConnsIP := number("max-conns-per-ip", "MAX_CONNS_PER_IP", "256", "open connections from one client address")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -189,7 +193,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		addr: *addr, dataDir: *dataDir,
 		accessTTL: *accessTTL, refreshTTL: *refreshTTL, sessionTTL: *sessionTTL, reuseGrace: *reuseGrace,
 		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
-		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20,
+		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20, maxConns: *maxConns, maxConnsIP: *maxConnsIP,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -201,6 +205,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, &usageError{"token and session lifetimes must be positive"}
 	case cfg.reuseGrace < 0 || cfg.loginLimit < 0 || cfg.ipLimit < 0 || cfg.loginWindow <= 0:
 		return config{}, &usageError{"-reuse-grace, -login-limit and -ip-limit cannot be negative, -login-window must be positive"}
+	case cfg.maxConns < 1 || cfg.maxConnsIP < 1:
+		return config{}, &usageError{"-max-conns and -max-conns-per-ip must be at least 1"}
 	case cfg.bodyMemory < maxMultipartBody:
 		return config{}, &usageError{"-body-memory must be at least 6 (MiB): one upload"}
 	}
@@ -231,8 +237,10 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
+	conns := newConnLimits(cfg.maxConns, cfg.maxConnsIP)
 	httpServer := &http.Server{
-		Handler:           srv.routes(),
+		Handler:           conns.markBusy(srv.routes()),
+		ConnContext:       connContext,
 		ReadHeaderTimeout: 5 * time.Second,   // headers must arrive within 5 s (slow clients are cut off)
 		ReadTimeout:       30 * time.Second,  // the whole request, body included
 		WriteTimeout:      60 * time.Second,  // the handler and the answer
@@ -255,7 +263,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	defer stopFlushing()
 
 	served := make(chan error, 1)
-	go func() { served <- httpServer.Serve(ln) }()
+	go func() { served <- httpServer.Serve(&limitedListener{Listener: ln, limits: conns}) }()
 	select {
 	case err := <-served:
 		return err
