@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestForgedTokensAreRefused runs forged and tampered tokens against a
@@ -293,4 +294,83 @@ func TestNonCanonicalPathsAre404(t *testing.T) {
 	}
 	want(t, e.do("GET", "/healthz", "", ""), 200, `{"status":"ok"}`)
 	want(t, e.do("GET", "/api/notes", "", ""), 401, `{"detail":"Authentication credentials were not provided."}`)
+}
+
+// TestNoteQuota: an account keeps at most -max-notes notes and -max-notes-mb
+// of them; a write past either is a 403 that names the limit, saves nothing,
+// and a delete or a shrinking edit makes room again.
+func TestNoteQuota(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(c *config) { c.maxNotes = 2; c.maxNotesMB = 1 })
+	e.register("alice")
+	access := e.login("alice").Access
+	first := e.createNote(access, `{"title":"one"}`)
+	e.createNote(access, `{"title":"two"}`)
+	want(t, e.withToken("POST", "/api/notes/", access, `{"title":"three"}`), 403,
+		`{"detail":"Note quota reached: an account keeps at most 2 notes."}`)
+	if res := e.withToken("DELETE", fmt.Sprintf("/api/notes/%d/", first.ID), access, ""); res.status != 204 {
+		t.Fatalf("delete: %d %s", res.status, res.body)
+	}
+	third := e.createNote(access, `{"title":"three"}`)
+
+	big := strings.Repeat("x", 600<<10) // two of these are more than 1 MiB
+	if res := e.withToken("PATCH", fmt.Sprintf("/api/notes/%d/", third.ID), access, `{"body":"`+big+`"}`); res.status != 200 {
+		t.Fatalf("a 600 KiB body: %d", res.status)
+	}
+	ct, image := multipartBody(map[string]string{"body": big}, "cover_image", "x.png", pngImage(10, 10))
+	res := e.do("PATCH", fmt.Sprintf("/api/notes/%d/", third.ID-1), ct, image, "Authorization", "Bearer "+access)
+	want(t, res, 403, `{"detail":"Storage quota reached: an account's notes hold at most 1 MiB."}`)
+	if files := e.mediaFiles(imagesFolder); len(files) != 0 {
+		t.Errorf("a refused write left files: %v", files)
+	}
+	if res := e.withToken("PATCH", fmt.Sprintf("/api/notes/%d/", third.ID), access, `{"body":"short"}`); res.status != 200 {
+		t.Fatalf("shrinking: %d", res.status)
+	}
+	if res := e.do("PATCH", fmt.Sprintf("/api/notes/%d/", third.ID-1), ct, image, "Authorization", "Bearer "+access); res.status != 200 {
+		t.Errorf("after making room: %d %s", res.status, truncate(res.body, 200))
+	}
+	if got := e.count(`SELECT notes_count FROM users WHERE username = 'alice'`); got != 2 {
+		t.Errorf("notes_count = %d, want 2", got)
+	}
+	if got, want := e.count(`SELECT notes_bytes FROM users WHERE username = 'alice'`),
+		e.count(`SELECT sum(size) FROM notes`); got != want || got < 600<<10 {
+		t.Errorf("notes_bytes = %d, the notes' sizes sum to %d", got, want)
+	}
+}
+
+// TestWritesAreThrottledPerAccount: -write-limit note and profile writes a
+// minute per account, then DRF's 429; other accounts are not affected.
+func TestWritesAreThrottledPerAccount(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(c *config) { c.writeLimit = 3 })
+	e.register("alice")
+	e.register("bob")
+	alice, bob := e.login("alice").Access, e.login("bob").Access
+	n := e.createNote(alice, `{"title":"a"}`)
+	e.withToken("PATCH", fmt.Sprintf("/api/notes/%d/", n.ID), alice, `{"title":"b"}`)
+	e.withToken("PATCH", "/api/profile/", alice, `{"bio":"hi"}`)
+	wantThrottled(t, e.withToken("DELETE", fmt.Sprintf("/api/notes/%d/", n.ID), alice, ""), 60)
+	e.createNote(bob, `{"title":"bob's"}`)
+	e.clock.advance(time.Minute)
+	if res := e.withToken("DELETE", fmt.Sprintf("/api/notes/%d/", n.ID), alice, ""); res.status != 204 {
+		t.Errorf("a minute later: %d %s", res.status, res.body)
+	}
+}
+
+// TestProfileEmbedsABoundedNoteList: the profile holds the newest 100
+// notes, whatever the account holds.
+func TestProfileEmbedsABoundedNoteList(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(c *config) { c.writeLimit = 0 })
+	e.register("alice")
+	access := e.login("alice").Access
+	for i := range profileNotes + 5 {
+		e.createNote(access, fmt.Sprintf(`{"title":"n%d"}`, i))
+		e.clock.advance(time.Millisecond)
+	}
+	var p struct{ Notes []noteOut }
+	decode(t, e.get("/api/profile/", access).body, &p)
+	if len(p.Notes) != profileNotes || p.Notes[0].Title != fmt.Sprintf("n%d", profileNotes+4) {
+		t.Errorf("%d notes in the profile, the first %+v; want %d, newest first", len(p.Notes), p.Notes[0], profileNotes)
+	}
 }

@@ -15,7 +15,7 @@ import (
 // succeeds (no "database is locked") and the counts are exact.
 func TestConcurrentNoteWrites(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
+	e := newTestEnv(t, func(c *config) { c.writeLimit = 0 }) // one account writing as fast as it can
 	e.register("alice")
 	access := e.login("alice").Access
 	const writers, each = 64, 5

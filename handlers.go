@@ -37,6 +37,7 @@ type server struct {
 	common       commonPasswords
 	perAddress   *limiter    // login and register requests per client address
 	failedLogins *limiter    // failed logins per account (and per unknown name)
+	writes       *limiter    // writes per account: notes and profile changes
 	bodies       *bodyBudget // memory that request bodies may hold at once
 	now          func() time.Time
 	log          *slog.Logger
@@ -55,6 +56,7 @@ func newServer(cfg config, st *store, key []byte, log *slog.Logger, now func() t
 		common:       common,
 		perAddress:   newLimiter(cfg.ipLimit, time.Minute),
 		failedLogins: newLimiter(cfg.loginLimit, cfg.loginWindow),
+		writes:       newLimiter(cfg.writeLimit, time.Minute),
 		bodies:       &bodyBudget{free: cfg.bodyMemory},
 		now:          now,
 		log:          log,
@@ -421,9 +423,13 @@ func (s *server) getProfile(w http.ResponseWriter, r *http.Request, c *caller) e
 	return s.writeProfile(w, r, c.user)
 }
 
-// writeProfile answers with u's profile, their notes included.
+// profileNotes is how many of their notes a profile embeds: the newest
+// ones. All of them are a page at a time at GET /api/notes/?mine=1.
+const profileNotes = 100
+
+// writeProfile answers with u's profile, their newest notes included.
 func (s *server) writeProfile(w http.ResponseWriter, r *http.Request, u user) error {
-	notes, err := s.store.listNotes(r.Context(), noteQuery{viewer: u.ID, owner: u.ID, limit: -1})
+	notes, err := s.store.listNotes(r.Context(), noteQuery{viewer: u.ID, owner: u.ID, limit: profileNotes})
 	if err != nil {
 		return err
 	}
@@ -451,6 +457,9 @@ func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller
 	changes.CoverPhoto, changes.RemoveCoverPhoto = in.image(errs, "cover_photo")
 	if errs.any() {
 		return errs
+	}
+	if err := s.throttleWrites(c); err != nil {
+		return err
 	}
 	u, err := s.store.updateProfile(ctx, id, changes)
 	switch {
@@ -638,7 +647,10 @@ func (s *server) createNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	n, err := s.store.createNote(r.Context(), c.user.ID, fields, s.now())
+	if err := s.throttleWrites(c); err != nil {
+		return err
+	}
+	n, err := s.store.createNote(r.Context(), c.user.ID, fields, s.now(), s.quota())
 	if err != nil {
 		return err
 	}
@@ -665,7 +677,10 @@ func (s *server) updateNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	n, err = s.store.updateNote(r.Context(), n.ID, c.user.ID, fields, s.now())
+	if err := s.throttleWrites(c); err != nil {
+		return err
+	}
+	n, err = s.store.updateNote(r.Context(), n.ID, c.user.ID, fields, s.now(), s.quota())
 	if errors.Is(err, errNotFound) {
 		return errNotFoundAnswer // deleted while this request ran
 	}
@@ -681,6 +696,9 @@ func (s *server) deleteNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
+	if err := s.throttleWrites(c); err != nil {
+		return err
+	}
 	err = s.store.deleteNote(r.Context(), n.ID, c.user.ID)
 	if err != nil && !errors.Is(err, errNotFound) { // already gone is gone
 		return err
@@ -690,6 +708,20 @@ func (s *server) deleteNote(w http.ResponseWriter, r *http.Request, c *caller) e
 }
 
 var errForbidden = detailError(http.StatusForbidden, "You do not have permission to perform this action.")
+
+// quota is how much one account may keep (-max-notes, -max-notes-mb).
+func (s *server) quota() quota {
+	return quota{notes: int64(s.cfg.maxNotes), bytes: int64(s.cfg.maxNotesMB) << 20}
+}
+
+// throttleWrites spends one of the caller's writes a minute (-write-limit),
+// or answers 429: one account cannot fill the disk or the notes table.
+func (s *server) throttleWrites(c *caller) error {
+	if wait := s.writes.take(strconv.FormatInt(c.user.ID, 10), s.now()); wait > 0 {
+		return throttled(wait)
+	}
+	return nil
+}
 
 // visibleNote finds the note of the URL if the caller may read it. Someone
 // else's private note is 404, exactly like a missing one: its existence is
@@ -948,6 +980,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &answer):
 	case errors.Is(err, errUserGone): // deleted while its request ran
 		answer = errUserNotFound
+	case errors.Is(err, errTooManyNotes):
+		answer = detailError(http.StatusForbidden, fmt.Sprintf("Note quota reached: an account keeps at most %d notes.", s.cfg.maxNotes))
+	case errors.Is(err, errTooManyBytes):
+		answer = detailError(http.StatusForbidden, fmt.Sprintf("Storage quota reached: an account's notes hold at most %d MiB.", s.cfg.maxNotesMB))
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil, errors.Is(err, errClientGone):
 		return // the client went away; there is no one to answer
 	default:

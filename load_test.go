@@ -84,7 +84,7 @@ func TestLoad(t *testing.T) {
 	}
 	// Throttling is off: every client comes from 127.0.0.1, and this
 	// measures the server, not its limiter.
-	p := startServer(t, t.TempDir(), "-ip-limit", "0", "-login-limit", "0")
+	p := startServer(t, t.TempDir(), "-ip-limit", "0", "-login-limit", "0", "-write-limit", "0")
 	pid := p.cmd.Process.Pid
 	time.Sleep(500 * time.Millisecond)
 	idleRSS, idleFiles := procStatus(pid, "VmRSS"), openFiles(pid)

@@ -60,6 +60,9 @@ type config struct {
 	bodyMemory  int64 // bytes that request bodies may hold at once
 	maxConns    int   // open connections in all
 	maxConnsIP  int   // open connections from one client address
+	writeLimit  int   // writes per account per minute
+	maxNotes    int   // notes per account
+	maxNotesMB  int   // MiB of notes (text and images) per account
 }
 
 // run is the whole program: main only adds the process around it, so tests
@@ -176,6 +179,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bodyMemory := number("body-memory", "BODY_MEMORY_MB", "32", "MiB that request bodies being read may hold at once; beyond it, 503")
 	maxConns := number("max-conns", "MAX_CONNS", "10000", "open connections in all; beyond it the quietest is closed")
 	maxConnsIP := number("max-conns-per-ip", "MAX_CONNS_PER_IP", "256", "open connections from one client address")
+	writeLimit := number("write-limit", "WRITE_LIMIT", "120", "note and profile writes per account per minute, 0 for no limit")
+	maxNotes := number("max-notes", "MAX_NOTES", "10000", "notes one account may keep")
+	maxNotesMB := number("max-notes-mb", "MAX_NOTES_MB", "100", "MiB of notes (titles, bodies, images) one account may keep")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -194,6 +200,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		accessTTL: *accessTTL, refreshTTL: *refreshTTL, sessionTTL: *sessionTTL, reuseGrace: *reuseGrace,
 		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
 		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20, maxConns: *maxConns, maxConnsIP: *maxConnsIP,
+		writeLimit: *writeLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -205,6 +212,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, &usageError{"token and session lifetimes must be positive"}
 	case cfg.reuseGrace < 0 || cfg.loginLimit < 0 || cfg.ipLimit < 0 || cfg.loginWindow <= 0:
 		return config{}, &usageError{"-reuse-grace, -login-limit and -ip-limit cannot be negative, -login-window must be positive"}
+	case cfg.writeLimit < 0 || cfg.maxNotes < 0 || cfg.maxNotesMB < 0:
+		return config{}, &usageError{"-write-limit, -max-notes and -max-notes-mb cannot be negative"}
 	case cfg.maxConns < 1 || cfg.maxConnsIP < 1:
 		return config{}, &usageError{"-max-conns and -max-conns-per-ip must be at least 1"}
 	case cfg.bodyMemory < maxMultipartBody:

@@ -31,6 +31,14 @@ type imageFile struct {
 	ext  string
 }
 
+// size is how many bytes img holds; 0 for no image.
+func (img *imageFile) size() int {
+	if img == nil {
+		return 0
+	}
+	return len(img.data)
+}
+
 // openMedia creates DATA_DIR/media and its folders and opens it as an
 // os.Root: every later file operation is confined to it (no "..", no
 // symlink out).

@@ -687,7 +687,7 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 		queryInt64(t, upgraded, `SELECT count(*) FROM sessions`); users != 1 || sessions != 1 {
 		t.Errorf("after the upgrade: %d users, %d sessions; want 1 and 1", users, sessions)
 	}
-	if _, err := upgraded.createNote(context.Background(), 1, noteFields{}, time.Now()); err != nil {
+	if _, err := upgraded.createNote(context.Background(), 1, noteFields{}, time.Now(), quota{notes: 1, bytes: 1}); err != nil {
 		t.Errorf("a note in the upgraded database: %v", err)
 	}
 

@@ -240,7 +240,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	flags := []string{"-ip-limit", "0", "-reuse-grace", "0s"}
+	flags := []string{"-ip-limit", "0", "-write-limit", "0", "-reuse-grace", "0s"}
 	p := startServer(t, dir, flags...)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 

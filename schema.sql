@@ -13,7 +13,7 @@
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- schema version 4
+-- schema version 5
 
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
@@ -33,7 +33,12 @@ CREATE TABLE users (
     cover_photo  TEXT,             -- path under DATA_DIR/media, or NULL
     is_active    INTEGER NOT NULL DEFAULT 1,
     date_joined  INTEGER NOT NULL,
-    last_login   INTEGER
+    last_login   INTEGER,
+    -- Running totals of the user's notes, for the quota: how many, and the
+    -- bytes of their titles, bodies and images (notes.size summed). Kept in
+    -- the transaction that changes the notes.
+    notes_count  INTEGER NOT NULL DEFAULT 0,
+    notes_bytes  INTEGER NOT NULL DEFAULT 0
 );
 
 -- One row per login. Every token carries its session's id (sid); revoking
@@ -79,7 +84,8 @@ CREATE TABLE notes (
     cover_image TEXT,             -- path under DATA_DIR/media, or NULL
     is_public   INTEGER NOT NULL DEFAULT 0,
     created     INTEGER NOT NULL,
-    updated     INTEGER NOT NULL
+    updated     INTEGER NOT NULL,
+    size        INTEGER NOT NULL DEFAULT 0 -- bytes of title, body and image: what the quota counts
 );
 -- The list is newest updated first (ties: the newer id), read in index
 -- order so that a page stops after its rows. It is two walks merged: the
@@ -115,3 +121,14 @@ DROP INDEX notes_updated;
 -- upgrade to version 4
 -- The flush finds revoked sessions by an index.
 CREATE INDEX sessions_revoked ON sessions(revoked) WHERE revoked IS NOT NULL;
+
+-- upgrade to version 5
+-- The quota's running totals. Notes written before count their text (the
+-- size of their images is not known here).
+ALTER TABLE users ADD COLUMN notes_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN notes_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE notes ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+UPDATE notes SET size = length(CAST(title AS BLOB)) + length(CAST(body AS BLOB));
+UPDATE users SET
+    notes_count = (SELECT count(*) FROM notes WHERE user_id = users.id),
+    notes_bytes = (SELECT coalesce(sum(size), 0) FROM notes WHERE user_id = users.id);

@@ -711,9 +711,10 @@ type noteFields struct {
 // noteColumns are unqualified so that INSERT ... RETURNING can use them too.
 const noteColumns = `id, user_id, title, body, coalesce(cover_image, ''), is_public, created, updated`
 
-func scanNote(row interface{ Scan(...any) error }, n *note) error {
+// scanNote reads noteColumns, followed by any extra destinations.
+func scanNote(row interface{ Scan(...any) error }, n *note, extra ...any) error {
 	var created, updated int64
-	err := row.Scan(&n.ID, &n.UserID, &n.Title, &n.Body, &n.CoverImage, &n.IsPublic, &created, &updated)
+	err := row.Scan(append([]any{&n.ID, &n.UserID, &n.Title, &n.Body, &n.CoverImage, &n.IsPublic, &created, &updated}, extra...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return errNotFound
 	}
@@ -733,26 +734,77 @@ func deref[T any](p *T) (v T) {
 	return v
 }
 
-// createNote stores a new note of user userID, or returns errUserGone.
+// quota is how much one account may keep: notes, and the bytes of their
+// titles, bodies and images. users.notes_count and users.notes_bytes keep
+// the running totals, changed in the same transaction as the notes, so the
+// check costs one row however many notes there are.
+type quota struct {
+	notes int64
+	bytes int64
+}
+
+// Errors of a write that the quota refuses.
+var (
+	errTooManyNotes = errors.New("note quota reached")
+	errTooManyBytes = errors.New("storage quota reached")
+)
+
+// noteSize is what a note counts against its owner's bytes.
+func noteSize(title, body string, imageBytes int) int64 {
+	return int64(len(title) + len(body) + imageBytes)
+}
+
+// chargeNotes adds notes and bytes to user id's totals if they stay within
+// q, or says why not: errUserGone, errTooManyNotes, errTooManyBytes. A
+// negative change always fits.
+func chargeNotes(ctx context.Context, tx *txn, id, notes, bytes int64, q quota) error {
+	res, err := tx.ExecContext(ctx, `UPDATE users SET notes_count = notes_count + :notes,
+			notes_bytes = notes_bytes + :bytes
+		WHERE id = :id AND (:notes <= 0 OR notes_count + :notes <= :max_notes)
+			AND (:bytes <= 0 OR notes_bytes + :bytes <= :max_bytes)`,
+		sql.Named("notes", notes), sql.Named("bytes", bytes), sql.Named("id", id),
+		sql.Named("max_notes", q.notes), sql.Named("max_bytes", q.bytes))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	var count, used int64
+	err = tx.QueryRowContext(ctx, `SELECT notes_count, notes_bytes FROM users WHERE id = ?`, id).Scan(&count, &used)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return errUserGone
+	case err != nil:
+		return err
+	case notes > 0 && count+notes > q.notes:
+		return errTooManyNotes
+	}
+	return errTooManyBytes
+}
+
+// createNote stores a new note of user userID within q, or returns
+// errUserGone or a quota error.
 //
 // The note is built here from what was inserted, not read back with
 // RETURNING: SQLite collects RETURNING rows in a temporary table, which cost
 // as much again as the insert, inside the one writer.
-func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now time.Time) (note, error) {
+func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now time.Time, q quota) (note, error) {
 	n := note{UserID: userID, Title: deref(f.Title), Body: deref(f.Body), IsPublic: deref(f.IsPublic),
 		Created: fromMicros(micros(now)), Updated: fromMicros(micros(now))}
+	size := noteSize(n.Title, n.Body, f.Image.size())
 	err := s.withNewFile(imagesFolder, f.Image, func(image *string) error {
 		n.CoverImage = deref(image)
 		return s.db.inWriteTx(ctx, func(tx *txn) error {
-			res, err := tx.ExecContext(ctx, `INSERT INTO notes
-					(user_id, title, body, search, cover_image, is_public, created, updated)
-				SELECT id, ?, ?, ?, ?, ?, ?, ? FROM users WHERE id = ?`,
-				n.Title, n.Body, searchKey(n.Title, n.Body), image, n.IsPublic, micros(now), micros(now), userID)
-			if err != nil {
+			if err := chargeNotes(ctx, tx, userID, 1, size, q); err != nil {
 				return err
 			}
-			if inserted, err := res.RowsAffected(); err != nil || inserted == 0 {
-				return cmp.Or(err, errUserGone)
+			res, err := tx.ExecContext(ctx, `INSERT INTO notes
+					(user_id, title, body, search, cover_image, is_public, created, updated, size)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				userID, n.Title, n.Body, searchKey(n.Title, n.Body), image, n.IsPublic, micros(now), micros(now), size)
+			if err != nil {
+				return err
 			}
 			n.ID, err = res.LastInsertId()
 			return err
@@ -770,20 +822,23 @@ func (s *store) noteFor(ctx context.Context, id, viewer int64) (note, error) {
 	return n, err
 }
 
-// updateNote applies f to note id of owner and returns it as saved;
-// errNotFound if it is gone or not theirs (checked again here, inside the
-// write transaction). A replaced or removed image is deleted after commit.
-func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, now time.Time) (note, error) {
+// updateNote applies f to note id of owner within q and returns it as
+// saved; errNotFound if it is gone or not theirs (checked again here, inside
+// the write transaction), or a quota error if it grows past q. A replaced
+// or removed image is deleted after commit.
+func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, now time.Time, q quota) (note, error) {
 	var n note
 	var oldImage string
 	err := s.withNewFile(imagesFolder, f.Image, func(newImage *string) error {
 		return s.db.inWriteTx(ctx, func(tx *txn) error {
-			err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes n
-				WHERE n.id = ? AND n.user_id = ?`, id, owner), &n)
+			var oldSize int64
+			err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+`, size FROM notes n
+				WHERE n.id = ? AND n.user_id = ?`, id, owner), &n, &oldSize)
 			if err != nil {
 				return err
 			}
-			if f.Title != nil { // "" is a title too
+			imageBytes := oldSize - noteSize(n.Title, n.Body, 0) // what the kept image counts
+			if f.Title != nil {                                  // "" is a title too
 				n.Title = *f.Title
 			}
 			if f.Body != nil {
@@ -794,11 +849,16 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 			}
 			if newImage != nil || f.RemoveImage {
 				oldImage, n.CoverImage = n.CoverImage, deref(newImage)
+				imageBytes = int64(f.Image.size())
 			}
 			n.Updated = now
+			size := noteSize(n.Title, n.Body, int(imageBytes))
+			if err := chargeNotes(ctx, tx, owner, 0, size-oldSize, q); err != nil {
+				return err
+			}
 			_, err = tx.ExecContext(ctx, `UPDATE notes SET title = ?, body = ?, search = ?, is_public = ?,
-				cover_image = nullif(?, ''), updated = ? WHERE id = ?`,
-				n.Title, n.Body, searchKey(n.Title, n.Body), n.IsPublic, n.CoverImage, micros(now), id)
+				cover_image = nullif(?, ''), updated = ?, size = ? WHERE id = ?`,
+				n.Title, n.Body, searchKey(n.Title, n.Body), n.IsPublic, n.CoverImage, micros(now), size, id)
 			return err
 		})
 	})
@@ -813,12 +873,16 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 func (s *store) deleteNote(ctx context.Context, id, owner int64) error {
 	var image sql.NullString
 	err := s.db.inWriteTx(ctx, func(tx *txn) error {
-		err := tx.QueryRowContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ? RETURNING cover_image`,
-			id, owner).Scan(&image)
+		var size int64
+		err := tx.QueryRowContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ? RETURNING cover_image, size`,
+			id, owner).Scan(&image, &size)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errNotFound
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return chargeNotes(ctx, tx, owner, -1, -size, quota{})
 	})
 	if err == nil {
 		s.removeMedia(image.String)
