@@ -10,8 +10,8 @@
 # so that every ratio is formed between runs of the same round.
 #
 #   PERF_DIR=path/to/perf scripts/perf-ab.sh \
-#       'tuned=/tmp/ab/tuned -addr 127.0.0.1:$PORT -data $DATA -ip-limit 0' \
-#       'plain=/tmp/ab/plain -addr 127.0.0.1:$PORT -data $DATA -ip-limit 0'
+#       'tuned=/tmp/ab/tuned -addr 127.0.0.1:$PORT -data $DATA -ip-limit 0 -write-limit 0' \
+#       'plain=/tmp/ab/plain -addr 127.0.0.1:$PORT -data $DATA -ip-limit 0 -write-limit 0'
 #
 # Each argument is NAME=COMMAND; COMMAND runs under bash (exec'd: put
 # environment in front with env, as in 'env GOGC=100 ...') with PORT and DATA
