@@ -527,6 +527,10 @@ func (in *input) image(errs *fieldErrors, name string) (img *imageFile, remove b
 		errs.add(name, fmt.Sprintf("Ensure the image is at most %d pixels on each side.", maxImageSide))
 		return nil, false
 	}
+	if checkImageWhole(format, file.data) != nil {
+		errs.add(name, msgNotAnImage)
+		return nil, false
+	}
 	return &imageFile{data: file.data, ext: ext}, false
 }
 

@@ -37,8 +37,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// binary builds the server once per test run.
-func binary(t testing.TB) string {
+// serverBinary builds the server once per test run.
+func serverBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "jwtnotes-test-")
@@ -71,7 +71,7 @@ type serverProcess struct {
 func startServer(t testing.TB, dataDir string, flags ...string) *serverProcess {
 	t.Helper()
 	args := append([]string{"-addr", "127.0.0.1:0", "-data", dataDir}, flags...)
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(serverBinary(t), args...)
 	cmd.Env = append(os.Environ(), "JWT_SECRET=") // the key file in dataDir, always
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -477,7 +477,7 @@ wait:
 // the problem, not the secret.
 func TestShortSecretExitCode(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(binary(t), "-data", t.TempDir())
+	cmd := exec.Command(serverBinary(t), "-data", t.TempDir())
 	cmd.Env = append(os.Environ(), "JWT_SECRET=short-secret-value")
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
