@@ -374,3 +374,43 @@ func TestProfileEmbedsABoundedNoteList(t *testing.T) {
 		t.Errorf("%d notes in the profile, the first %+v; want %d, newest first", len(p.Notes), p.Notes[0], profileNotes)
 	}
 }
+
+// TestSmallStrictness: a file where text belongs, invalid UTF-8 in a form,
+// repeated and huge query parameters, the Host header, an odd
+// Content-Type: each answered as the contract (and DRF) would.
+func TestSmallStrictness(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(c *config) { c.publicURL = "https://notes.example" })
+	e.register("alice")
+	access := e.login("alice").Access
+
+	ct, body := multipartBody(nil, "title", "title.txt", []byte("a file, not a title"))
+	want(t, e.do("POST", "/api/notes/", ct, body, "Authorization", "Bearer "+access), 400, `{"title":["Not a valid string."]}`)
+	ct, body = multipartBody(nil, "is_public", "x", []byte("true"))
+	want(t, e.do("POST", "/api/notes/", ct, body, "Authorization", "Bearer "+access), 400, `{"is_public":["Must be a valid boolean."]}`)
+
+	res := e.do("POST", "/api/notes/", "application/x-www-form-urlencoded", "title=caf%E9", "Authorization", "Bearer "+access)
+	if res.status != 201 || !strings.Contains(res.body, `"title":"caf`+"\ufffd"+`"`) {
+		t.Errorf("invalid UTF-8 in a form: %d %s", res.status, res.body)
+	}
+	ct, body = multipartBody(map[string]string{"title": "x\xffy"}, "", "", nil)
+	res = e.do("POST", "/api/notes/", ct, body, "Authorization", "Bearer "+access)
+	if res.status != 201 || !strings.Contains(res.body, `"title":"x`+"\ufffd"+`y"`) {
+		t.Errorf("invalid UTF-8 in multipart: %d %s", res.status, res.body)
+	}
+
+	want(t, e.get("/api/notes/?limit=1&limit=abc", access), 400, `{"limit":["A valid integer is required."]}`)
+	if res := e.get("/api/notes/?limit=abc&limit=1", access); res.status != 200 || len(listIDs(t, res)) != 1 {
+		t.Errorf("the last limit counts: %d %s", res.status, res.body)
+	}
+	want(t, e.get("/api/notes/?offset=-99999999999999999999999", access), 400,
+		`{"offset":["Ensure this value is greater than or equal to 0."]}`)
+
+	res = e.do("GET", "/api/notes/?limit=1", "", "", "Authorization", "Bearer "+access) // Host: example.com
+	if link := res.header.Get("Link"); !strings.HasPrefix(link, "<https://notes.example/api/notes/?") {
+		t.Errorf("Link = %q, want it at -public-url whatever the Host header says", link)
+	}
+
+	want(t, e.do("POST", "/api/token/", "text/plain; charset=\"é\"", "x"), 415,
+		`{"detail":"Unsupported media type \"text/plain; charset=\"é\"\" in request."}`)
+}

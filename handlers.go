@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"runtime"
@@ -797,11 +798,7 @@ func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQu
 		next := r.URL.Query()
 		next.Set("limit", strconv.Itoa(p.limit))
 		next.Set("offset", strconv.Itoa(p.offset+p.limit))
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		w.Header().Set("Link", fmt.Sprintf(`<%s://%s%s?%s>; rel="next"`, scheme, r.Host, r.URL.EscapedPath(), next.Encode()))
+		w.Header().Set("Link", fmt.Sprintf(`<%s%s?%s>; rel="next"`, s.baseURL(r), r.URL.EscapedPath(), next.Encode()))
 	}
 	return writeJSON(w, http.StatusOK, notesJSON(notes))
 }
@@ -854,6 +851,24 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ *caller) erro
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// baseURL is where absolute URLs of this server start: -public-url, or else
+// the address the request came in on. Never the Host header, which the
+// client writes (a Link to a host of its choosing could mislead a cache or
+// a client that follows it).
+func (s *server) baseURL(r *http.Request) string {
+	if s.cfg.publicURL != "" {
+		return s.cfg.publicURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return scheme + "://" + addr.String()
+	}
+	return scheme + "://" + s.cfg.addr
 }
 
 // mediaURL is the site-relative URL of a stored file, or nil for none.

@@ -112,6 +112,13 @@ type input struct {
 	files  map[string]*multipartFile
 }
 
+// has reports whether the body has a field name, as text or as a file.
+func (in *input) has(name string) bool {
+	_, isValue := in.values[name]
+	_, isFile := in.files[name]
+	return isValue || isFile
+}
+
 type multipartFile struct {
 	name string
 	data []byte
@@ -151,7 +158,8 @@ func (s *server) readInput(w http.ResponseWriter, r *http.Request, kind bodyKind
 	if r.ContentLength == 0 {
 		return in, nil
 	}
-	return nil, detailError(http.StatusUnsupportedMediaType, fmt.Sprintf("Unsupported media type %q in request.", contentType))
+	// Quoted as DRF quotes it, not with Go's escapes; JSON escapes the rest.
+	return nil, detailError(http.StatusUnsupportedMediaType, `Unsupported media type "`+validText(truncate(contentType, 200))+`" in request.`)
 }
 
 var errTooLarge = detailError(http.StatusRequestEntityTooLarge, "Request body is too large.")
@@ -271,6 +279,11 @@ func notADictionary(v any) string {
 	return "Invalid data. Expected a dictionary, but got " + kind + "."
 }
 
+// validText is s with each invalid UTF-8 sequence replaced by U+FFFD, as
+// Django decodes form and multipart text (errors="replace"): no invalid
+// UTF-8 is ever stored. (A JSON body with invalid UTF-8 is refused whole.)
+func validText(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
 func readFormBody(w http.ResponseWriter, r *http.Request, in *input) error {
 	body, err := readBody(w, r, maxFormBody)
 	if err != nil {
@@ -278,7 +291,7 @@ func readFormBody(w http.ResponseWriter, r *http.Request, in *input) error {
 	}
 	form, _ := url.ParseQuery(string(body)) // like Django, keep what parses
 	for k, vs := range form {
-		in.values[k] = vs[len(vs)-1] // the last value wins, as in Django's QueryDict
+		in.values[validText(k)] = validText(vs[len(vs)-1]) // the last value wins, as in Django's QueryDict
 	}
 	return nil
 }
@@ -298,7 +311,7 @@ func readMultipartBody(w http.ResponseWriter, r *http.Request, in *input, bounda
 		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid multipart body.")
 	}
 	for k, vs := range r.MultipartForm.Value {
-		in.values[k] = vs[len(vs)-1]
+		in.values[validText(k)] = validText(vs[len(vs)-1])
 	}
 	for k, fs := range r.MultipartForm.File {
 		f := fs[len(fs)-1]
@@ -389,6 +402,10 @@ type textRule struct {
 // It returns "" for a field that is absent or not a string.
 func (in *input) text(errs *fieldErrors, name string, rule textRule) string {
 	v, ok := in.values[name]
+	if _, isFile := in.files[name]; !ok && isFile {
+		errs.add(name, msgNotString) // a file where text belongs
+		return ""
+	}
 	if !ok {
 		if rule.required {
 			errs.add(name, msgRequired)
@@ -434,7 +451,7 @@ func (in *input) text(errs *fieldErrors, name string, rule textRule) string {
 // optionalText reads a field of a partial update: nil when it is absent
 // or wrong (its problems are in errs), else its value.
 func (in *input) optionalText(errs *fieldErrors, name string, rule textRule) *string {
-	if _, present := in.values[name]; !present {
+	if !in.has(name) {
 		return nil
 	}
 	before := len(errs.msgs[name])
@@ -469,6 +486,10 @@ func parseBool(v any) (value, ok bool) {
 // optionalBool reads a boolean field: nil when absent or wrong.
 func (in *input) optionalBool(errs *fieldErrors, name string) *bool {
 	v, present := in.values[name]
+	if _, isFile := in.files[name]; !present && isFile {
+		errs.add(name, msgNotBool)
+		return nil
+	}
 	if !present {
 		return nil
 	}
@@ -639,14 +660,22 @@ const (
 func readPage(r *http.Request) (page, error) {
 	query := r.URL.Query()
 	errs := &fieldErrors{}
-	p := page{limit: defaultPageSize, search: query.Get("q")}
-	if v := query.Get("limit"); v != "" {
+	// The last value of a repeated parameter counts, as in Django's QueryDict.
+	last := func(name string) string {
+		vs := query[name]
+		if len(vs) == 0 {
+			return ""
+		}
+		return vs[len(vs)-1]
+	}
+	p := page{limit: defaultPageSize, search: last("q")}
+	if v := last("limit"); v != "" {
 		p.limit = queryInt(errs, "limit", v, 1)
 	}
-	if v := query.Get("offset"); v != "" {
+	if v := last("offset"); v != "" {
 		p.offset = queryInt(errs, "offset", v, 0)
 	}
-	if v := query.Get("mine"); v != "" {
+	if v := last("mine"); v != "" {
 		mine, ok := parseBool(v)
 		if !ok {
 			errs.add("mine", msgNotBool)
@@ -665,7 +694,11 @@ func readPage(r *http.Request) (page, error) {
 // anyway, and an offset that large is past every note).
 func queryInt(errs *fieldErrors, name, v string, least int) int {
 	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(strings.TrimSpace(v), "-") {
+	if errors.Is(err, strconv.ErrRange) { // a whole number, only too large either way
+		if strings.HasPrefix(strings.TrimSpace(v), "-") {
+			errs.add(name, fmt.Sprintf("Ensure this value is greater than or equal to %d.", least))
+			return 0
+		}
 		return math.MaxInt32
 	}
 	if err != nil {

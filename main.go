@@ -57,12 +57,13 @@ type config struct {
 	trustProxy  bool
 	corsOrigins []string
 	cpuProfile  string
-	bodyMemory  int64 // bytes that request bodies may hold at once
-	maxConns    int   // open connections in all
-	maxConnsIP  int   // open connections from one client address
-	writeLimit  int   // writes per account per minute
-	maxNotes    int   // notes per account
-	maxNotesMB  int   // MiB of notes (text and images) per account
+	bodyMemory  int64  // bytes that request bodies may hold at once
+	maxConns    int    // open connections in all
+	maxConnsIP  int    // open connections from one client address
+	publicURL   string // where absolute URLs start, e.g. https://notes.example; "" for the listening address
+	writeLimit  int    // writes per account per minute
+	maxNotes    int    // notes per account
+	maxNotesMB  int    // MiB of notes (text and images) per account
 }
 
 // run is the whole program: main only adds the process around it, so tests
@@ -179,6 +180,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	bodyMemory := number("body-memory", "BODY_MEMORY_MB", "32", "MiB that request bodies being read may hold at once; beyond it, 503")
 	maxConns := number("max-conns", "MAX_CONNS", "10000", "open connections in all; beyond it the quietest is closed")
 	maxConnsIP := number("max-conns-per-ip", "MAX_CONNS_PER_IP", "256", "open connections from one client address")
+	publicURL := fs.String("public-url", env("PUBLIC_URL", ""), "scheme and host that absolute URLs (the Link of a list) start with, e.g. https://notes.example; default: the address the request came in on (env PUBLIC_URL)")
 	writeLimit := number("write-limit", "WRITE_LIMIT", "120", "note and profile writes per account per minute, 0 for no limit")
 	maxNotes := number("max-notes", "MAX_NOTES", "10000", "notes one account may keep")
 	maxNotesMB := number("max-notes-mb", "MAX_NOTES_MB", "100", "MiB of notes (titles, bodies, images) one account may keep")
@@ -200,7 +202,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		accessTTL: *accessTTL, refreshTTL: *refreshTTL, sessionTTL: *sessionTTL, reuseGrace: *reuseGrace,
 		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
 		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20, maxConns: *maxConns, maxConnsIP: *maxConnsIP,
-		writeLimit: *writeLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
+		publicURL: strings.TrimSuffix(*publicURL, "/"), writeLimit: *writeLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {

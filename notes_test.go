@@ -312,10 +312,13 @@ func TestPaginationWalksEveryNoteOnce(t *testing.T) {
 		}
 	}
 	seen := map[int64]bool{}
-	next := "http://example.com/api/notes/?limit=10&q=note"
+	next := "http://127.0.0.1:8000/api/notes/?limit=10&q=note"
 	pages := 0
 	for next != "" {
-		path := strings.TrimPrefix(next, "http://example.com")
+		if !strings.HasPrefix(next, "http://127.0.0.1:8000/") { // the listening address, not the Host header
+			t.Fatalf("next page at %s", next)
+		}
+		path := strings.TrimPrefix(next, "http://127.0.0.1:8000")
 		res := e.get(path, alice)
 		for _, id := range listIDs(t, res) {
 			if seen[id] {
