@@ -239,6 +239,11 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		return err
 	}
 	defer st.Close()
+	if swept, err := st.sweepMedia(ctx); err != nil {
+		return fmt.Errorf("clean the media folder: %w", err)
+	} else if swept > 0 {
+		log.Info("deleted files a crash had left in the media folder", "files", swept)
+	}
 	srv, err := newServer(cfg, st, key, log, time.Now)
 	if err != nil {
 		return err

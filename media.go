@@ -108,6 +108,16 @@ func (s *store) removeMedia(paths ...string) {
 	}
 }
 
+// mediaFiles lists the names in folder ("covers" or "images").
+func (s *store) mediaFiles(folder string) ([]string, error) {
+	dir, err := s.media.Open(folder)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	return dir.Readdirnames(-1)
+}
+
 // openMediaFile opens a stored file for reading. Anything the os.Root will
 // not open (missing, or a symlink out of the folder) is errNotFound.
 func (s *store) openMediaFile(p string) (*os.File, error) {

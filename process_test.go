@@ -348,6 +348,13 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
+	// What a kill in the middle of an upload leaves, for certain: a
+	// temporary file, and a stored file whose row was never committed.
+	for _, name := range []string{".tmp-" + strings.Repeat("1", 32), strings.Repeat("2", 32) + ".png"} {
+		if err := os.WriteFile(filepath.Join(dir, "media", imagesFolder, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p = startServer(t, dir, flags...)
 	// Every acknowledged note, read back through its owner.
 	owners := map[string]string{}
@@ -401,14 +408,27 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rows.Close()
+	named := map[string]bool{}
 	for rows.Next() {
 		var path string
 		if err := rows.Scan(&path); err != nil {
 			t.Fatal(err)
 		}
+		named[path] = true
 		data, err := os.ReadFile(filepath.Join(dir, "media", path))
 		if err != nil || !bytes.HasSuffix(data, []byte("IEND\xaeB`\x82")) {
 			t.Errorf("stored image %s is not whole (%d bytes, %v)", path, len(data), err)
+		}
+	}
+	// The restart deleted what the kill left: temporary files, and files
+	// written for rows that were never committed.
+	files, err := os.ReadDir(filepath.Join(dir, "media", imagesFolder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !named[imagesFolder+"/"+f.Name()] {
+			t.Errorf("a file no note names survived the restart: %s", f.Name())
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -60,6 +62,12 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 		t.Fatalf("duplicate user: %v", err)
 	}
 	if _, _, err := e.srv.store.flushExpired(ctx, e.clock.now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.srv.cfg.dataDir, "media", imagesFolder, strings.Repeat("a", 32)+".png"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.store.sweepMedia(ctx); err != nil {
 		t.Fatal(err)
 	}
 	bobLogin := e.login("bob")

@@ -13,7 +13,7 @@
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- schema version 5
+-- schema version 6
 
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
@@ -96,6 +96,11 @@ CREATE TABLE notes (
 CREATE INDEX notes_user_updated ON notes(user_id, updated DESC, id DESC);
 CREATE INDEX notes_public_updated ON notes(updated DESC, id DESC) WHERE is_public = 1;
 
+-- At start, a stored file that no row names (left by a crash between
+-- writing it and committing its row) is deleted; these find its row.
+CREATE INDEX notes_cover_image ON notes(cover_image) WHERE cover_image IS NOT NULL;
+CREATE INDEX users_cover_photo ON users(cover_photo) WHERE cover_photo IS NOT NULL;
+
 -- upgrade to version 2
 -- Notes.
 CREATE TABLE notes (
@@ -132,3 +137,8 @@ UPDATE notes SET size = length(CAST(title AS BLOB)) + length(CAST(body AS BLOB))
 UPDATE users SET
     notes_count = (SELECT count(*) FROM notes WHERE user_id = users.id),
     notes_bytes = (SELECT coalesce(sum(size), 0) FROM notes WHERE user_id = users.id);
+
+-- upgrade to version 6
+-- Indexes that find the row naming a stored file.
+CREATE INDEX notes_cover_image ON notes(cover_image) WHERE cover_image IS NOT NULL;
+CREATE INDEX users_cover_photo ON users(cover_photo) WHERE cover_photo IS NOT NULL;

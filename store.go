@@ -952,3 +952,36 @@ func listQuery(q noteQuery) string {
 func (s *store) userExists(ctx context.Context, id int64) (bool, error) {
 	return s.exists(ctx, `SELECT EXISTS(SELECT 1 FROM users WHERE id = ?)`, id)
 }
+
+// ---- files left by a crash ----
+
+// sweepMedia deletes what a crash can leave in the media folders: temporary
+// files of uploads cut short, and stored files that no row names (written,
+// but their row never committed). It runs at start, before the server
+// takes requests (no upload is in flight), and returns how many files went.
+// Each file's row is found by an index.
+func (s *store) sweepMedia(ctx context.Context) (int, error) {
+	removed := 0
+	for _, folder := range []string{coversFolder, imagesFolder} {
+		names, err := s.mediaFiles(folder)
+		if err != nil {
+			return removed, err
+		}
+		for _, name := range names {
+			path := folder + "/" + name
+			if !strings.HasPrefix(name, ".tmp-") {
+				named, err := s.exists(ctx, `SELECT EXISTS(SELECT 1 FROM notes WHERE cover_image = ?1)
+					OR EXISTS(SELECT 1 FROM users WHERE cover_photo = ?1)`, path)
+				if err != nil {
+					return removed, err
+				}
+				if named {
+					continue
+				}
+			}
+			s.removeMedia(path)
+			removed++
+		}
+	}
+	return removed, nil
+}
