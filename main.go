@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -105,6 +106,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // flushExpiredTokens is the command of the same name (simplejwt's management
 // command): it deletes expired blacklist rows and ended sessions, once.
 func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error {
+	// Opening would create an empty database where there is none: a typo in
+	// -data would then "succeed" and delete nothing.
+	if _, err := os.Stat(filepath.Join(cfg.dataDir, "notes.db")); err != nil {
+		return fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
+	}
 	st, err := openStore(ctx, cfg.dataDir)
 	if err != nil {
 		return err
@@ -137,11 +143,26 @@ func flushHourly(ctx context.Context, st *store, log *slog.Logger) {
 	}
 }
 
+// usageText opens the answer to -h; the flags follow it.
+const usageText = `Usage:
+  jwtnotes [serve] [flags]                 run the server (the default command)
+  jwtnotes flushexpiredtokens [-data DIR]  delete expired blacklist rows and ended sessions, once
+
+Every flag can also be set by the environment variable named beside it; a
+flag wins over its variable. The signing key is JWT_SECRET (at least 32
+bytes), or else DATA_DIR/jwt.key, made at the first start. Never a flag:
+flags show up in ps.
+
+Flags:
+`
+
 // parseConfig reads the flags of API.md; each falls back to its environment
 // variable, then to its default.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("jwtnotes", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package would print a mistake and the whole usage text, and
+	// main the mistake again: it stays quiet, and -h prints the usage.
+	fs.SetOutput(io.Discard)
 	var envErrs []error
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
@@ -187,9 +208,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usageText)
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
 			return config{}, err
 		}
-		return config{}, &usageError{err.Error()}
+		return config{}, &usageError{err.Error() + " (jwtnotes -h lists the commands, flags and environment variables)"}
 	}
 	if fs.NArg() > 0 {
 		return config{}, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
@@ -227,7 +251,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 // serve runs the HTTP server until ctx ends (SIGINT or SIGTERM), then stops
 // it gracefully.
 func serve(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger) error {
-	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+	if err := checkDataDir(cfg.dataDir); err != nil {
 		return err
 	}
 	key, err := signingKey(getenv, cfg.dataDir)
@@ -250,6 +274,9 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	}
 
 	ln, err := net.Listen("tcp", cfg.addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s is in use (is another server running?); choose another address with -addr", cfg.addr)
+	}
 	if err != nil {
 		return err
 	}
@@ -296,4 +323,19 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		httpServer.Close()
 	}
 	return nil
+}
+
+// checkDataDir makes the data folder if needed and checks that the server
+// can write in it, so that a folder it cannot use is named with the fix
+// rather than surfacing later as a database error.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot create the data folder %s: %w (choose another with -data)", dir, err)
+	}
+	probe, err := os.CreateTemp(dir, ".write-test-")
+	if err != nil {
+		return fmt.Errorf("the data folder %s is not writable (fix its permissions, or choose another with -data): %w", dir, err)
+	}
+	probe.Close()
+	return os.Remove(probe.Name())
 }

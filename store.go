@@ -74,10 +74,11 @@ func openStore(ctx context.Context, dataDir string) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := openSQLite(ctx, filepath.Join(dataDir, "notes.db"), migrate)
+	path := filepath.Join(dataDir, "notes.db")
+	db, err := openSQLite(ctx, path, migrate)
 	if err != nil {
 		media.Close()
-		return nil, err
+		return nil, fmt.Errorf("open the database %s: %w", path, err)
 	}
 	return &store{db: db, media: media}, nil
 }

@@ -23,6 +23,7 @@ var webFiles embed.FS
 
 var webTypes = map[string]string{
 	".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+	".svg": "image/svg+xml",
 }
 
 // serveWeb is GET / (the page) and GET /assets/{name} (its script and

@@ -85,8 +85,33 @@ async function newPage(viewport = { width: 1100, height: 900 }) {
   return page;
 }
 
+// shot checks what a person sees on the screen, then takes its picture
+// (with SCREENSHOTS set).
 async function shot(page, name) {
+  await checkWhatIsSeen(page, name);
   if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+// checkWhatIsSeen: nothing the page hides shows (an element with the hidden
+// attribute, or inside one, takes no space), and every image that shows has
+// loaded. A stylesheet rule that sets display would otherwise beat [hidden].
+async function checkWhatIsSeen(page, screen) {
+  const problems = await page.evaluate(() => {
+    const found = [];
+    for (const el of document.querySelectorAll("[hidden]")) {
+      const box = el.getBoundingClientRect();
+      if (getComputedStyle(el).display !== "none" || box.width || box.height) {
+        found.push(`hidden but shown: ${el.outerHTML.slice(0, 80)}`);
+      }
+    }
+    for (const img of document.querySelectorAll("img")) {
+      if (img.getClientRects().length && !(img.complete && img.naturalWidth > 0)) {
+        found.push(`a broken image shows: ${img.outerHTML.slice(0, 80)}`);
+      }
+    }
+    return found;
+  });
+  assert.deepEqual(problems, [], `on the ${screen} screen`);
 }
 
 async function logIn(page, username, pass) {
@@ -167,6 +192,26 @@ test("notes: create with an image, search, edit, make public, delete", async () 
   await alice.waitForFunction(() => document.querySelectorAll("#notes .note").length === 1);
   await alice.locator("#status", { hasText: "Note deleted." }).waitFor();
   await shot(alice, "notes");
+});
+
+test("another user sees a public note without its owner's buttons", async () => {
+  const res = await fetch(base + "/api/register/", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: "bob", email: "bob@example.com", password, password2: password }),
+  });
+  assert.equal(res.status, 201);
+  const bob = await newPage();
+  await logIn(bob, "bob", password);
+  const groceries = bob.locator(".note", { hasText: "Groceries" });
+  await groceries.waitFor();
+  assert.equal(await groceries.locator(".note-actions").isVisible(), false);
+  assert.equal(await groceries.getByRole("button", { name: "Delete" }).isVisible(), false);
+  await checkWhatIsSeen(bob, "another user's notes");
+  await bob.getByRole("link", { name: "Profile", exact: true }).click();
+  await bob.locator("#profile-form").waitFor();
+  assert.equal(await bob.locator("#cover").isVisible(), false); // no cover photo: no broken image
+  await checkWhatIsSeen(bob, "a profile without a cover photo");
+  await bob.context().close();
 });
 
 test("profile: edit and upload a cover photo", async () => {
