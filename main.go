@@ -2,7 +2,7 @@
 // re-implementation of the backend of the "React and Django Notes app"
 // tutorial series (Django REST framework + simplejwt), written to be read.
 //
-// The contract it serves is ../shared/API.md. Start reading here, then
+// The contract it serves is docs/API.md. Start reading here, then
 // jwt.go (tokens), store.go (SQLite) and handlers.go (HTTP).
 package main
 
