@@ -7,7 +7,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -96,6 +97,8 @@ async function shot(page, name) {
 // attribute, or inside one, takes no space), and every image that shows has
 // loaded. A stylesheet rule that sets display would otherwise beat [hidden].
 async function checkWhatIsSeen(page, screen) {
+  // Images still loading are neither whole nor broken yet: wait for them.
+  await page.waitForFunction(() => [...document.images].every((img) => !img.getClientRects().length || img.complete));
   const problems = await page.evaluate(() => {
     const found = [];
     for (const el of document.querySelectorAll("[hidden]")) {
@@ -307,4 +310,80 @@ test("a reload keeps the session; logging out everywhere ends it", async () => {
   const status = await alice.evaluate(async () => (await fetch("/api/profile/")).status);
   assert.equal(status, 401);
   await alice.close();
+});
+
+// The guide's React wrapper (GUIDE.md, section 4), as written: its code
+// block, with only API pointed at this server, served as a module from a
+// page on another origin.
+test("the guide's wrapper logs in, calls, refreshes once for many calls, survives a 429 and logs out, from another origin", async () => {
+  const guide = readFileSync(join(root, "GUIDE.md"), "utf8");
+  const block = /```js\n(\/\/ api\.js[\s\S]*?)```/.exec(guide)?.[1];
+  assert.ok(block, "GUIDE.md has no api.js block");
+  const code = block.replace(`"http://127.0.0.1:8000/api"`, JSON.stringify(base + "/api"));
+  assert.notEqual(code, block, "the block's API constant moved");
+  const site = createServer((req, res) => {
+    if (req.url === "/api.js") {
+      res.writeHead(200, { "Content-Type": "text/javascript" });
+      return res.end(code);
+    }
+    res.writeHead(200, { "Content-Type": "text/html" });
+    res.end(`<!doctype html><title>app</title><script type="module">
+      import * as client from "/api.js"; window.client = client; window.ready = true;</script>`);
+  });
+  await new Promise((r) => site.listen(0, "127.0.0.1", r));
+  const origin = `http://127.0.0.1:${site.address().port}`;
+  assert.notEqual(origin, base);
+  const page = await newPage();
+  try {
+    const refreshes = countRefreshes(page);
+    await page.goto(origin);
+    await page.waitForFunction(() => window.ready);
+
+    // A wrong password: login throws the response, whose body says why.
+    const refused = await page.evaluate(async () => {
+      try { await client.login("alice", "wrong"); return "no error"; } catch (res) { return `${res.status} ${(await res.json()).detail}`; }
+    });
+    assert.equal(refused, "401 No active account found with the given credentials");
+
+    // Log in and call: the token lives 2 s here, so the first call already
+    // refreshes it (it is within 30 s of its end); three calls at once share
+    // one refresh. A JSON body and a FormData body both work.
+    const seen = await page.evaluate(async (password) => {
+      await client.login("bob", password);
+      const [a, b, c] = await Promise.all(["/profile/", "/notes/", "/sessions/"].map((p) => client.api(p)));
+      const form = new FormData();
+      form.append("title", "from the wrapper");
+      const created = await client.api("/notes/", { method: "POST", body: form });
+      const edited = await client.api(`/notes/${(await created.json()).id}/`, { method: "PATCH", body: { body: "edited" } });
+      return { statuses: [a.status, b.status, c.status, created.status, edited.status],
+        user: (await a.json()).username, note: await edited.json(), stored: localStorage.getItem("jwtnotes.refresh") !== null };
+    }, password);
+    assert.deepEqual(seen.statuses, [200, 200, 200, 201, 200]);
+    assert.equal(seen.user, "bob");
+    assert.equal(seen.note.title, "from the wrapper");
+    assert.equal(seen.note.body, "edited");
+    assert.ok(seen.stored);
+    const afterCalls = refreshes.n;
+    assert.ok(afterCalls >= 1 && afterCalls <= 3, `refreshes: ${afterCalls}`); // one for the three calls, one each for the two writes at most
+
+    // A 429 on refresh is not the end of the session.
+    await page.route("**/api/token/refresh/", (route) => route.fulfill({
+      status: 429, contentType: "application/json", headers: { "Retry-After": "1" },
+      body: '{"detail":"Request was throttled. Expected available in 1 second."}' }), { times: 1 });
+    const throttled = await page.evaluate(async () => {
+      try { await client.api("/profile/"); return "no error"; } catch (e) { return `${e.constructor.name}: ${client.loggedIn()}`; }
+    });
+    assert.equal(throttled, "Error: true");
+    assert.equal((await page.evaluate(async () => (await client.api("/profile/")).status)), 200);
+
+    // Logout ends the session on the server, and the next call says so.
+    const after = await page.evaluate(async () => {
+      await client.logout();
+      try { await client.api("/profile/"); return "no error"; } catch (e) { return `${e instanceof client.SessionEnded} ${client.loggedIn()}`; }
+    });
+    assert.equal(after, "true false");
+  } finally {
+    await page.context().close();
+    site.close();
+  }
 });
