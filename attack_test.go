@@ -91,13 +91,13 @@ func TestHostileStringsAreStoredVerbatim(t *testing.T) {
 	} {
 		body, _ := json.Marshal(map[string]string{"title": s[:min(len(s), 100)], "body": s})
 		res := e.withToken("POST", "/api/notes/", access, string(body))
-		var n noteOut
+		var n noteJSON
 		decode(t, res.body, &n)
 		if res.status != 201 || n.Body != s {
 			t.Errorf("create %q: %d %s", s, res.status, res.body)
 			continue
 		}
-		var back noteOut
+		var back noteJSON
 		decode(t, e.get(fmt.Sprintf("/api/notes/%d/", n.ID), access).body, &back)
 		if back.Body != s {
 			t.Errorf("stored %q, read back %q", s, back.Body)
@@ -368,7 +368,7 @@ func TestProfileEmbedsABoundedNoteList(t *testing.T) {
 		e.createNote(access, fmt.Sprintf(`{"title":"n%d"}`, i))
 		e.clock.advance(time.Millisecond)
 	}
-	var p struct{ Notes []noteOut }
+	var p struct{ Notes []noteJSON }
 	decode(t, e.get("/api/profile/", access).body, &p)
 	if len(p.Notes) != profileNotes || p.Notes[0].Title != fmt.Sprintf("n%d", profileNotes+4) {
 		t.Errorf("%d notes in the profile, the first %+v; want %d, newest first", len(p.Notes), p.Notes[0], profileNotes)

@@ -29,7 +29,7 @@ func TestConcurrentNoteWrites(t *testing.T) {
 					statuses <- fmt.Sprintf("create: %d %s", res.status, res.body)
 					continue
 				}
-				var n noteOut
+				var n noteJSON
 				if !decodeOK(t, res.body, &n) {
 					return
 				}

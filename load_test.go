@@ -187,7 +187,7 @@ func loadClient(c int, deadline time.Time, mix string, do func(op, method, path,
 		case r < 60:
 			status, body = do("create", "POST", "/api/notes/", tokens.Access, "application/json",
 				fmt.Sprintf(`{"title":"note %d","body":"load test","is_public":%v}`, i, i%2 == 0))
-			var n noteOut
+			var n noteJSON
 			if status == 201 && jsonUnmarshal(body, &n) {
 				mine = append(mine, strconv.FormatInt(n.ID, 10))
 			}

@@ -299,7 +299,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 					t.Errorf("create %s: %d %s", title, status, body)
 					return
 				}
-				var n noteOut
+				var n noteJSON
 				if !decodeOK(t, body, &n) {
 					return
 				}

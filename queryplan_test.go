@@ -83,27 +83,56 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 		t.Fatalf("only %d statements prepared: the flow above no longer reaches the store", len(queries))
 	}
 	for _, query := range queries {
-		rows, err := db.write.db.Query("EXPLAIN QUERY PLAN "+query, nullArgs(query)...)
-		if err != nil {
-			t.Fatalf("%s: %v", query, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		rows.Close()
+		plan := queryPlan(t, db.write.db, query, nullArgs(query)...)
 		for _, step := range plan {
 			orderedWalk := strings.Contains(step, "USING INDEX") && strings.Contains(query, "LIMIT")
 			if fullScan.MatchString(step) && !orderedWalk {
 				t.Errorf("a full scan: %q\nin the plan %q\nof %s", step, plan, strings.Join(strings.Fields(query), " "))
+			}
+		}
+	}
+}
+
+// queryPlan is what EXPLAIN QUERY PLAN says of query: one detail a step.
+func queryPlan(t *testing.T, db *sql.DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+// TestListQueryPlan: every form of the list reads notes in index order and
+// stops when the page is full. A sort (TEMP B-TREE) or a scan of the whole
+// table would make each list cost more the more notes everyone has.
+func TestListQueryPlan(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	for _, q := range []noteQuery{
+		{viewer: 1, limit: 21},
+		{viewer: 1, limit: 21, offset: 40, search: "milk"},
+		{viewer: 1, owner: 2, limit: 21},
+		{viewer: 1, owner: 2, limit: -1, search: "milk"},
+	} {
+		plan := queryPlan(t, e.srv.store.db.read.db, listQuery(q), sql.Named("viewer", q.viewer),
+			sql.Named("owner", q.owner), sql.Named("search", q.search), sql.Named("limit", q.limit), sql.Named("offset", q.offset))
+		for _, step := range plan {
+			if strings.Contains(step, "TEMP B-TREE") || strings.Contains(step, "notes") && !strings.Contains(step, "USING INDEX") {
+				t.Errorf("%+v: plan %q has %q", q, plan, step)
 			}
 		}
 	}
