@@ -151,17 +151,17 @@ func TestRunServesAndStops(t *testing.T) {
 // message that says what is wrong, where, and what to do.
 func TestErrorsNameTheirCauseAndFix(t *testing.T) {
 	t.Parallel()
-	runWith := func(args ...string) (error, string) {
-		var stderr bytes.Buffer
-		err := run(context.Background(), append([]string{"jwtnotes"}, args...), envOf(nil), io.Discard, &stderr)
-		return err, stderr.String()
+	runWith := func(args ...string) (stderr string, err error) {
+		var buf bytes.Buffer
+		err = run(context.Background(), append([]string{"jwtnotes"}, args...), envOf(nil), io.Discard, &buf)
+		return buf.String(), err
 	}
 
-	err, stderr := runWith("-no-such-flag")
+	stderr, err := runWith("-no-such-flag")
 	if err == nil || !strings.Contains(err.Error(), "-no-such-flag") || !strings.Contains(err.Error(), "jwtnotes -h") || stderr != "" {
 		t.Errorf("a bad flag: %v, and on stderr %q (want the error once, from main)", err, stderr)
 	}
-	err, stderr = runWith("-h")
+	stderr, err = runWith("-h")
 	for _, want := range []string{"flushexpiredtokens", "environment variable", "JWT_SECRET", "-addr", "(env ADDR)"} {
 		if err != nil || !strings.Contains(stderr, want) {
 			t.Errorf("-h: %v; the usage text lacks %q:\n%s", err, want, stderr)
@@ -169,7 +169,7 @@ func TestErrorsNameTheirCauseAndFix(t *testing.T) {
 	}
 
 	missing := filepath.Join(t.TempDir(), "typo")
-	err, _ = runWith("flushexpiredtokens", "-data", missing)
+	_, err = runWith("flushexpiredtokens", "-data", missing)
 	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "-data") {
 		t.Errorf("flushexpiredtokens in a folder without a database: %v", err)
 	}
@@ -181,7 +181,7 @@ func TestErrorsNameTheirCauseAndFix(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err, _ = runWith("-addr", "127.0.0.1:0", "-data", filepath.Join(file, "data"))
+	_, err = runWith("-addr", "127.0.0.1:0", "-data", filepath.Join(file, "data"))
 	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "-data") {
 		t.Errorf("a data folder that cannot be made: %v", err)
 	}
@@ -189,7 +189,7 @@ func TestErrorsNameTheirCauseAndFix(t *testing.T) {
 		readOnly := t.TempDir()
 		os.Chmod(readOnly, 0o500)
 		defer os.Chmod(readOnly, 0o700)
-		err, _ = runWith("-addr", "127.0.0.1:0", "-data", readOnly)
+		_, err = runWith("-addr", "127.0.0.1:0", "-data", readOnly)
 		if err == nil || !strings.Contains(err.Error(), readOnly) || !strings.Contains(err.Error(), "not writable") {
 			t.Errorf("a read-only data folder: %v", err)
 		}
@@ -200,7 +200,7 @@ func TestErrorsNameTheirCauseAndFix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	err, _ = runWith("-addr", busy.Addr().String(), "-data", t.TempDir())
+	_, err = runWith("-addr", busy.Addr().String(), "-data", t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "-addr") {
 		t.Errorf("a busy port: %v", err)
 	}
