@@ -112,7 +112,8 @@ func TestHostileStringsAreStoredVerbatim(t *testing.T) {
 // to a route that decodes them (token verify) and to note create: the
 // answer is always one of the contract's, never a 500.
 func FuzzBodies(f *testing.F) {
-	e := newTestEnv(f, func(c *config) { c.ipLimit = 0 })
+	// No throttle or quota: the fuzzer writes thousands of notes a second.
+	e := newTestEnv(f, func(c *config) { c.ipLimit = 0; c.writeLimit = 0; c.maxNotes = 0; c.maxNotesMB = 0 })
 	e.t = f
 	e.register("alice")
 	access := e.login("alice").Access

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -710,9 +711,17 @@ func (s *server) deleteNote(w http.ResponseWriter, r *http.Request, c *caller) e
 
 var errForbidden = detailError(http.StatusForbidden, "You do not have permission to perform this action.")
 
-// quota is how much one account may keep (-max-notes, -max-notes-mb).
+// quota is how much one account may keep (-max-notes, -max-notes-mb; 0 is
+// no limit).
 func (s *server) quota() quota {
-	return quota{notes: int64(s.cfg.maxNotes), bytes: int64(s.cfg.maxNotesMB) << 20}
+	q := quota{notes: int64(s.cfg.maxNotes), bytes: int64(s.cfg.maxNotesMB) << 20}
+	if q.notes == 0 {
+		q.notes = math.MaxInt64
+	}
+	if q.bytes == 0 {
+		q.bytes = math.MaxInt64
+	}
+	return q
 }
 
 // throttleWrites spends one of the caller's writes a minute (-write-limit),

@@ -203,8 +203,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	maxConnsIP := number("max-conns-per-ip", "MAX_CONNS_PER_IP", "256", "open connections from one client address")
 	publicURL := fs.String("public-url", env("PUBLIC_URL", ""), "scheme and host that absolute URLs (the Link of a list) start with, e.g. https://notes.example; default: the address the request came in on (env PUBLIC_URL)")
 	writeLimit := number("write-limit", "WRITE_LIMIT", "120", "note and profile writes per account per minute, 0 for no limit")
-	maxNotes := number("max-notes", "MAX_NOTES", "10000", "notes one account may keep")
-	maxNotesMB := number("max-notes-mb", "MAX_NOTES_MB", "100", "MiB of notes (titles, bodies, images) one account may keep")
+	maxNotes := number("max-notes", "MAX_NOTES", "10000", "notes one account may keep, 0 for no limit")
+	maxNotesMB := number("max-notes-mb", "MAX_NOTES_MB", "100", "MiB of notes (titles, bodies, images) one account may keep, 0 for no limit")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
