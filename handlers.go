@@ -4,22 +4,19 @@ package main
 //
 // Read it top to bottom: the server and its route table (the whole API at a
 // glance), then the handlers in the table's order, then how a request is
-// authenticated and how answers and errors are written. Each handler is
-// decode, validate, store, respond.
+// authenticated. Each handler is decode, validate, store, respond.
 //
 // It knows HTTP and the contract's answers, not SQL (store.go) or how
 // tokens are signed (jwt.go). The machinery the handlers share has files of
 // its own: router.go (slash forms, 405, CORS, logging), input.go (bodies
-// and field validation), passwords.go, throttle.go.
+// and field validation), answers.go (errors to answers, writing JSON),
+// passwords.go, throttle.go.
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -711,28 +708,6 @@ func (s *server) deleteNote(w http.ResponseWriter, r *http.Request, c *caller) e
 
 var errForbidden = detailError(http.StatusForbidden, "You do not have permission to perform this action.")
 
-// quota is how much one account may keep (-max-notes, -max-notes-mb; 0 is
-// no limit).
-func (s *server) quota() quota {
-	q := quota{notes: int64(s.cfg.maxNotes), bytes: int64(s.cfg.maxNotesMB) << 20}
-	if q.notes == 0 {
-		q.notes = math.MaxInt64
-	}
-	if q.bytes == 0 {
-		q.bytes = math.MaxInt64
-	}
-	return q
-}
-
-// throttleWrites spends one of the caller's writes a minute (-write-limit),
-// or answers 429: one account cannot fill the disk or the notes table.
-func (s *server) throttleWrites(c *caller) error {
-	if wait := s.writes.take(strconv.FormatInt(c.user.ID, 10), s.now()); wait > 0 {
-		return throttled(wait)
-	}
-	return nil
-}
-
 // visibleNote finds the note of the URL if the caller may read it. Someone
 // else's private note is 404, exactly like a missing one: its existence is
 // not revealed.
@@ -964,104 +939,4 @@ type tokenMessage struct {
 // tokenRefused is simplejwt's 401 for a token sent in a body.
 func tokenRefused(err error) *apiError {
 	return &apiError{status: http.StatusUnauthorized, body: detailCode{Detail: err.Error(), Code: "token_not_valid"}}
-}
-
-// ---- answers and errors ----
-
-// apiError is an answer the API gives on purpose: a status and a DRF-shaped body.
-type apiError struct {
-	status int
-	body   any
-	header http.Header // extra headers, such as Retry-After
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%d %+v", e.status, e.body) }
-
-type detail struct {
-	Detail string `json:"detail"`
-}
-
-type detailCode struct {
-	Detail string `json:"detail"`
-	Code   string `json:"code"`
-}
-
-func detailError(status int, msg string) *apiError {
-	return &apiError{status: status, body: detail{msg}}
-}
-
-var errNotFoundAnswer = detailError(http.StatusNotFound, "Not found.")
-
-// writeError is the one place errors become answers: field errors are 400,
-// apiErrors carry their own status, anything else is a bug, logged in full
-// and answered 500 without details.
-func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var fields *fieldErrors
-	var answer *apiError
-	switch {
-	case errors.As(err, &fields):
-		answer = &apiError{status: http.StatusBadRequest, body: fields}
-	case errors.As(err, &answer):
-	case errors.Is(err, errUserGone): // deleted while its request ran
-		answer = errUserNotFound
-	case errors.Is(err, errTooManyNotes):
-		answer = detailError(http.StatusForbidden, fmt.Sprintf("Note quota reached: an account keeps at most %d notes.", s.cfg.maxNotes))
-	case errors.Is(err, errTooManyBytes):
-		answer = detailError(http.StatusForbidden, fmt.Sprintf("Storage quota reached: an account's notes hold at most %d MiB.", s.cfg.maxNotesMB))
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil, errors.Is(err, errClientGone):
-		return // the client went away; there is no one to answer
-	default:
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		answer = detailError(http.StatusInternalServerError, "A server error occurred.")
-	}
-	for name, values := range answer.header {
-		w.Header()[name] = values
-	}
-	if answer.status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
-	}
-	writeJSON(w, answer.status, answer.body)
-}
-
-// marshalJSON encodes v as DRF renders JSON: compact, and with <, > and &
-// left as they are.
-func marshalJSON(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
-// writeJSON marshals v before writing anything, so that a failure can still
-// become a clean 500.
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	body, err := marshalJSON(v)
-	if err != nil {
-		return err
-	}
-	return writeBody(w, status, body)
-}
-
-// writeBody writes a JSON answer already encoded.
-func writeBody(w http.ResponseWriter, status int, body []byte) error {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(body)
-	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

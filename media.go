@@ -8,12 +8,15 @@ package main
 // operation goes through an os.Root: nothing outside the folder can be
 // reached, by ".." or by a symlink.
 //
-// It knows files, not SQL or HTTP.
+// It knows files, not HTTP. Its one question to the database, at start, is
+// whether a row names a file (sweepMedia).
 
 import (
+	"context"
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 )
 
 // ---- media files ----
@@ -126,4 +129,35 @@ func (s *store) openMediaFile(p string) (*os.File, error) {
 		return nil, errNotFound
 	}
 	return f, nil
+}
+
+// sweepMedia deletes what a crash can leave in the media folders: temporary
+// files of uploads cut short, and stored files that no row names (written,
+// but their row never committed). It runs at start, before the server
+// takes requests (no upload is in flight), and returns how many files went.
+// Each file's row is found by an index.
+func (s *store) sweepMedia(ctx context.Context) (int, error) {
+	removed := 0
+	for _, folder := range []string{coversFolder, imagesFolder} {
+		names, err := s.mediaFiles(folder)
+		if err != nil {
+			return removed, err
+		}
+		for _, name := range names {
+			path := folder + "/" + name
+			if !strings.HasPrefix(name, ".tmp-") {
+				named, err := s.exists(ctx, `SELECT EXISTS(SELECT 1 FROM notes WHERE cover_image = ?1)
+					OR EXISTS(SELECT 1 FROM users WHERE cover_photo = ?1)`, path)
+				if err != nil {
+					return removed, err
+				}
+				if named {
+					continue
+				}
+			}
+			s.removeMedia(path)
+			removed++
+		}
+	}
+	return removed, nil
 }

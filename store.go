@@ -2,15 +2,16 @@ package main
 
 // store.go: everything jwtnotes keeps, in one SQLite file.
 //
-// Read it top to bottom: opening the database and bringing its schema up to
-// date, then users, then sessions and refresh-token rotation (the heart of
-// the project: rotateRefresh), then account management, then notes.
+// Read it top to bottom: opening the database, then users, then sessions
+// and refresh-token rotation (the heart of the project: rotateRefresh),
+// then account management, then notes.
 //
 // It knows SQL, not HTTP. Methods take ctx first, use ? placeholders and
 // return domain structs or named errors. Reads go through s.db.queryRow and
 // s.db.query; every write is a function run by s.db.inWriteTx in a write
 // transaction. How those run (one writer, group commit, prepared
-// statements, checkpoints) is sqlite.go's business; the uploaded files are
+// statements) is sqlite.go's business; bringing the schema up to date,
+// schema.go's; an account's quota, quota.go's; the uploaded files,
 // media.go's.
 
 import (
@@ -22,7 +23,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -93,103 +93,6 @@ func (s *store) Close() error {
 func (s *store) ping(ctx context.Context) error {
 	return s.db.ping(ctx)
 }
-
-// ---- the schema ----
-
-//go:embed schema.sql
-var schemaSQL string
-
-// schemaStep is a part of schema.sql: the current schema, or one upgrade.
-type schemaStep struct {
-	version int // the version a database is at once the step is applied
-	sql     string
-}
-
-// migrate brings the database to the current schema: a new one gets the
-// current schema whole, an older one each upgrade it has not had yet, each
-// step in its own transaction together with its PRAGMA user_version.
-func migrate(ctx context.Context, db *sql.DB) error {
-	current, upgrades, err := schemaSteps()
-	if err != nil {
-		return err
-	}
-	var have int
-	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&have); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if have == 0 {
-		return applySchemaStep(ctx, db, current)
-	}
-	if have > current.version {
-		return fmt.Errorf("the database is at schema version %d, newer than this program's %d", have, current.version)
-	}
-	for _, step := range upgrades {
-		if step.version > have {
-			if err := applySchemaStep(ctx, db, step); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func applySchemaStep(ctx context.Context, db *sql.DB, step schemaStep) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, step.sql); err != nil {
-		return fmt.Errorf("schema version %d: %w", step.version, err)
-	}
-	// PRAGMA takes no placeholders; version is an int we produced.
-	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(step.version)); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// schemaSteps splits schema.sql at its "-- schema version N" line (the
-// current schema) and its "-- upgrade to version N" lines. The upgrades
-// must be numbered 2, 3, ... up to the current version.
-func schemaSteps() (current schemaStep, upgrades []schemaStep, err error) {
-	inCurrent := false
-	for _, line := range strings.SplitAfter(schemaSQL, "\n") {
-		trimmed := strings.TrimSpace(line)
-		if v, ok := strings.CutPrefix(trimmed, "-- schema version "); ok {
-			current.version, err = strconv.Atoi(v)
-			inCurrent = true
-		} else if v, ok := strings.CutPrefix(trimmed, "-- upgrade to version "); ok {
-			upgrades = append(upgrades, schemaStep{})
-			upgrades[len(upgrades)-1].version, err = strconv.Atoi(v)
-		} else if len(upgrades) > 0 {
-			upgrades[len(upgrades)-1].sql += line
-		} else if inCurrent {
-			current.sql += line
-		}
-		if err != nil {
-			return schemaStep{}, nil, fmt.Errorf("schema.sql: %q: %w", trimmed, err)
-		}
-	}
-	for i, u := range upgrades {
-		if u.version != i+2 {
-			return schemaStep{}, nil, fmt.Errorf("schema.sql: upgrade to version %d where %d was due", u.version, i+2)
-		}
-	}
-	if current.version != len(upgrades)+1 {
-		return schemaStep{}, nil, fmt.Errorf("schema.sql: the current schema is version %d, the upgrades end at %d", current.version, len(upgrades)+1)
-	}
-	return current, upgrades, nil
-}
-
-// micros and fromMicros convert between time.Time and the stored integers.
-func micros(t time.Time) int64 { return t.UnixMicro() }
-
-func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
-
-// foldKey is the form usernames and emails are compared in: unique
-// case-insensitively, in every script, not only ASCII.
-func foldKey(s string) string { return strings.ToLower(s) }
 
 // ---- users ----
 
@@ -735,55 +638,6 @@ func deref[T any](p *T) (v T) {
 	return v
 }
 
-// quota is how much one account may keep: notes, and the bytes of their
-// titles, bodies and images. users.notes_count and users.notes_bytes keep
-// the running totals, changed in the same transaction as the notes, so the
-// check costs one row however many notes there are.
-type quota struct {
-	notes int64
-	bytes int64
-}
-
-// Errors of a write that the quota refuses.
-var (
-	errTooManyNotes = errors.New("note quota reached")
-	errTooManyBytes = errors.New("storage quota reached")
-)
-
-// noteSize is what a note counts against its owner's bytes.
-func noteSize(title, body string, imageBytes int) int64 {
-	return int64(len(title) + len(body) + imageBytes)
-}
-
-// chargeNotes adds notes and bytes to user id's totals if they stay within
-// q, or says why not: errUserGone, errTooManyNotes, errTooManyBytes. A
-// negative change always fits.
-func chargeNotes(ctx context.Context, tx *txn, id, notes, bytes int64, q quota) error {
-	res, err := tx.ExecContext(ctx, `UPDATE users SET notes_count = notes_count + :notes,
-			notes_bytes = notes_bytes + :bytes
-		WHERE id = :id AND (:notes <= 0 OR notes_count + :notes <= :max_notes)
-			AND (:bytes <= 0 OR notes_bytes + :bytes <= :max_bytes)`,
-		sql.Named("notes", notes), sql.Named("bytes", bytes), sql.Named("id", id),
-		sql.Named("max_notes", q.notes), sql.Named("max_bytes", q.bytes))
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return err
-	}
-	var count, used int64
-	err = tx.QueryRowContext(ctx, `SELECT notes_count, notes_bytes FROM users WHERE id = ?`, id).Scan(&count, &used)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return errUserGone
-	case err != nil:
-		return err
-	case notes > 0 && count+notes > q.notes:
-		return errTooManyNotes
-	}
-	return errTooManyBytes
-}
-
 // createNote stores a new note of user userID within q, or returns
 // errUserGone or a quota error.
 //
@@ -952,37 +806,4 @@ func listQuery(q noteQuery) string {
 // userExists reports whether user id exists (GET /api/users/{id}/notes/).
 func (s *store) userExists(ctx context.Context, id int64) (bool, error) {
 	return s.exists(ctx, `SELECT EXISTS(SELECT 1 FROM users WHERE id = ?)`, id)
-}
-
-// ---- files left by a crash ----
-
-// sweepMedia deletes what a crash can leave in the media folders: temporary
-// files of uploads cut short, and stored files that no row names (written,
-// but their row never committed). It runs at start, before the server
-// takes requests (no upload is in flight), and returns how many files went.
-// Each file's row is found by an index.
-func (s *store) sweepMedia(ctx context.Context) (int, error) {
-	removed := 0
-	for _, folder := range []string{coversFolder, imagesFolder} {
-		names, err := s.mediaFiles(folder)
-		if err != nil {
-			return removed, err
-		}
-		for _, name := range names {
-			path := folder + "/" + name
-			if !strings.HasPrefix(name, ".tmp-") {
-				named, err := s.exists(ctx, `SELECT EXISTS(SELECT 1 FROM notes WHERE cover_image = ?1)
-					OR EXISTS(SELECT 1 FROM users WHERE cover_photo = ?1)`, path)
-				if err != nil {
-					return removed, err
-				}
-				if named {
-					continue
-				}
-			}
-			s.removeMedia(path)
-			removed++
-		}
-	}
-	return removed, nil
 }

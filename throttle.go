@@ -180,3 +180,12 @@ func (s *server) clientIP(r *http.Request) string {
 	}
 	return host
 }
+
+// throttleWrites spends one of the caller's writes a minute (-write-limit),
+// or answers 429: one account cannot fill the disk or the notes table.
+func (s *server) throttleWrites(c *caller) error {
+	if wait := s.writes.take(strconv.FormatInt(c.user.ID, 10), s.now()); wait > 0 {
+		return throttled(wait)
+	}
+	return nil
+}
