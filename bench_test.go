@@ -11,7 +11,7 @@ import (
 //
 //	go test -run XXX -bench Handler -benchmem .
 func BenchmarkHandler(b *testing.B) {
-	e := newTestEnv(b, func(c *config) { c.ipLimit = 0; c.loginLimit = 0; c.writeLimit = 0 })
+	e := newTestEnv(b, func(c *config) { c.ipLimit = 0; c.loginLimit = 0; c.writeLimit = 0; c.maxNotes = 0 })
 	e.register("alice")
 	tokens := e.login("alice")
 	for i := range 20 {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -340,4 +342,61 @@ func TestTokenIDs(t *testing.T) {
 	if a[:12] != fmt.Sprintf("%012x", now.UnixMilli()) {
 		t.Errorf("id %s does not start with the time in ms, %012x", a, now.UnixMilli())
 	}
+}
+
+// FuzzReadObject holds readObject's verdict and members to encoding/json's
+// reading of the same text, with the strictness readObject adds (valid
+// UTF-8, each name once, nothing after the object).
+func FuzzReadObject(f *testing.F) {
+	for _, seed := range []string{
+		`{"alg":"HS256","typ":"JWT"}`, `{"a":[1,{"b":null}],"c":"\u00e9\"","d":-0.5e+3}`, `{}`, ` { "x" : true } `,
+		`{"a":1,"a":2}`, `{"a":1}x`, `{"a":01}`, `{"a":"\x01"}`, "{\"a\":\"\xff\"}", `{"a":[1,]}`, `["a"]`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if bytes.Count(data, []byte("["))+bytes.Count(data, []byte("{")) > 30 {
+			return // readObject refuses nesting deeper than 32; encoding/json goes deeper
+		}
+		got, ok := readObject(data)
+		want, wantOK := readObjectWithDecoder(data)
+		if ok != wantOK {
+			t.Fatalf("%q: readObject %v, encoding/json %v", data, ok, wantOK)
+		}
+		if ok && fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%q: readObject %q, encoding/json %q", data, got, want)
+		}
+	})
+}
+
+// readObjectWithDecoder is readObject's rule written with encoding/json's
+// Decoder: the oracle of FuzzReadObject.
+func readObjectWithDecoder(data []byte) (map[string]json.RawMessage, bool) {
+	if !utf8.Valid(data) {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	members := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		name, isName := t.(string)
+		if _, seen := members[name]; err != nil || !isName || seen {
+			return nil, false
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, false
+		}
+		members[name] = value
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	return members, true
 }

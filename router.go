@@ -115,11 +115,12 @@ func canonicalPath(p string) bool {
 	if !strings.HasPrefix(p, "/") {
 		return false
 	}
-	segments := strings.Split(p[1:], "/")
-	for i, seg := range segments {
-		if seg == "." || seg == ".." || seg == "" && i != len(segments)-1 {
+	for rest := p[1:]; rest != ""; {
+		seg, after, more := strings.Cut(rest, "/")
+		if seg == "." || seg == ".." || seg == "" && more {
 			return false
 		}
+		rest = after
 	}
 	return true
 }
