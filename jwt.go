@@ -161,6 +161,19 @@ func checkHeader(seg string) error {
 	return nil
 }
 
+// decodeSegment decodes one segment of canonical unpadded base64url. Go's decoder skips \r and \n, so those are refused
+// first: a token has exactly one accepted spelling.
+func decodeSegment(seg string) ([]byte, error) {
+	if seg == "" || strings.ContainsAny(seg, "\r\n") {
+		return nil, errTokenInvalid
+	}
+	b, err := b64.DecodeString(seg) // refuses every other byte outside the alphabet, "=" too
+	if err != nil {
+		return nil, errTokenInvalid
+	}
+	return b, nil
+}
+
 // readPayload checks the claims of a verified payload: readObject cuts the
 // payload into its members; each claim is then read by hand, which keeps
 // apart "missing" (nil), "wrong type" and "present".
