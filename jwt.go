@@ -161,8 +161,9 @@ func checkHeader(seg string) error {
 	return nil
 }
 
-// decodeSegment decodes one segment of canonical unpadded base64url. Go's decoder skips \r and \n, so those are refused
-// first: a token has exactly one accepted spelling.
+// decodeSegment decodes one segment of canonical unpadded base64url. Go's
+// decoder skips \r and \n, so those are refused first: a token has exactly
+// one accepted spelling.
 func decodeSegment(seg string) ([]byte, error) {
 	if seg == "" || strings.ContainsAny(seg, "\r\n") {
 		return nil, errTokenInvalid
