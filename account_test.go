@@ -432,6 +432,34 @@ func TestFlushExpiredTokens(t *testing.T) {
 	want(t, e.get("/api/profile/", live.Access), 401, bodyBlacklisted)
 }
 
+// TestFlushInBatches: more rows than one flush transaction takes all go,
+// and are all counted: sessions over with their blacklist rows, and expired
+// rows of live sessions.
+func TestFlushInBatches(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.register("alice")
+	live := e.login("alice")
+	over := 2*flushBatch + 17
+	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO sessions (id, user_id, created, last_used, expires, revoked) SELECT 'over' || i, 1, 0, 0, 1, 1 FROM n`, over)
+	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO blacklist (jti, session_id, expires, blacklisted_at) SELECT 'a' || i, 'over' || i, 1, 0 FROM n`, over)
+	sid := decodeClaims(t, live.Refresh)["sid"].(string)
+	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO blacklist (jti, session_id, expires, blacklisted_at) SELECT 'b' || i, ?, 1, 0 FROM n`, over, sid)
+	tokens, sessions, err := e.srv.store.flushExpired(context.Background(), e.clock.now())
+	if err != nil || tokens != int64(2*over) || sessions != int64(over) {
+		t.Errorf("flushed %d tokens and %d sessions (%v), want %d and %d", tokens, sessions, err, 2*over, over)
+	}
+	if n := e.count(`SELECT count(*) FROM blacklist`) + e.count(`SELECT count(*) FROM sessions WHERE id LIKE 'over%'`); n != 0 {
+		t.Errorf("%d rows left", n)
+	}
+	if res := e.get("/api/profile/", live.Access); res.status != 200 {
+		t.Errorf("the live session after the flush: %d", res.status)
+	}
+}
+
 func TestFlushExpiredTokensCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -560,33 +560,40 @@ func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessio
 	// Each DELETE finds its rows by an index: counting the blacklist before
 	// and after would read all of it. The blacklist rows of the sessions
 	// that go are deleted first, by hand, so that they are counted too (the
-	// ON DELETE CASCADE would take them silently).
+	// ON DELETE CASCADE would take them silently). Each step runs in
+	// transactions of at most flushBatch rows, so that a million expired
+	// rows never hold the one writer for long: other writes go in between.
 	overSessions := `SELECT id FROM sessions WHERE revoked IS NOT NULL
 		UNION ALL SELECT id FROM sessions WHERE expires <= :now`
-	err = s.db.inWriteTx(ctx, func(tx *txn) error {
-		tokens, sessions = 0, 0
-		for _, step := range []struct {
-			query string
-			count *int64
-		}{
-			{`DELETE FROM blacklist WHERE session_id IN (` + overSessions + `)`, &tokens},
-			{`DELETE FROM sessions WHERE id IN (` + overSessions + `)`, &sessions},
-			{`DELETE FROM blacklist WHERE expires <= :now`, &tokens},
-		} {
-			res, err := tx.ExecContext(ctx, step.query, sql.Named("now", micros(now)))
-			if err != nil {
+	for _, step := range []struct {
+		query string
+		count *int64
+	}{
+		{`DELETE FROM blacklist WHERE jti IN (SELECT b.jti FROM (` + overSessions + `) AS s
+			JOIN blacklist b ON b.session_id = s.id LIMIT :batch)`, &tokens},
+		{`DELETE FROM sessions WHERE id IN (` + overSessions + ` LIMIT :batch)`, &sessions},
+		{`DELETE FROM blacklist WHERE jti IN (SELECT jti FROM blacklist WHERE expires <= :now LIMIT :batch)`, &tokens},
+	} {
+		for deleted := int64(flushBatch); deleted == flushBatch; {
+			err := s.db.inWriteTx(ctx, func(tx *txn) error {
+				res, err := tx.ExecContext(ctx, step.query, sql.Named("now", micros(now)), sql.Named("batch", flushBatch))
+				if err != nil {
+					return err
+				}
+				deleted, err = res.RowsAffected()
 				return err
-			}
-			n, err := res.RowsAffected()
+			})
 			if err != nil {
-				return err
+				return tokens, sessions, err
 			}
-			*step.count += n
+			*step.count += deleted
 		}
-		return nil
-	})
-	return tokens, sessions, err
+	}
+	return tokens, sessions, nil
 }
+
+// flushBatch is how many rows one flush transaction deletes at most.
+const flushBatch = 1000
 
 // ---- notes ----
 
