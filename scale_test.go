@@ -1,0 +1,154 @@
+package main
+
+// The scale benchmark: every hot route on a database of a million rows and
+// on one of a thousand, through the real handler, and the ratio of the two.
+// A measurement, not a test; run it with
+//
+//	go test -run TestScale -v -scale -timeout 30m .
+//
+// It builds both databases with straight SQL (one password hash in all),
+// then times each route on each, the two sizes alternating, and prints a
+// table: the time per request on each and the ratio large/small.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+var scaleEnabled = flag.Bool("scale", false, "run TestScale: every hot route at 1,000 and 1,000,000 rows")
+
+// scaleDB fills a fresh test server's database: users users (user1 ...),
+// one note each but for user1, who holds big notes (one in ten public); a
+// live session each, and five blacklist rows each.
+func scaleDB(t *testing.T, users, big int) *testEnv {
+	t.Helper()
+	e := newTestEnv(t, func(c *config) {
+		c.ipLimit, c.loginLimit, c.writeLimit, c.maxNotes, c.maxNotesMB = 0, 0, 0, 0, 0
+	})
+	hash, err := e.srv.passwords.hash(context.Background(), testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO users (username, username_key, email, email_key, password, date_joined)
+		SELECT 'user' || i, 'user' || i, 'user' || i || '@example.com', 'user' || i || '@example.com', ?, 0 FROM n`,
+		users, hash)
+	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO notes (user_id, title, body, search, is_public, created, updated, size)
+		SELECT iif(i <= ?, 1, i - ? + 1), 'note ' || i, 'some words of note ' || i,
+			'note ' || i || char(0) || 'some words of note ' || i, i % 10 = 0, i, i, 30 FROM n`,
+		users, big, big)
+	e.exec(`UPDATE users SET notes_count = iif(id = 1, ?, 1), notes_bytes = iif(id = 1, ?, 30)`, big, 30*big)
+	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO sessions (id, user_id, created, last_used, expires) SELECT printf('%032x', i), i, 0, 0, 9e15 FROM n`,
+		users)
+	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO blacklist (jti, session_id, expires, blacklisted_at)
+		SELECT printf('%032x', i), printf('%032x', i % ? + 1), 9e15, 0 FROM n`, 5*users, users)
+	t.Logf("%d users: built in %v", users, time.Since(start).Round(time.Millisecond))
+	return e
+}
+
+// scaleRoute is one route to time: setup runs untimed before each call.
+type scaleRoute struct {
+	name  string
+	calls int
+	call  func(e *testEnv, s *scaleState) response
+}
+
+// scaleState is what the routes share on one database.
+type scaleState struct {
+	tokens  tokenPair
+	lastID  int64 // a note of user1 to update
+	spare   []tokenPair
+	lastUsr string
+}
+
+func TestScale(t *testing.T) {
+	if !*scaleEnabled {
+		t.Skip("a measurement: run with -scale")
+	}
+	small, large := scaleDB(t, 1_000, 50), scaleDB(t, 1_000_000, 50_000)
+	states := map[*testEnv]*scaleState{}
+	for e, users := range map[*testEnv]int{small: 1_000, large: 1_000_000} {
+		s := &scaleState{tokens: e.login("user1"), lastUsr: fmt.Sprint("user", users)}
+		for range 40 {
+			s.spare = append(s.spare, e.login("user2"))
+		}
+		s.lastID = e.createNote(s.tokens.Access, `{"title":"to edit"}`).ID
+		states[e] = s
+	}
+	get := func(path string) func(*testEnv, *scaleState) response {
+		return func(e *testEnv, s *scaleState) response { return e.get(path, s.tokens.Access) }
+	}
+	login := func(name func(*scaleState) string) func(*testEnv, *scaleState) response {
+		return func(e *testEnv, s *scaleState) response {
+			return e.postJSON("/api/token/", fmt.Sprintf(`{"username":%q,"password":%q}`, name(s), testPassword))
+		}
+	}
+	routes := []scaleRoute{
+		{"login, first user", 5, login(func(*scaleState) string { return "user1" })},
+		{"login, last user", 5, login(func(s *scaleState) string { return s.lastUsr })},
+		{"login, unknown user", 5, login(func(*scaleState) string { return "nobody" })},
+		{"GET /api/sessions/ (authenticated GET)", 300, get("/api/sessions/")},
+		{"refresh", 300, func(e *testEnv, s *scaleState) response {
+			res := e.refresh(s.tokens.Refresh)
+			if res.status == 200 {
+				decode(e.t, res.body, &s.tokens)
+			}
+			return res
+		}},
+		{"notes list", 300, get("/api/notes/")},
+		{"notes list, mine=1", 300, get("/api/notes/?mine=1")},
+		{"search, many matches", 300, get("/api/notes/?q=words")},
+		{"search, no match", 20, get("/api/notes/?q=zebra")},
+		{"user notes", 300, get("/api/users/1/notes/")},
+		{"profile", 100, get("/api/profile/")},
+		{"create note", 300, func(e *testEnv, s *scaleState) response {
+			return e.withToken("POST", "/api/notes/", s.tokens.Access, `{"title":"new","body":"text"}`)
+		}},
+		{"update note", 300, func(e *testEnv, s *scaleState) response {
+			return e.withToken("PATCH", fmt.Sprintf("/api/notes/%d/", s.lastID), s.tokens.Access, `{"body":"edited"}`)
+		}},
+		{"delete note", 300, func(e *testEnv, s *scaleState) response {
+			n := e.createNote(s.tokens.Access, `{"title":"to delete"}`)
+			return e.withToken("DELETE", fmt.Sprintf("/api/notes/%d/", n.ID), s.tokens.Access, "")
+		}},
+		{"logout", 40, func(e *testEnv, s *scaleState) response {
+			p := s.spare[0]
+			s.spare = s.spare[1:]
+			return e.postJSON("/api/token/blacklist/", fmt.Sprintf(`{"refresh":%q}`, p.Refresh))
+		}},
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-40s %12s %12s %8s\n", "route", "1,000 rows", "1,000,000", "ratio")
+	worst := 0.0
+	for _, r := range routes {
+		var took [2]time.Duration
+		for round := range 2 { // each size twice, alternating; the faster round counts
+			for i, e := range []*testEnv{small, large} {
+				s := states[e]
+				start := time.Now()
+				for range r.calls / 2 {
+					if res := r.call(e, s); res.status >= 300 && !(strings.HasPrefix(r.name, "login, unknown") && res.status == 401) {
+						t.Fatalf("%s: %d %s", r.name, res.status, truncate(res.body, 200))
+					}
+				}
+				if d := time.Since(start) / time.Duration(r.calls/2); round == 0 || d < took[i] {
+					took[i] = d
+				}
+			}
+		}
+		ratio := float64(took[1]) / float64(took[0])
+		worst = max(worst, ratio)
+		fmt.Fprintf(&b, "%-40s %12v %12v %8.2f\n", r.name, took[0].Round(time.Microsecond), took[1].Round(time.Microsecond), ratio)
+	}
+	fmt.Fprintf(&b, "worst ratio %.2f; peak RSS of this process %d MB\n", worst, procStatus(os.Getpid(), "VmHWM")/1024)
+	t.Log(b.String())
+}
