@@ -13,7 +13,7 @@
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- schema version 7
+-- schema version 6
 
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
@@ -101,22 +101,6 @@ CREATE INDEX notes_public_updated ON notes(updated DESC, id DESC) WHERE is_publi
 CREATE INDEX notes_cover_image ON notes(cover_image) WHERE cover_image IS NOT NULL;
 CREATE INDEX users_cover_photo ON users(cover_photo) WHERE cover_photo IS NOT NULL;
 
--- ?q= of at least 3 characters: an index of every trigram of notes.search
--- (already lower-cased, so case-sensitive here), kept in step by triggers.
--- A substring of three characters or more is a phrase of its trigrams.
-CREATE VIRTUAL TABLE notes_search USING fts5(search, content='notes', content_rowid='id',
-    tokenize='trigram case_sensitive 1');
-CREATE TRIGGER notes_search_insert AFTER INSERT ON notes BEGIN
-    INSERT INTO notes_search(rowid, search) VALUES (new.id, new.search);
-END;
-CREATE TRIGGER notes_search_delete AFTER DELETE ON notes BEGIN
-    INSERT INTO notes_search(notes_search, rowid, search) VALUES ('delete', old.id, old.search);
-END;
-CREATE TRIGGER notes_search_update AFTER UPDATE OF search ON notes BEGIN
-    INSERT INTO notes_search(notes_search, rowid, search) VALUES ('delete', old.id, old.search);
-    INSERT INTO notes_search(rowid, search) VALUES (new.id, new.search);
-END;
-
 -- upgrade to version 2
 -- Notes.
 CREATE TABLE notes (
@@ -158,22 +142,3 @@ UPDATE users SET
 -- Indexes that find the row naming a stored file.
 CREATE INDEX notes_cover_image ON notes(cover_image) WHERE cover_image IS NOT NULL;
 CREATE INDEX users_cover_photo ON users(cover_photo) WHERE cover_photo IS NOT NULL;
-
--- upgrade to version 7
--- The trigram index of ?q=, filled from the notes there are.
--- ?q= of at least 3 characters: an index of every trigram of notes.search
--- (already lower-cased, so case-sensitive here), kept in step by triggers.
--- A substring of three characters or more is a phrase of its trigrams.
-CREATE VIRTUAL TABLE notes_search USING fts5(search, content='notes', content_rowid='id',
-    tokenize='trigram case_sensitive 1');
-CREATE TRIGGER notes_search_insert AFTER INSERT ON notes BEGIN
-    INSERT INTO notes_search(rowid, search) VALUES (new.id, new.search);
-END;
-CREATE TRIGGER notes_search_delete AFTER DELETE ON notes BEGIN
-    INSERT INTO notes_search(notes_search, rowid, search) VALUES ('delete', old.id, old.search);
-END;
-CREATE TRIGGER notes_search_update AFTER UPDATE OF search ON notes BEGIN
-    INSERT INTO notes_search(notes_search, rowid, search) VALUES ('delete', old.id, old.search);
-    INSERT INTO notes_search(rowid, search) VALUES (new.id, new.search);
-END;
-INSERT INTO notes_search(notes_search) VALUES ('rebuild');

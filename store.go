@@ -25,7 +25,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Errors the store returns; handlers turn them into the contract's answers.
@@ -776,27 +775,9 @@ func (s *store) listNotes(ctx context.Context, q noteQuery) ([]note, error) {
 	if strings.ContainsRune(q.search, 0) {
 		return nil, nil // NUL only separates title from body: it matches no text
 	}
-	search := foldKey(q.search)
-	args := []any{sql.Named("viewer", q.viewer), sql.Named("owner", q.owner), sql.Named("search", search),
-		sql.Named("limit", q.limit), sql.Named("offset", q.offset)}
-	query := listQuery(q)
-	if utf8.RuneCountInString(search) >= 3 {
-		// A search of three characters or more asks the trigram index how
-		// many notes hold it. Fewer than searchIndexCap: those notes are
-		// read by id and sorted, whatever else there is. More: the walks
-		// above find a page of them soon enough.
-		match := `"` + strings.ReplaceAll(search, `"`, `""`) + `"` // one phrase: every character literal
-		var found int
-		err := s.db.queryRow(ctx, `SELECT count(*) FROM (SELECT rowid FROM notes_search
-			WHERE notes_search MATCH ? LIMIT ?)`, match, searchIndexCap).Scan(&found)
-		if err != nil {
-			return nil, err
-		}
-		if found < searchIndexCap {
-			query, args = searchQuery(q), append(args, sql.Named("match", match))
-		}
-	}
-	rows, err := s.db.query(ctx, query, args...)
+	rows, err := s.db.query(ctx, listQuery(q), sql.Named("viewer", q.viewer), sql.Named("owner", q.owner),
+		sql.Named("search", foldKey(q.search)), sql.Named("limit", q.limit),
+		sql.Named("offset", q.offset))
 	if err != nil {
 		return nil, err
 	}
@@ -811,10 +792,6 @@ func (s *store) listNotes(ctx context.Context, q noteQuery) ([]note, error) {
 	}
 	return notes, rows.Err()
 }
-
-// searchIndexCap is how many matches a search reads from the trigram index
-// at most before it walks the notes in order instead.
-const searchIndexCap = 2000
 
 // listQuery is the SQL of listNotes for q.
 func listQuery(q noteQuery) string {
@@ -831,20 +808,6 @@ func listQuery(q noteQuery) string {
 		query = walk(`user_id = :owner AND (user_id = :viewer OR is_public = 1)`)
 	}
 	return query + ` ORDER BY updated DESC, id DESC LIMIT :limit OFFSET :offset`
-}
-
-// searchQuery is the SQL of a search answered from the trigram index: the
-// notes that hold the phrase, those the viewer may see, sorted. (instr
-// checks the substring itself once more.)
-func searchQuery(q noteQuery) string {
-	visible := `(user_id = :viewer OR is_public = 1)`
-	if q.owner != 0 {
-		visible += ` AND user_id = :owner`
-	}
-	return `SELECT ` + noteColumns + ` FROM notes
-		WHERE id IN (SELECT rowid FROM notes_search WHERE notes_search MATCH :match)
-			AND ` + visible + ` AND instr(search, :search) > 0
-		ORDER BY updated DESC, id DESC LIMIT :limit OFFSET :offset`
 }
 
 // userExists reports whether user id exists (GET /api/users/{id}/notes/).
