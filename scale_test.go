@@ -15,7 +15,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -151,4 +153,60 @@ func TestScale(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "worst ratio %.2f; peak RSS of this process %d MB\n", worst, procStatus(os.Getpid(), "VmHWM")/1024)
 	t.Log(b.String())
+}
+
+// TestScaleFlush: a flush of a million expired blacklist rows beside
+// writers. It deletes in transactions of flushBatch rows, so the writers'
+// latency (p99 of note creates) should rise little while it runs.
+//
+//	go test -run TestScaleFlush -v -scale .
+func TestScaleFlush(t *testing.T) {
+	if !*scaleEnabled {
+		t.Skip("a measurement: run with -scale")
+	}
+	e := newTestEnv(t, func(c *config) { c.writeLimit, c.maxNotes, c.maxNotesMB = 0, 0, 0 })
+	e.register("alice")
+	tokens := e.login("alice")
+	sid := decodeClaims(t, tokens.Refresh)["sid"].(string)
+	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
+		INSERT INTO blacklist (jti, session_id, expires, blacklisted_at) SELECT printf('%032x', i), ?, 1, 0 FROM n`, sid)
+	creates := func(n int) []time.Duration {
+		var mu sync.Mutex
+		var took []time.Duration
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range n / 8 {
+					start := time.Now()
+					res := e.withToken("POST", "/api/notes/", tokens.Access, `{"title":"t"}`)
+					d := time.Since(start)
+					if res.status != 201 {
+						t.Errorf("create: %d", res.status)
+						return
+					}
+					mu.Lock()
+					took = append(took, d)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		slices.Sort(took)
+		return took
+	}
+	p99 := func(d []time.Duration) time.Duration { return d[len(d)*99/100] }
+	quiet := creates(4000)
+	flushed := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		if _, _, err := e.srv.store.flushExpired(context.Background(), e.clock.now()); err != nil {
+			t.Error(err)
+		}
+		flushed <- time.Since(start)
+	}()
+	busy := creates(4000)
+	flushTook := <-flushed
+	t.Logf("create p99: %v alone, %v beside a flush of 1,000,000 rows (ratio %.2f); the flush took %v",
+		p99(quiet).Round(time.Microsecond), p99(busy).Round(time.Microsecond),
+		float64(p99(busy))/float64(p99(quiet)), flushTook.Round(time.Millisecond))
 }
