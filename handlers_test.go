@@ -85,7 +85,7 @@ func newTestEnv(t testing.TB, configure ...func(*config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testEnv{t: t, srv: srv, handler: srv.routes(), clock: clock, logs: logs}
+	return &testEnv{t: t, srv: srv, handler: recordAnswers(t, srv.routes()), clock: clock, logs: logs}
 }
 
 type response struct {

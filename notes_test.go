@@ -131,6 +131,7 @@ func TestNotesCreateReadUpdateDelete(t *testing.T) {
 		{"PATCH", "/api/notes/1/", `{"title":"Renamed"}`, "Renamed", "Hello <world> & all"},
 		{"PUT", "/api/notes/1/update/", `{"body":"only the body"}`, "Renamed", "only the body"},
 		{"PUT", "/api/notes/1", `{"is_public":"yes","user":2}`, "Renamed", "only the body"},
+		{"PATCH", "/api/notes/1/update/", `{"body":"patched"}`, "Renamed", "patched"},
 	} {
 		res := e.withToken(tc.method, tc.path, alice, tc.body)
 		var n noteJSON

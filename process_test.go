@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"database/sql"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +32,10 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if code == 0 {
+		// Only after every test: the answers they gave, against openapi.json.
+		code = checkAnswersSeen(os.Stderr, flag.Lookup("test.run").Value.String() == "")
+	}
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
