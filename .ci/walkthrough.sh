@@ -3,19 +3,36 @@
 # it, against a fresh server on 127.0.0.1:8000 (the address it names).
 # Every block fenced as "sh walkthrough" in README.md runs, in order, in one
 # shell with -e: a step that does not succeed fails CI.
+#
+# 127.0.0.1:8000 is prism (pinned in e2e/package.json: run `npm ci` there
+# first) validating every request and answer against openapi.json, in front
+# of the server on 127.0.0.1:8001: an answer the document does not describe
+# fails the run (.ci/prism.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 go build -o "$work/jwtnotes" .
-"$work/jwtnotes" -data "$work/data" >"$work/server.log" 2>&1 &
+"$work/jwtnotes" -data "$work/data" -addr 127.0.0.1:8001 -public-url http://127.0.0.1:8000 >"$work/server.log" 2>&1 &
 server=$!
-curl -sS --retry 60 --retry-connrefused --retry-delay 0 --retry-max-time 30 -o /dev/null http://127.0.0.1:8000/healthz
+curl -sS --retry 60 --retry-connrefused --retry-delay 0 --retry-max-time 30 -o /dev/null http://127.0.0.1:8001/healthz
+.ci/prism.sh start "$work" 8000 http://127.0.0.1:8001
 awk '/^```sh walkthrough$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$work/walkthrough.sh"
 blocks=$(grep -c '^```sh walkthrough$' README.md)
 echo "running $blocks blocks, $(wc -l <"$work/walkthrough.sh") lines"
 bash -euo pipefail "$work/walkthrough.sh"
+# The typed client: the blocks fenced "sh typescript" and "ts typescript",
+# in a folder inside e2e/ (whose node_modules hold the pinned tools).
+client=$(mktemp -d e2e/typescript-client.XXXXXX)
+trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" "$client"' EXIT
+awk '/^```sh typescript$/ { on = 1; next } /^```$/ { on = 0 } on' README.md | grep -v '^npm install' >"$client/generate.sh"
+awk '/^```ts typescript$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$client/example.ts"
+echo '{"compilerOptions": {"target": "es2022", "module": "esnext", "moduleResolution": "bundler", "strict": true, "outDir": "out"}}' >"$client/tsconfig.json"
+(cd "$client" && bash -euo pipefail generate.sh && echo '{"type": "module"}' >package.json &&
+    ../node_modules/.bin/tsc -p . && cp package.json out/ && node out/example.js) | tee "$work/client.out"
+grep -q "'Beach', 'Holiday'" "$work/client.out"
 if grep -q 'level=ERROR' "$work/server.log"; then
     echo "the server logged an error:"; cat "$work/server.log"; exit 1
 fi
+.ci/prism.sh check "$work"
 echo "walkthrough: ok"

@@ -140,6 +140,11 @@ test("register shows the API's messages, then logs in", async () => {
   alice = await newPage();
   await alice.goto(base);
   await shot(alice, "login");
+  // The footer links the API's schema, which describes the routes.
+  const schemaLink = alice.getByRole("link", { name: "its OpenAPI 3.1 schema" });
+  const schema = await (await fetch(new URL(await schemaLink.getAttribute("href"), base))).json();
+  assert.equal(schema.openapi, "3.1.0");
+  assert.ok(schema.paths["/api/token/"].post);
   const form = alice.locator("#register-form");
   await form.getByLabel("Username").fill("alice");
   await form.getByLabel("Email").fill("alice@example.com");
