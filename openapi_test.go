@@ -13,6 +13,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -138,17 +139,20 @@ func TestSchemaIsServed(t *testing.T) {
 
 // ---- every answer the handler tests give, against the document ----
 
-// answerSeen is one answer of the test handler (newTestEnv's).
+// answerSeen is what checkAnswersSeen needs of an answer of the test
+// handler (newTestEnv's). Answers are kept as a set, so memory stays
+// bounded however many requests a test (or the scale benchmark) makes.
 type answerSeen struct {
-	method, path string
-	status       int
-	body         string
-	test         string
+	operation string // "get /api/notes/", or "" when no operation matches
+	request   string // "GET /api/notes/1/": where it was seen, for the report
+	status    int
+	summary   string // an error's body with its numbers as N; a success's fieldNames
 }
 
 var answersSeen struct {
 	sync.Mutex
-	list []answerSeen
+	set  map[answerSeen]string // -> the first test that saw it
+	find func(method, path string) string
 }
 
 // recordAnswers wraps the handler of a test environment so that
@@ -161,10 +165,27 @@ func recordAnswers(t testing.TB, next http.Handler) http.Handler {
 			rec.status = http.StatusOK
 		}
 		answersSeen.Lock()
-		answersSeen.list = append(answersSeen.list, answerSeen{r.Method, r.URL.Path, rec.status, rec.body.String(), t.Name()})
-		answersSeen.Unlock()
+		defer answersSeen.Unlock()
+		if answersSeen.set == nil {
+			answersSeen.set = map[answerSeen]string{}
+			answersSeen.find = operationFinder(openAPIDocument)
+		}
+		a := answerSeen{operation: answersSeen.find(r.Method, r.URL.Path), status: rec.status}
+		if a.operation == "" || !strings.HasPrefix(a.operation, "get ") && !strings.HasPrefix(a.operation, "head ") {
+			a.request = r.Method + " " + r.URL.Path // few: a set of them stays small
+		}
+		if rec.status >= 400 {
+			a.summary = numbers.ReplaceAllString(truncate(rec.body.String(), 1000), "N")
+		} else {
+			a.summary = fieldNames(rec.body.String())
+		}
+		if _, ok := answersSeen.set[a]; !ok {
+			answersSeen.set[a] = t.Name()
+		}
 	})
 }
+
+var numbers = regexp.MustCompile(`[0-9]+`)
 
 type answerRecorder struct {
 	http.ResponseWriter
@@ -183,76 +204,84 @@ func (rec *answerRecorder) Write(b []byte) (int, error) {
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
-	if rec.body.Len() < 1<<16 {
-		rec.body.Write(b[:min(len(b), 1<<16)])
+	if rec.body.Len() < 1<<20 {
+		rec.body.Write(b[:min(len(b), 1<<20)])
 	}
 	return rec.ResponseWriter.Write(b)
 }
 
 func (rec *answerRecorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
+// operationFinder finds the document's operation for a request as the
+// router finds its route: "get /api/notes/{id}/", or "" when none matches
+// (a HEAD is its GET).
+func operationFinder(document []byte) func(method, path string) string {
+	var doc openAPI
+	if err := json.Unmarshal(document, &doc); err != nil {
+		panic(err) // TestSchemaDescribesEveryRoute reports it
+	}
+	mux := http.NewServeMux()
+	for path, methods := range doc.Paths {
+		for method := range methods {
+			for _, p := range slashForms(path) {
+				op := method + " " + path
+				mux.Handle(strings.ToUpper(method)+" "+p, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					io.WriteString(w, op)
+				}))
+			}
+		}
+	}
+	return func(method, path string) string {
+		if !canonicalPath(path) {
+			return ""
+		}
+		if method == "HEAD" {
+			method = "GET"
+		}
+		req := httptest.NewRequest(method, "http://test"+path, nil)
+		h, pattern := mux.Handler(req)
+		if pattern == "" {
+			return ""
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Body.String()
+	}
+}
+
 // checkAnswersSeen reports, on w, every answer the tests saw that
 // openapi.json does not list for its operation, and (when the whole suite
-// ran) every error example that no test saw as an answer, or success
-// example whose fields differ from what the tests saw. It returns the exit
-// code: 1 if it reported anything.
+// ran) every example that is not like an answer the tests saw. It returns
+// the exit code: 1 if it reported anything.
 func checkAnswersSeen(w io.Writer, wholeSuite bool) int {
 	var doc openAPI
 	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
 		fmt.Fprintln(w, "openapi.json:", err)
 		return 1
 	}
-	// The operations, found as the router finds its routes.
-	mux := http.NewServeMux()
-	for path, methods := range doc.Paths {
-		for method := range methods {
-			for _, p := range slashForms(path) {
-				mux.Handle(strings.ToUpper(method)+" "+p, http.NotFoundHandler())
-			}
-		}
-	}
-	operation := func(a answerSeen) (string, bool) {
-		req := httptest.NewRequest(a.method, "http://test"+a.path, nil)
-		_, pattern := mux.Handler(req)
-		if pattern == "" || !canonicalPath(a.path) {
-			return "", false
-		}
-		method, p, _ := strings.Cut(pattern, " ")
-		if method == "GET" && a.method == "HEAD" {
-			method = "HEAD"
-		}
-		p = strings.TrimSuffix(p, "{$}")
-		if _, ok := doc.Paths[p]; !ok {
-			p += "/"
-		}
-		return strings.ToLower(method) + " " + p, true
-	}
-
 	answersSeen.Lock()
-	seen := answersSeen.list
+	seen := answersSeen.set
 	answersSeen.Unlock()
-	bodies := map[string][]string{} // "get /api/notes/ 200" -> bodies
-	bodiesByStatus := map[int][]string{}
+	summaries := map[string][]string{} // "get /api/notes/ 200" -> what the tests saw
+	errorsByStatus := map[int][]string{}
 	problems := map[string]bool{}
-	for _, a := range seen {
-		op, ok := operation(a)
-		if !ok {
+	for a, test := range seen {
+		if a.operation == "" {
 			if a.status != 404 && a.status != 405 {
-				problems[fmt.Sprintf("%s %s answered %d, but no operation of openapi.json matches it (only 404 and 405 may)", a.method, a.path, a.status)] = true
+				problems[fmt.Sprintf("%s answered %d, but no operation of openapi.json matches it (only 404 and 405 may)", a.request, a.status)] = true
 			}
 			continue
 		}
-		method, path, _ := strings.Cut(op, " ")
-		if method == "head" {
-			method = "get"
+		method, path, _ := strings.Cut(a.operation, " ")
+		if _, ok := doc.Paths[path][method].Responses[strconv.Itoa(a.status)]; !ok {
+			problems[fmt.Sprintf("%s answered %d (%s, in %s); openapi.json does not list %d for %s",
+				cmp.Or(a.request, a.operation), a.status, truncate(a.summary, 120), test, a.status, a.operation)] = true
 		}
-		responses := doc.Paths[path][method].Responses
-		if _, ok := responses[strconv.Itoa(a.status)]; !ok {
-			problems[fmt.Sprintf("%s answered %d (%s, in %s); openapi.json does not list %d for %s", a.method+" "+a.path, a.status, truncate(a.body, 120), a.test, a.status, op)] = true
+		key := a.operation + " " + strconv.Itoa(a.status)
+		summaries[key] = append(summaries[key], a.summary)
+		if a.status >= 400 {
+			errorsByStatus[a.status] = append(errorsByStatus[a.status], a.summary)
 		}
-		key := method + " " + path + " " + strconv.Itoa(a.status)
-		bodies[key] = append(bodies[key], a.body)
-		bodiesByStatus[a.status] = append(bodiesByStatus[a.status], a.body)
 	}
 
 	if wholeSuite {
@@ -261,7 +290,7 @@ func checkAnswersSeen(w io.Writer, wholeSuite bool) int {
 				for status, r := range op.Responses {
 					code, _ := strconv.Atoi(status)
 					for _, example := range jsonExamples(doc.response(r)) {
-						if p := checkExample(example, code, bodies[method+" "+path+" "+status], bodiesByStatus[code]); p != "" {
+						if p := checkExample(example, code, summaries[method+" "+path+" "+status], errorsByStatus[code]); p != "" {
 							where := fmt.Sprintf("%s %s %s", method, path, status)
 							if code >= 400 {
 								where = status // error examples are shared by many operations
@@ -311,29 +340,18 @@ func jsonExamples(r openAPIResponse) []string {
 // saw with its status (a quota or a wait is configured differently there);
 // a success example must have the fields, in order, of an answer the
 // operation gave, and its tokens must be signed with the test key.
-func checkExample(example string, status int, opBodies, statusBodies []string) string {
+func checkExample(example string, status int, opSummaries, errorSummaries []string) string {
 	if status >= 400 {
-		digits := regexp.MustCompile(`[0-9]+`)
-		if !slices.ContainsFunc(statusBodies, func(b string) bool {
-			return digits.ReplaceAllString(b, "N") == digits.ReplaceAllString(example, "N")
-		}) {
+		if !slices.Contains(errorSummaries, numbers.ReplaceAllString(example, "N")) {
 			return fmt.Sprintf("no test saw the answer %s with status %d", example, status)
 		}
 		return ""
 	}
-	if len(opBodies) == 0 {
+	if len(opSummaries) == 0 {
 		return "no test saw this answer"
 	}
-	shape := fieldNames(example)
-	matched := false
-	for _, b := range opBodies {
-		if fieldNames(b) == shape {
-			matched = true
-			break
-		}
-	}
-	if !matched {
-		return fmt.Sprintf("the example's fields %s are not those of any answer a test saw (%s)", shape, fieldNames(opBodies[0]))
+	if shape := fieldNames(example); !slices.Contains(opSummaries, shape) {
+		return fmt.Sprintf("the example's fields %s are not those of any answer a test saw (%s)", shape, opSummaries[0])
 	}
 	for _, token := range regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`).FindAllString(example, -1) {
 		if !signedWithTestKey(token) {
