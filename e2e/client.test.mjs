@@ -1,6 +1,9 @@
 // End-to-end test of the browser client (GET /) in a real browser: Debian's
 // Chromium driven by playwright-core, against the real binary, which this
 // test builds and starts itself with a 2-second access token lifetime.
+// The browser reaches it through prism (.ci/prism.sh), which checks every
+// request and answer against openapi.json: the run fails on one it does
+// not describe.
 //
 //   cd e2e && npm ci && npm test
 //   SCREENSHOTS=../docs npm test      # also write the README's screenshots
@@ -9,6 +12,7 @@ import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTCPServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,7 +24,16 @@ const shots = process.env.SCREENSHOTS ? resolve(process.env.SCREENSHOTS) : "";
 const password = "Correct-Horse-42";
 const newPassword = "Battery-Staple-77";
 
-let server, base, browser, work;
+let server, base, browser, work, prismWork;
+
+// freePort asks the system for a port nobody listens on.
+async function freePort() {
+  const probe = createTCPServer();
+  await new Promise((r) => probe.listen(0, "127.0.0.1", r));
+  const { port } = probe.address();
+  await new Promise((r) => probe.close(r));
+  return port;
+}
 
 // png makes a small solid-colour PNG.
 function png(width, height, [r, g, b]) {
@@ -48,11 +61,15 @@ before(async () => {
   work = mkdtempSync(join(tmpdir(), "jwtnotes-e2e-"));
   const bin = join(work, "jwtnotes");
   execFileSync("go", ["build", "-o", bin, "."], { cwd: root, stdio: "inherit" });
-  server = spawn(bin, ["-addr", "127.0.0.1:0", "-data", join(work, "data"), "-access-ttl", "2s", "-ip-limit", "0"], {
+  // The browser's port; prism listens on port+10 (.ci/prism.sh).
+  let port = await freePort();
+  while (port > 65000) port = await freePort();
+  server = spawn(bin, ["-addr", "127.0.0.1:0", "-data", join(work, "data"), "-access-ttl", "2s", "-ip-limit", "0",
+    "-public-url", `http://127.0.0.1:${port}`], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, JWT_SECRET: "" },
   });
-  base = await new Promise((resolvePromise, reject) => {
+  const direct = await new Promise((resolvePromise, reject) => {
     let seen = "";
     server.stderr.on("data", (chunk) => {
       seen += chunk;
@@ -61,6 +78,9 @@ before(async () => {
     });
     server.on("exit", (code) => reject(new Error(`server exited (${code}): ${seen}`)));
   });
+  prismWork = mkdtempSync(join(tmpdir(), "jwtnotes-prism-"));
+  execFileSync(join(root, ".ci/prism.sh"), ["start", prismWork, String(port), direct], { stdio: "inherit" });
+  base = `http://127.0.0.1:${port}`;
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -76,7 +96,12 @@ after(async () => {
     await exited;
   }
   rmSync(work, { recursive: true, force: true });
+  if (prismWork) {
+    execFileSync(join(root, ".ci/prism.sh"), ["stop", prismWork]);
+    rmSync(prismWork, { recursive: true, force: true });
+  }
 });
+
 
 async function newPage(viewport = { width: 1100, height: 900 }) {
   const context = await browser.newContext({ viewport });
@@ -391,4 +416,9 @@ test("the guide's wrapper logs in, calls, refreshes once for many calls, survive
     await page.context().close();
     site.close();
   }
+});
+
+// Last: everything that went through prism is as openapi.json describes.
+test("every request and answer of the run is as openapi.json describes", () => {
+  execFileSync(join(root, ".ci/prism.sh"), ["check", prismWork], { stdio: "inherit" });
 });
