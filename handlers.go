@@ -46,7 +46,7 @@ type server struct {
 	log          *slog.Logger
 }
 
-func newServer(cfg config, st *store, key []byte, log *slog.Logger, now func() time.Time) (*server, error) {
+func newServer(cfg config, st *store, tokens *tokenSigner, log *slog.Logger, now func() time.Time) (*server, error) {
 	common, err := loadCommonPasswords()
 	if err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func newServer(cfg config, st *store, key []byte, log *slog.Logger, now func() t
 	return &server{
 		cfg:          cfg,
 		store:        st,
-		tokens:       &tokenSigner{key: key},
+		tokens:       tokens,
 		passwords:    newPasswordHasher(hashSlots(runtime.NumCPU())),
 		common:       common,
 		perAddress:   newLimiter(cfg.ipLimit, time.Minute),
@@ -261,7 +261,7 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 	now := s.now()
 	rot, err := s.store.rotateRefresh(r.Context(), old, now, s.cfg.reuseGrace,
 		func(u user, sess session) string {
-			return encodeClaims(s.newClaims(refreshToken, u, sess, now))
+			return s.tokens.unsigned(s.newClaims(refreshToken, u, sess, now))
 		})
 	if err != nil {
 		return err
@@ -277,7 +277,7 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 		Refresh string `json:"refresh"`
 	}{
 		Access:  s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, now)),
-		Refresh: s.tokens.signPayload(rot.payload),
+		Refresh: s.tokens.signInput(rot.unsigned),
 	})
 }
 

@@ -81,7 +81,7 @@ func newTestEnv(t testing.TB, configure ...func(*config)) *testEnv {
 	t.Cleanup(func() { st.Close() })
 	clock := &fakeClock{t: time.Date(2026, 11, 29, 12, 0, 0, 123456000, time.UTC)}
 	logs := &syncBuffer{}
-	srv, err := newServer(cfg, st, testKey, slog.New(slog.NewTextHandler(logs, nil)), clock.now)
+	srv, err := newServer(cfg, st, singleKeySigner(testKey), slog.New(slog.NewTextHandler(logs, nil)), clock.now)
 	if err != nil {
 		t.Fatal(err)
 	}

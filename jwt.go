@@ -7,8 +7,10 @@ package main
 // claims, or a named error whose text is the message simplejwt gives for the
 // same fault; then the checks verify makes, from the envelope to each claim.
 //
-// It knows tokens and their key, not HTTP, SQL or where tokens are kept.
-// Their JSON is read strictly by readObject (strictjson.go).
+// It knows tokens and their keys (a key ring: the current key signs, each
+// key verifies the tokens that name it by kid), not HTTP, SQL, where tokens
+// are kept or where the keys come from (keys.go). Their JSON is read
+// strictly by readObject (strictjson.go).
 
 import (
 	"bytes"
@@ -20,6 +22,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,22 +63,81 @@ type claims struct {
 	SessionID string `json:"sid"`
 }
 
-// jwtHeader is the one header this server writes, already encoded:
-// base64url of {"alg":"HS256","typ":"JWT"}.
-const jwtHeader = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
-
 // b64 is unpadded base64url. Strict rejects encodings whose unused trailing
 // bits are not zero, so each byte string has exactly one accepted spelling.
 var b64 = base64.RawURLEncoding.Strict()
 
-// tokenSigner holds the HMAC key. It is the only thing that knows the key.
-type tokenSigner struct {
-	key []byte
+// tokenKey is one HMAC key of the ring.
+type tokenKey struct {
+	id     string    // the kid of the tokens it signs
+	secret []byte    // at least 32 bytes
+	header string    // the encoded header it signs with: {"alg":"HS256","kid":"…","typ":"JWT"}
+	until  time.Time // it verifies until then; zero: for as long as it is in the ring
+	legacy bool      // it also verifies tokens without a kid, signed before tokens had one
 }
 
-// sign returns the compact serialisation header.payload.signature.
+// keyring is the keys at one moment: current signs, every key verifies the
+// tokens that name it. A revoked key is simply not in it.
+type keyring struct {
+	current *tokenKey
+	byID    map[string]*tokenKey
+	legacy  *tokenKey // the key that verifies tokens without a kid, or nil
+}
+
+// newKeyring makes a ring of keys, the current one first.
+func newKeyring(current *tokenKey, others ...*tokenKey) *keyring {
+	ring := &keyring{current: current, byID: map[string]*tokenKey{}}
+	for _, k := range append([]*tokenKey{current}, others...) {
+		k.header = b64.EncodeToString([]byte(`{"alg":"HS256","kid":"` + k.id + `","typ":"JWT"}`))
+		ring.byID[k.id] = k
+		if k.legacy {
+			ring.legacy = k
+		}
+	}
+	return ring
+}
+
+// key is the key that verifies a token naming kid (hasKid false: naming
+// none) at now, or nil.
+func (ring *keyring) key(kid string, hasKid bool, now time.Time) *tokenKey {
+	k := ring.legacy
+	if hasKid {
+		k = ring.byID[kid]
+	}
+	if k == nil || !k.until.IsZero() && !now.Before(k.until) {
+		return nil
+	}
+	return k
+}
+
+// tokenSigner signs with the current key of its ring and verifies with any
+// key of it. It is the only thing that knows the keys. The ring is replaced
+// whole (keys.go reloads it), so a request sees one ring throughout.
+type tokenSigner struct {
+	ring atomic.Pointer[keyring]
+	// unknownKid is called when a token names a kid the ring lacks (a key
+	// made by another process since the ring was loaded); nil: nothing to
+	// reload. It rate-limits itself.
+	unknownKid func()
+}
+
+func newTokenSigner(ring *keyring) *tokenSigner {
+	s := &tokenSigner{}
+	s.ring.Store(ring)
+	return s
+}
+
+// sign returns the compact serialisation header.payload.signature, signed
+// by the current key.
 func (s *tokenSigner) sign(c claims) string {
-	return s.signPayload(encodeClaims(c))
+	return s.signInput(s.unsigned(c))
+}
+
+// unsigned is the signing input of a token with claims c: header.payload,
+// the header naming the current key. It is no usable token; signInput makes
+// one of it.
+func (s *tokenSigner) unsigned(c claims) string {
+	return s.ring.Load().current.header + "." + encodeClaims(c)
 }
 
 // encodeClaims returns the payload segment of a token with claims c.
@@ -84,18 +146,39 @@ func encodeClaims(c claims) string {
 	return b64.EncodeToString(payload)
 }
 
-// signPayload signs an encoded payload segment. Signing is deterministic:
-// the same payload always gives the same token. So a rotated token's
-// replacement can be kept as its payload alone and the token rebuilt from it
-// later; whoever holds only payloads holds no usable token.
-func (s *tokenSigner) signPayload(payloadSegment string) string {
-	signingInput := jwtHeader + "." + payloadSegment
-	return signingInput + "." + b64.EncodeToString(s.mac(signingInput))
+// signInput signs a signing input made by unsigned, with the key its header
+// names. Signing is deterministic: the same input always gives the same
+// token, so a rotated token's replacement can be kept unsigned and the very
+// same token rebuilt from it later; whoever holds only the inputs holds no
+// usable token. An input whose key has left the ring since (or a bare
+// payload segment, as kept before tokens had a kid) is signed by the
+// current key instead: a valid token with the same claims.
+func (s *tokenSigner) signInput(input string) string {
+	ring := s.ring.Load()
+	k := ring.current
+	header, payload, found := strings.Cut(input, ".")
+	if !found {
+		payload = header
+	} else if named := ring.byHeader(header); named != nil {
+		k = named
+	}
+	input = k.header + "." + payload
+	return input + "." + b64.EncodeToString(mac(k.secret, input))
 }
 
-// mac is HMAC-SHA256 of signingInput with the key.
-func (s *tokenSigner) mac(signingInput string) []byte {
-	m := hmac.New(sha256.New, s.key)
+// byHeader is the key whose header is h, or nil.
+func (ring *keyring) byHeader(h string) *tokenKey {
+	for _, k := range ring.byID {
+		if k.header == h {
+			return k
+		}
+	}
+	return nil
+}
+
+// mac is HMAC-SHA256 of signingInput with secret.
+func mac(secret []byte, signingInput string) []byte {
+	m := hmac.New(sha256.New, secret)
 	io.WriteString(m, signingInput)
 	return m.Sum(nil)
 }
@@ -111,7 +194,7 @@ func (s *tokenSigner) mac(signingInput string) []byte {
 //     iat/nbf is errTokenInvalid;
 //  3. the claims simplejwt requires: exp, jti, token_type, then the type.
 func (s *tokenSigner) verify(token, want string, now time.Time) (claims, error) {
-	payload, err := s.verifySigned(token)
+	payload, err := s.verifySigned(token, now)
 	if err != nil {
 		return claims{}, err
 	}
@@ -120,10 +203,11 @@ func (s *tokenSigner) verify(token, want string, now time.Time) (claims, error) 
 
 // verifySigned checks the envelope of a token and returns its decoded payload:
 // exactly three segments of canonical unpadded base64url, a JSON header whose
-// alg is exactly "HS256" and that has no "crit", and a signature that matches,
+// alg is exactly "HS256", that has no "crit" and whose kid names a key of the
+// ring that verifies at now, and a signature by that key that matches,
 // compared in constant time. The signature is computed over the segments as
 // received, never over re-encoded JSON.
-func (s *tokenSigner) verifySigned(token string) ([]byte, error) {
+func (s *tokenSigner) verifySigned(token string, now time.Time) ([]byte, error) {
 	headerSeg, rest, ok := strings.Cut(token, ".")
 	if !ok {
 		return nil, errTokenInvalid
@@ -132,33 +216,69 @@ func (s *tokenSigner) verifySigned(token string) ([]byte, error) {
 	if !ok || strings.Contains(sigSeg, ".") {
 		return nil, errTokenInvalid
 	}
-	if err := checkHeader(headerSeg); err != nil {
+	kid, hasKid, err := checkHeader(headerSeg)
+	if err != nil {
 		return nil, err
+	}
+	k := s.ring.Load().key(kid, hasKid, now)
+	if k == nil && hasKid && s.unknownKid != nil && s.ring.Load().byID[kid] == nil {
+		s.unknownKid() // perhaps a key made since the ring was loaded
+		k = s.ring.Load().key(kid, hasKid, now)
+	}
+	if k == nil {
+		return nil, errTokenInvalid
 	}
 	sig, err := decodeSegment(sigSeg)
 	if err != nil {
 		return nil, err
 	}
 	signingInput := token[:len(headerSeg)+1+len(payloadSeg)]
-	if !hmac.Equal(sig, s.mac(signingInput)) {
+	if !hmac.Equal(sig, mac(k.secret, signingInput)) {
 		return nil, errTokenInvalid
 	}
 	return decodeSegment(payloadSeg)
 }
 
-// checkHeader reads a header segment: JSON whose alg is exactly "HS256" and
-// that has no "crit". The header is trusted for nothing but this check: the
-// algorithm is fixed by the server, never chosen by the token.
-func checkHeader(seg string) error {
+// checkHeader reads a header segment: JSON whose alg is exactly "HS256",
+// that has no "crit", and whose kid, if it has one, is a short printable
+// string. It returns the kid. The header is trusted for nothing else: the
+// algorithm is fixed by the server, never chosen by the token, and the kid
+// is only looked up, exactly.
+func checkHeader(seg string) (kid string, hasKid bool, err error) {
 	header, err := decodeSegment(seg)
 	if err != nil {
-		return err
+		return "", false, err
 	}
 	h, ok := readObject(header)
 	if _, crit := h["crit"]; !ok || crit || string(h["alg"]) != `"HS256"` {
-		return errTokenInvalid
+		return "", false, errTokenInvalid
 	}
-	return nil
+	raw, hasKid := h["kid"]
+	if hasKid && !validKid(raw) {
+		return "", false, errTokenInvalid
+	}
+	if hasKid {
+		kid = string(raw[1 : len(raw)-1])
+	}
+	return kid, hasKid, nil
+}
+
+// maxKidLen bounds a kid: this server's are 16 characters.
+const maxKidLen = 64
+
+// validKid reports whether raw (JSON) is a string of 1 to maxKidLen
+// printable ASCII characters without escapes: nothing to decode, so it is
+// compared byte for byte.
+func validKid(raw json.RawMessage) bool {
+	if len(raw) < 3 || len(raw) > maxKidLen+2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return false
+	}
+	for _, c := range raw[1 : len(raw)-1] {
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeSegment decodes one segment of canonical unpadded base64url. Go's

@@ -33,24 +33,30 @@ func testClaims(tokenType string) claims {
 	}
 }
 
+// singleKeySigner is a signer with one key, kid "test", that also verifies
+// tokens without a kid (as JWT_SECRET's key does).
+func singleKeySigner(key []byte) *tokenSigner {
+	return newTokenSigner(newKeyring(&tokenKey{id: "test", secret: key, legacy: true}))
+}
+
 // forge signs any header and payload with key, as an attacker who knows the
 // key (or a test) could.
 func forge(key []byte, header, payload string) string {
-	signer := &tokenSigner{key: key}
 	input := b64.EncodeToString([]byte(header)) + "." + b64.EncodeToString([]byte(payload))
-	return input + "." + b64.EncodeToString(signer.mac(input))
+	return input + "." + b64.EncodeToString(mac(key, input))
 }
 
 func TestSignWritesSimplejwtLayout(t *testing.T) {
 	t.Parallel()
-	s := &tokenSigner{key: testKey}
+	s := singleKeySigner(testKey)
 	token := s.sign(testClaims(accessToken))
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		t.Fatalf("got %d segments, want 3", len(parts))
 	}
 	header, _ := b64.DecodeString(parts[0])
-	if got, want := string(header), `{"alg":"HS256","typ":"JWT"}`; got != want {
+	// PyJWT's header with a kid: its members sorted.
+	if got, want := string(header), `{"alg":"HS256","kid":"test","typ":"JWT"}`; got != want {
 		t.Errorf("header = %s, want %s", got, want)
 	}
 	payload, _ := b64.DecodeString(parts[1])
@@ -96,9 +102,9 @@ func TestVerifyRFC7515Example(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &tokenSigner{key: key}
+	s := singleKeySigner(key)
 
-	payload, err := s.verifySigned(example.Compact)
+	payload, err := s.verifySigned(example.Compact, time.Date(2011, 3, 22, 18, 42, 59, 0, time.UTC))
 	if err != nil {
 		t.Fatalf("verifySigned: %v", err)
 	}
@@ -118,14 +124,14 @@ func TestVerifyRFC7515Example(t *testing.T) {
 		t.Errorf("verify at exp: %v, want %v", err, errTokenInvalid)
 	}
 	// Another key, or one flipped signature bit, and it fails.
-	if _, err := (&tokenSigner{key: testKey}).verifySigned(example.Compact); !errors.Is(err, errTokenInvalid) {
+	if _, err := singleKeySigner(testKey).verifySigned(example.Compact, before); !errors.Is(err, errTokenInvalid) {
 		t.Errorf("verify with another key: %v, want %v", err, errTokenInvalid)
 	}
 }
 
 func TestVerifyRejects(t *testing.T) {
 	t.Parallel()
-	s := &tokenSigner{key: testKey}
+	s := singleKeySigner(testKey)
 	// A token with "-" or "_" in its signature, so that the standard
 	// base64 alphabet spells it differently.
 	c := testClaims(accessToken)
@@ -234,7 +240,7 @@ func TestVerifyRejects(t *testing.T) {
 
 func TestVerifyAccepts(t *testing.T) {
 	t.Parallel()
-	s := &tokenSigner{key: testKey}
+	s := singleKeySigner(testKey)
 	hs256 := `{"alg":"HS256","typ":"JWT"}`
 	tests := []struct {
 		name, token, want string
@@ -258,7 +264,7 @@ func TestVerifyAccepts(t *testing.T) {
 // FuzzVerify mutates a valid token: nothing panics, and no token other than
 // the one signed verifies.
 func FuzzVerify(f *testing.F) {
-	s := &tokenSigner{key: testKey}
+	s := singleKeySigner(testKey)
 	good := s.sign(testClaims(accessToken))
 	f.Add(good)
 	f.Add(good + "=")
@@ -273,7 +279,7 @@ func FuzzVerify(f *testing.F) {
 }
 
 func BenchmarkSign(b *testing.B) {
-	s := &tokenSigner{key: testKey}
+	s := singleKeySigner(testKey)
 	c := testClaims(accessToken)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -282,7 +288,7 @@ func BenchmarkSign(b *testing.B) {
 }
 
 func BenchmarkVerify(b *testing.B) {
-	s := &tokenSigner{key: testKey}
+	s := singleKeySigner(testKey)
 	token := s.sign(testClaims(accessToken))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -75,8 +75,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
 	}
-	if command != "serve" && command != "flushexpiredtokens" {
-		return &usageError{fmt.Sprintf("unknown command %q (want serve or flushexpiredtokens)", command)}
+	var keysCommand, kid string
+	switch command {
+	case "serve", "flushexpiredtokens":
+	case "keys":
+		if len(args) > 0 {
+			keysCommand, args = args[0], args[1:]
+		}
+		if keysCommand == "revoke" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			kid, args = args[0], args[1:]
+		}
+		if keysCommand != "rotate" && keysCommand != "list" && (keysCommand != "revoke" || kid == "") {
+			return &usageError{"want jwtnotes keys rotate, keys list or keys revoke KID"}
+		}
+	default:
+		return &usageError{fmt.Sprintf("unknown command %q (want serve, flushexpiredtokens or keys)", command)}
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -85,8 +98,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if command == "flushexpiredtokens" {
+	switch command {
+	case "flushexpiredtokens":
 		return flushExpiredTokens(ctx, cfg, stdout)
+	case "keys":
+		return manageKeys(cfg, getenv, keysCommand, kid, stdout)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if cfg.cpuProfile != "" {
@@ -124,6 +140,62 @@ func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error
 	return nil
 }
 
+// manageKeys is the keys command: rotate, list or revoke (keys.go).
+func manageKeys(cfg config, getenv func(string) string, command, kid string, stdout io.Writer) error {
+	now := time.Now()
+	switch command {
+	case "rotate":
+		kid, err := rotateKeys(cfg, getenv, now)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "new current key %s; the previous one verifies its tokens until %s\n",
+			kid, now.Add(tokenWindow(cfg)).UTC().Format(time.RFC3339))
+	case "revoke":
+		replacement, err := revokeKey(cfg, getenv, kid, now)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %s: every token it signed is refused from now on\n", kid)
+		if replacement != "" {
+			fmt.Fprintf(stdout, "it was the current key: new current key %s\n", replacement)
+		}
+	case "list":
+		keys, current, err := listKeys(cfg, getenv, now)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%-16s  %-8s  %-9s  %s\n", "KID", "AGE", "STATE", "VERIFIES UNTIL")
+		for _, k := range keys {
+			until := "while current"
+			if k.Until != nil {
+				until = k.Until.Format(time.RFC3339)
+			}
+			state := "retired"
+			switch {
+			case k.Revoked != nil:
+				state, until = "revoked", "-"
+			case k.ID == current:
+				state = "current"
+			}
+			fmt.Fprintf(stdout, "%-16s  %-8s  %-9s  %s\n", k.ID, age(now.Sub(k.Created)), state, until)
+		}
+	}
+	return nil
+}
+
+// age is a duration as keys list shows it: days, else hours, else minutes.
+func age(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	default:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+}
+
 // flushHourly runs the same clean-up once an hour until ctx ends.
 func flushHourly(ctx context.Context, st *store, log *slog.Logger) {
 	ticker := time.NewTicker(time.Hour)
@@ -147,11 +219,14 @@ func flushHourly(ctx context.Context, st *store, log *slog.Logger) {
 const usageText = `Usage:
   jwtnotes [serve] [flags]                 run the server (the default command)
   jwtnotes flushexpiredtokens [-data DIR]  delete expired blacklist rows and ended sessions, once
+  jwtnotes keys rotate [-data DIR]         make a new signing key current; the old one verifies its tokens until they expire
+  jwtnotes keys list [-data DIR]           each key's id, age, state and until when it verifies (never the key)
+  jwtnotes keys revoke KID [-data DIR]     refuse every token key KID signed, at once
 
 Every flag can also be set by the environment variable named beside it; a
-flag wins over its variable. The signing key is JWT_SECRET (at least 32
-bytes), or else DATA_DIR/jwt.key, made at the first start. Never a flag:
-flags show up in ps.
+flag wins over its variable. The signing keys are JWT_SECRET (one key, at
+least 32 bytes), or else DATA_DIR/jwt.keys, made at the first start; a
+running server follows changes to it. Never a flag: flags show up in ps.
 
 Flags:
 `
@@ -186,7 +261,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 
 	addr := fs.String("addr", env("ADDR", "127.0.0.1:8000"), "listen address (env ADDR)")
-	dataDir := fs.String("data", env("DATA_DIR", "./data"), "folder of notes.db, media/ and jwt.key (env DATA_DIR)")
+	dataDir := fs.String("data", env("DATA_DIR", "./data"), "folder of notes.db, media/ and jwt.keys (env DATA_DIR)")
 	accessTTL := duration("access-ttl", "ACCESS_TOKEN_LIFETIME", "180m", "access token lifetime")
 	refreshTTL := duration("refresh-ttl", "REFRESH_TOKEN_LIFETIME", "1200h", "refresh token lifetime")
 	sessionTTL := duration("session-ttl", "SESSION_LIFETIME", "2160h", "absolute session lifetime")
@@ -254,9 +329,19 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	if err := checkDataDir(cfg.dataDir); err != nil {
 		return err
 	}
-	key, err := signingKey(getenv, cfg.dataDir)
+	ring, err := loadKeyring(getenv, cfg.dataDir, time.Now())
 	if err != nil {
 		return err
+	}
+	signer := newTokenSigner(ring)
+	// SIGHUP reloads the keys file (and never stops the server).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	stopWatching := make(chan struct{})
+	defer close(stopWatching)
+	if getenv("JWT_SECRET") == "" {
+		watchKeys(cfg.dataDir, signer, log, hup, stopWatching)
 	}
 	st, err := openStore(ctx, cfg.dataDir)
 	if err != nil {
@@ -268,7 +353,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	} else if swept > 0 {
 		log.Info("deleted files a crash had left in the media folder", "files", swept)
 	}
-	srv, err := newServer(cfg, st, key, log, time.Now)
+	srv, err := newServer(cfg, st, signer, log, time.Now)
 	if err != nil {
 		return err
 	}

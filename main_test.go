@@ -71,36 +71,6 @@ func TestConfigFlagsEnvAndDefaults(t *testing.T) {
 	}
 }
 
-func TestSigningKeyIsMadeOnceAndKept(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	noEnv := envOf(nil)
-	first, err := signingKey(noEnv, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := os.Stat(filepath.Join(dir, "jwt.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Mode().Perm() != 0o600 || len(first) != 32 {
-		t.Errorf("jwt.key mode %v, key %d bytes; want 0600 and 32", info.Mode().Perm(), len(first))
-	}
-	second, _ := signingKey(noEnv, dir)
-	if !bytes.Equal(first, second) {
-		t.Error("a second start made a new key")
-	}
-	secret := strings.Repeat("s", 32)
-	fromEnv, _ := signingKey(envOf(map[string]string{"JWT_SECRET": secret}), dir)
-	if string(fromEnv) != secret {
-		t.Error("JWT_SECRET was not used")
-	}
-	os.WriteFile(filepath.Join(dir, "jwt.key"), []byte("short"), 0o600)
-	if _, err := signingKey(noEnv, dir); err == nil {
-		t.Error("a short jwt.key was accepted")
-	}
-}
-
 // TestRunServesAndStops starts the real server on a free port, uses it, and
 // stops it as SIGTERM would (by ending the context): run returns nil.
 func TestRunServesAndStops(t *testing.T) {

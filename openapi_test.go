@@ -413,7 +413,7 @@ func fieldNames(body string) string {
 // signedWithTestKey reports whether token verifies under the test key at
 // the time it was issued.
 func signedWithTestKey(token string) bool {
-	signer := &tokenSigner{key: testKey}
+	signer := singleKeySigner(testKey)
 	for _, kind := range []string{accessToken, refreshToken} {
 		var iat struct {
 			Iat int64 `json:"iat"`

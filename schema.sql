@@ -59,8 +59,9 @@ CREATE INDEX sessions_expires ON sessions(expires);
 CREATE INDEX sessions_revoked ON sessions(revoked) WHERE revoked IS NOT NULL;
 
 -- Refresh tokens that can no longer be used, keyed by their jti. A row is
--- written when a token is rotated (replacement holds the payload segment of
--- the token that replaced it, for the grace period) or logged out
+-- written when a token is rotated (replacement holds the token that replaced
+-- it without its signature, header.payload, for the grace period; rows of
+-- servers before key rotation hold the payload alone) or logged out
 -- (replacement NULL). Rows can go once the token has expired anyway.
 CREATE TABLE blacklist (
     jti            TEXT    PRIMARY KEY,

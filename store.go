@@ -251,10 +251,10 @@ func (s *store) tokenRevoked(ctx context.Context, c claims, now time.Time) (bool
 
 // rotation is what became of a refresh request.
 type rotation struct {
-	outcome refreshOutcome
-	user    user    // the token's user as they are now (rotated and grace)
-	session session // the token's session (rotated and grace)
-	payload string  // the replacement's payload segment, to be signed (rotated and grace)
+	outcome  refreshOutcome
+	user     user    // the token's user as they are now (rotated and grace)
+	session  session // the token's session (rotated and grace)
+	unsigned string  // the replacement's signing input, to be signed (rotated and grace)
 }
 
 type refreshOutcome int
@@ -269,8 +269,8 @@ const (
 // rotateRefresh is refresh-token rotation, in one write transaction so that
 // of any number of concurrent calls with one token exactly one rotates.
 //
-// A token seen for the first time is blacklisted and replaced by the payload
-// that mint returns (mint runs inside the transaction, so the new claims come
+// A token seen for the first time is blacklisted and replaced by the
+// unsigned token that mint returns (mint runs inside the transaction, so the new claims come
 // from the user row as it is now). A token rotated no longer than grace ago
 // gets the replacement it got then, so that two tabs refreshing at once end up
 // with the same token. Any other reuse means the token was copied: the whole
@@ -306,12 +306,12 @@ func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, gr
 			old.JTI).Scan(&replacement, &blacklistedAt)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			rot.outcome, rot.payload = refreshRotated, mint(*u, *sess)
-			return rotate(ctx, tx, old, sess.ID, rot.payload, now)
+			rot.outcome, rot.unsigned = refreshRotated, mint(*u, *sess)
+			return rotate(ctx, tx, old, sess.ID, rot.unsigned, now)
 		case err != nil:
 			return err
 		case replacement.Valid && now.Sub(fromMicros(blacklistedAt)) <= grace:
-			rot.outcome, rot.payload = refreshGrace, replacement.String
+			rot.outcome, rot.unsigned = refreshGrace, replacement.String
 			return nil
 		default:
 			rot.outcome = refreshRevoked
