@@ -67,18 +67,6 @@ func (f *keysFile) current() *storedKey {
 	return nil
 }
 
-// state says what a key does now, for keys list.
-func (k *storedKey) state(current *storedKey) string {
-	switch {
-	case k.Revoked != nil:
-		return "revoked"
-	case k == current:
-		return "current"
-	default:
-		return "retired"
-	}
-}
-
 // tokenWindow is how long after a key stops signing a token it signed can
 // still be valid: the longer token lifetime, but no token outlives its
 // session.

@@ -410,10 +410,14 @@ func fieldNames(body string) string {
 	return b.String()
 }
 
-// signedWithTestKey reports whether token verifies under the test key at
-// the time it was issued.
+// signedWithTestKey reports whether token verifies under the test key (as
+// JWT_SECRET, the examples' server's key) at the time it was issued.
 func signedWithTestKey(token string) bool {
-	signer := singleKeySigner(testKey)
+	ring, err := loadKeyring(func(string) string { return string(testKey) }, "", time.Now())
+	if err != nil {
+		return false
+	}
+	signer := newTokenSigner(ring)
 	for _, kind := range []string{accessToken, refreshToken} {
 		var iat struct {
 			Iat int64 `json:"iat"`

@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 go build -o "$work/jwtnotes" .
+# DATA_DIR: the README's `go run . keys ...` find this server's keys.
+export DATA_DIR="$work/data"
 "$work/jwtnotes" -data "$work/data" -addr 127.0.0.1:8001 -public-url http://127.0.0.1:8000 >"$work/server.log" 2>&1 &
 server=$!
 curl -sS --retry 60 --retry-connrefused --retry-delay 0 --retry-max-time 30 -o /dev/null http://127.0.0.1:8001/healthz
