@@ -10,7 +10,8 @@ package main
 // revoked is current: it signs. `jwtnotes keys rotate` retires it and makes
 // a new current key; a retired key keeps verifying the tokens that name it
 // until the last of them could have expired (the token lifetime, bounded
-// by the session lifetime), then it is dropped. `jwtnotes keys revoke KID`
+// by the session lifetime), then it is dropped (by the server's hourly
+// clean-up, or the next keys command). `jwtnotes keys revoke KID`
 // ends a key at once. A running server reads the file again when it
 // changes (checked once a second), on SIGHUP, and when a token names a kid
 // it does not know (at most once a second).
@@ -29,6 +30,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -401,13 +403,7 @@ func changeKeys(cfg config, getenv func(string) string, now time.Time, change fu
 			k.Secret, k.Legacy = b64.EncodeToString(old), true
 			f.Keys = []storedKey{k}
 		}
-		kept := f.Keys[:0]
-		for _, k := range f.Keys {
-			if k.Until == nil || now.Before(*k.Until) {
-				kept = append(kept, k)
-			}
-		}
-		f.Keys = kept
+		f.Keys = slices.DeleteFunc(f.Keys, func(k storedKey) bool { return k.Until != nil && !now.Before(*k.Until) })
 		if err := change(f); err != nil {
 			return err
 		}
@@ -419,6 +415,25 @@ func changeKeys(cfg config, getenv func(string) string, now time.Time, change fu
 		}
 		return nil
 	})
+}
+
+// pruneKeys drops the keys of dataDir's file whose window has passed (the
+// server's hourly clean-up), rewriting the file only if it drops one.
+func pruneKeys(dataDir string, now time.Time) (int, error) {
+	dropped := 0
+	err := withKeysLock(dataDir, func(path string) error {
+		f, err := readKeysFile(path)
+		if err != nil {
+			return err
+		}
+		before := len(f.Keys)
+		f.Keys = slices.DeleteFunc(f.Keys, func(k storedKey) bool { return k.Until != nil && !now.Before(*k.Until) })
+		if dropped = before - len(f.Keys); dropped == 0 {
+			return nil
+		}
+		return writeKeysFile(path, f)
+	})
+	return dropped, err
 }
 
 func timeRef(t time.Time) *time.Time {

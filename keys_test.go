@@ -195,13 +195,19 @@ func TestRotationOverlapAndRevocation(t *testing.T) {
 	if _, err := s.verify(s.sign(claimsAt(end)), accessToken, end); err != nil {
 		t.Errorf("the current key: %v", err)
 	}
-	if _, err := rotateKeys(cfg, envOf(nil), end); err != nil {
-		t.Fatal(err)
+	if dropped, err := pruneKeys(dir, end.Add(-time.Second)); err != nil || dropped != 0 {
+		t.Errorf("a second before the window ends, the clean-up dropped %d keys (%v)", dropped, err)
+	}
+	if dropped, err := pruneKeys(dir, end); err != nil || dropped != 1 {
+		t.Errorf("the clean-up at the window's end dropped %d keys (%v), want 1", dropped, err)
 	}
 	for _, k := range readKeys(t, dir).Keys {
 		if k.ID == firstKid {
 			t.Error("the key past its window is still in the file")
 		}
+	}
+	if _, err := rotateKeys(cfg, envOf(nil), end); err != nil {
+		t.Fatal(err)
 	}
 
 	// Revoke the current key: its tokens stop at once, a new key signs.

@@ -196,8 +196,10 @@ func age(d time.Duration) string {
 	}
 }
 
-// flushHourly runs the same clean-up once an hour until ctx ends.
-func flushHourly(ctx context.Context, st *store, log *slog.Logger) {
+// flushHourly runs the same clean-up once an hour until ctx ends, and drops
+// the signing keys whose window has passed from the keys file (keysDir; ""
+// when the key is JWT_SECRET).
+func flushHourly(ctx context.Context, st *store, keysDir string, log *slog.Logger) {
 	ticker := time.NewTicker(time.Hour)
 	defer ticker.Stop()
 	for {
@@ -211,6 +213,14 @@ func flushHourly(ctx context.Context, st *store, log *slog.Logger) {
 				continue
 			}
 			log.Info("flushed expired tokens", "tokens", tokens, "sessions", sessions)
+			if keysDir == "" {
+				continue
+			}
+			if dropped, err := pruneKeys(keysDir, time.Now()); err != nil {
+				log.Error("drop expired signing keys", "err", err)
+			} else if dropped > 0 {
+				log.Info("dropped signing keys past their window", "keys", dropped)
+			}
 		}
 	}
 }
@@ -386,7 +396,11 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	// the deferred st.Close runs.
 	flushCtx, stopFlushing := context.WithCancel(ctx)
 	var flusher sync.WaitGroup
-	flusher.Go(func() { flushHourly(flushCtx, st, log) })
+	keysDir := cfg.dataDir
+	if getenv("JWT_SECRET") != "" {
+		keysDir = ""
+	}
+	flusher.Go(func() { flushHourly(flushCtx, st, keysDir, log) })
 	defer flusher.Wait()
 	defer stopFlushing()
 
