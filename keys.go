@@ -312,19 +312,18 @@ func (w *keyWatcher) reload(why string) {
 // ---- the command's side: keys rotate, list, revoke ----
 
 // rotateKeys retires the current key (it verifies for the token window yet)
-// and makes a new current key, whose kid it returns. Keys past their window
-// are dropped.
-func rotateKeys(cfg config, getenv func(string) string, now time.Time) (string, error) {
-	var kid string
-	err := changeKeys(cfg, getenv, now, func(f *keysFile) error {
+// and makes a new current key, whose kid it returns, and whether there was
+// a key before it. Keys past their window are dropped.
+func rotateKeys(cfg config, getenv func(string) string, now time.Time) (kid string, retired bool, err error) {
+	err = changeKeys(cfg, getenv, now, func(f *keysFile) error {
 		if cur := f.current(); cur != nil {
-			cur.Retired, cur.Until = timeRef(now), timeRef(now.Add(tokenWindow(cfg)))
+			cur.Retired, cur.Until, retired = timeRef(now), timeRef(now.Add(tokenWindow(cfg))), true
 		}
 		k := newStoredKey(now)
 		f.Keys, kid = append(f.Keys, k), k.ID
 		return nil
 	})
-	return kid, err
+	return kid, retired, err
 }
 
 // revokeKey ends the key kid at once: every token it signed stops
@@ -363,7 +362,11 @@ func listKeys(cfg config, getenv func(string) string, now time.Time) (keys []sto
 	if getenv("JWT_SECRET") != "" {
 		return nil, "", errSecretIsTheKey
 	}
-	f, err := readKeysFile(filepath.Join(cfg.dataDir, keysFileName))
+	path := filepath.Join(cfg.dataDir, keysFileName)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("no keys file %s (is -data the server's data folder? the server makes it at its first start)", path)
+	}
+	f, err := readKeysFile(path)
 	if err != nil {
 		return nil, "", err
 	}

@@ -115,7 +115,7 @@ func TestOldKeyFileBecomesTheLegacyKey(t *testing.T) {
 	// After a rotation the legacy key verifies tokens without a kid for the
 	// window, then nothing.
 	cfg := keysConfig(t, dir)
-	if _, err := rotateKeys(cfg, envOf(nil), testNow); err != nil {
+	if _, _, err := rotateKeys(cfg, envOf(nil), testNow); err != nil {
 		t.Fatal(err)
 	}
 	ring, _ = readKeys(t, dir).ring(testNow)
@@ -162,9 +162,9 @@ func TestRotationOverlapAndRevocation(t *testing.T) {
 	first := s.sign(claimsAt(now))
 	firstKid := ring.current.id
 
-	newKid, err := rotateKeys(cfg, envOf(nil), now)
-	if err != nil || newKid == firstKid {
-		t.Fatalf("rotate: %q, %v", newKid, err)
+	newKid, retired, err := rotateKeys(cfg, envOf(nil), now)
+	if err != nil || newKid == firstKid || !retired {
+		t.Fatalf("rotate: %q, %v, %v", newKid, retired, err)
 	}
 	ring, _ = readKeys(t, dir).ring(now)
 	s.ring.Store(ring)
@@ -206,7 +206,7 @@ func TestRotationOverlapAndRevocation(t *testing.T) {
 			t.Error("the key past its window is still in the file")
 		}
 	}
-	if _, err := rotateKeys(cfg, envOf(nil), end); err != nil {
+	if _, _, err := rotateKeys(cfg, envOf(nil), end); err != nil {
 		t.Fatal(err)
 	}
 
@@ -231,7 +231,7 @@ func TestRotationOverlapAndRevocation(t *testing.T) {
 	if _, err := revokeKey(cfg, envOf(nil), "nosuchkey", end); !errors.As(err, &usage) {
 		t.Errorf("revoke an unknown kid: %v", err)
 	}
-	if _, err := rotateKeys(cfg, envOf(map[string]string{"JWT_SECRET": strings.Repeat("s", 32)}), end); !errors.As(err, &usage) {
+	if _, _, err := rotateKeys(cfg, envOf(map[string]string{"JWT_SECRET": strings.Repeat("s", 32)}), end); !errors.As(err, &usage) {
 		t.Errorf("rotate with JWT_SECRET set: %v, want a usage error", err)
 	}
 }
@@ -298,7 +298,7 @@ func TestUnknownKidReloadsAtMostOnceASecond(t *testing.T) {
 	defer close(done)
 	w := watchKeys(dir, s, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, done)
 	var reloads atomic.Int32
-	kid, err := rotateKeys(cfg, envOf(nil), time.Now())
+	kid, _, err := rotateKeys(cfg, envOf(nil), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,12 +145,16 @@ func manageKeys(cfg config, getenv func(string) string, command, kid string, std
 	now := time.Now()
 	switch command {
 	case "rotate":
-		kid, err := rotateKeys(cfg, getenv, now)
+		kid, retired, err := rotateKeys(cfg, getenv, now)
 		if err != nil {
 			return err
 		}
+		if !retired {
+			fmt.Fprintf(stdout, "new current key %s, the first\n", kid)
+			return nil
+		}
 		fmt.Fprintf(stdout, "new current key %s; the previous one verifies its tokens until %s\n",
-			kid, now.Add(tokenWindow(cfg)).UTC().Format(time.RFC3339))
+			kid, now.Add(tokenWindow(cfg)).UTC().Truncate(time.Second).Format(time.RFC3339))
 	case "revoke":
 		replacement, err := revokeKey(cfg, getenv, kid, now)
 		if err != nil {
