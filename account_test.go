@@ -463,7 +463,7 @@ func TestFlushInBatches(t *testing.T) {
 func TestFlushExpiredTokensCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	st, err := openStore(context.Background(), dir)
+	st, err := openStore(context.Background(), dir, sqliteCheckpoints)
 	if err != nil {
 		t.Fatal(err)
 	}

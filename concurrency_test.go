@@ -290,7 +290,7 @@ func TestGroupCommitLostTransaction(t *testing.T) {
 // left waiting for a writer that has stopped.
 func TestWriteAfterClose(t *testing.T) {
 	t.Parallel()
-	st, err := openStore(context.Background(), t.TempDir())
+	st, err := openStore(context.Background(), t.TempDir(), sqliteCheckpoints)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,5 +328,15 @@ func TestPragmas(t *testing.T) {
 		if got != c.want {
 			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
 		}
+	}
+	// With -litestream the writer leaves checkpoints to Litestream.
+	st2, err := openStore(context.Background(), t.TempDir(), externalCheckpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	var got string
+	if err := st2.db.write.db.QueryRow("PRAGMA wal_autocheckpoint").Scan(&got); err != nil || got != "0" {
+		t.Errorf("with -litestream, PRAGMA wal_autocheckpoint = %s (%v), want 0", got, err)
 	}
 }

@@ -74,7 +74,7 @@ func newTestEnv(t testing.TB, configure ...func(*config)) *testEnv {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	st, err := openStore(context.Background(), cfg.dataDir)
+	st, err := openStore(context.Background(), cfg.dataDir, sqliteCheckpoints)
 	if err != nil {
 		t.Fatal(err)
 	}

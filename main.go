@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,6 +66,15 @@ type config struct {
 	writeLimit  int    // writes per account per minute
 	maxNotes    int    // notes per account
 	maxNotesMB  int    // MiB of notes (text and images) per account
+	litestream  bool   // Litestream replicates the database: it checkpoints, not the server
+}
+
+// checkpoints is who checkpoints the database's log (sqlite.go).
+func (cfg config) checkpoints() walCheckpoints {
+	if cfg.litestream {
+		return externalCheckpoints
+	}
+	return sqliteCheckpoints
 }
 
 // run is the whole program: main only adds the process around it, so tests
@@ -75,9 +85,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
 	}
-	var keysCommand, kid string
+	var keysCommand, kid, folder string
+	var withKeys bool
 	switch command {
 	case "serve", "flushexpiredtokens":
+	case "backup", "restore":
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			return &usageError{fmt.Sprintf("want jwtnotes %s FOLDER", command)}
+		}
+		folder, args = args[0], args[1:]
+		if command == "backup" {
+			withKeys = slices.Contains(args, "-with-keys")
+			args = slices.DeleteFunc(args, func(a string) bool { return a == "-with-keys" })
+		}
 	case "keys":
 		if len(args) > 0 {
 			keysCommand, args = args[0], args[1:]
@@ -89,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return &usageError{"want jwtnotes keys rotate, keys list or keys revoke KID"}
 		}
 	default:
-		return &usageError{fmt.Sprintf("unknown command %q (want serve, flushexpiredtokens or keys)", command)}
+		return &usageError{fmt.Sprintf("unknown command %q (want serve, flushexpiredtokens, keys, backup or restore)", command)}
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -103,6 +123,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return flushExpiredTokens(ctx, cfg, stdout)
 	case "keys":
 		return manageKeys(cfg, getenv, keysCommand, kid, stdout)
+	case "backup":
+		start := time.Now()
+		sum, err := backupDataDir(ctx, cfg.dataDir, folder, withKeys, getenv)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "backed up %s to %s in %v\n", sum, folder, time.Since(start).Round(time.Millisecond))
+		return nil
+	case "restore":
+		sum, err := restoreDataDir(ctx, folder, cfg.dataDir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "restored %s into %s\n", sum, cfg.dataDir)
+		if !sum.keys && getenv("JWT_SECRET") == "" {
+			fmt.Fprintf(stdout, "the backup holds no signing keys: put the old jwt.keys into %s, or run jwtnotes keys rotate -data %s "+
+				"(every session will have to log in again)\n", cfg.dataDir, cfg.dataDir)
+		}
+		return nil
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if cfg.cpuProfile != "" {
@@ -127,7 +166,7 @@ func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error
 	if _, err := os.Stat(filepath.Join(cfg.dataDir, "notes.db")); err != nil {
 		return fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
 	}
-	st, err := openStore(ctx, cfg.dataDir)
+	st, err := openStore(ctx, cfg.dataDir, cfg.checkpoints())
 	if err != nil {
 		return err
 	}
@@ -236,6 +275,9 @@ const usageText = `Usage:
   jwtnotes keys rotate [-data DIR]         make a new signing key current; the old one verifies its tokens until they expire
   jwtnotes keys list [-data DIR]           each key's id, age, state and until when it verifies (never the key)
   jwtnotes keys revoke KID [-data DIR]     refuse every token key KID signed, at once
+  jwtnotes backup DEST [-with-keys]        copy the database and its media into DEST while the server runs
+                                           (-with-keys: the signing keys too; they are a secret)
+  jwtnotes restore SRC [-data DIR]         fill an empty data folder from a backup, after checking it
 
 Every flag can also be set by the environment variable named beside it; a
 flag wins over its variable. The signing keys are JWT_SECRET (one key, at
@@ -294,6 +336,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	writeLimit := number("write-limit", "WRITE_LIMIT", "120", "note and profile writes per account per minute, 0 for no limit")
 	maxNotes := number("max-notes", "MAX_NOTES", "10000", "notes one account may keep, 0 for no limit")
 	maxNotesMB := number("max-notes-mb", "MAX_NOTES_MB", "100", "MiB of notes (titles, bodies, images) one account may keep, 0 for no limit")
+	litestream := fs.Bool("litestream", env("LITESTREAM", "") == "1" || env("LITESTREAM", "") == "true",
+		"a litestream replicate sidecar replicates notes.db: leave WAL checkpoints to it (env LITESTREAM=1)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -316,6 +360,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
 		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20, maxConns: *maxConns, maxConnsIP: *maxConnsIP,
 		publicURL: strings.TrimSuffix(*publicURL, "/"), writeLimit: *writeLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
+		litestream: *litestream,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -357,7 +402,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	if getenv("JWT_SECRET") == "" {
 		watchKeys(cfg.dataDir, signer, log, hup, stopWatching)
 	}
-	st, err := openStore(ctx, cfg.dataDir)
+	st, err := openStore(ctx, cfg.dataDir, cfg.checkpoints())
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 )
 
 // ---- media files ----
@@ -102,13 +104,79 @@ func (s *store) saveMedia(folder string, img *imageFile) (string, error) {
 }
 
 // removeMedia deletes stored files. A file that cannot be deleted is left
-// behind: an unreferenced file harms nothing.
+// behind: an unreferenced file harms nothing. Files are deleted only under
+// the exclusive lock of media/.backup.lock: while a backup holds it shared
+// (backup.go), no file that its snapshot of the database names may vanish
+// before it is copied, so the deletions wait, and one goroutine makes them
+// once the backup is done.
 func (s *store) removeMedia(paths ...string) {
+	r := &s.removals
+	r.mu.Lock()
 	for _, p := range paths {
 		if p != "" {
+			r.pending = append(r.pending, p)
+		}
+	}
+	if r.removing || len(r.pending) == 0 {
+		r.mu.Unlock() // the goroutine removing files will take these too
+		return
+	}
+	r.removing = true
+	r.mu.Unlock()
+	if syscall.Flock(int(r.lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		s.removePending() // no backup runs: at once
+		return
+	}
+	go func() {
+		syscall.Flock(int(r.lock.Fd()), syscall.LOCK_EX) // until the backup is done
+		s.removePending()
+	}()
+}
+
+// mediaRemovals is the deletions of removeMedia, and the lock they wait for.
+// One goroutine at a time holds the flock (removing), so the process never
+// takes it twice on its one descriptor.
+type mediaRemovals struct {
+	lock     *os.File // media/.backup.lock
+	mu       sync.Mutex
+	done     sync.Cond // on mu: broadcast when removing ends
+	pending  []string
+	removing bool
+}
+
+// backupLockName is the lock file a backup shares and deletions take.
+const backupLockName = ".backup.lock"
+
+// removePending deletes the pending files, holding the flock, until none is
+// left; then it releases the flock and the removing role together.
+func (s *store) removePending() {
+	r := &s.removals
+	for {
+		r.mu.Lock()
+		batch := r.pending
+		r.pending = nil
+		if len(batch) == 0 {
+			syscall.Flock(int(r.lock.Fd()), syscall.LOCK_UN)
+			r.removing = false
+			r.done.Broadcast()
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		for _, p := range batch {
 			s.media.Remove(p)
 		}
 	}
+}
+
+// waitForRemovals returns once no deletion is waiting (for tests).
+func (s *store) waitForRemovals() {
+	r := &s.removals
+	r.mu.Lock()
+	for r.removing {
+		r.done.Wait()
+	}
+	r.mu.Unlock()
 }
 
 // mediaFiles lists the names in folder ("covers" or "images").

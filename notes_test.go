@@ -666,7 +666,7 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 	}
 	db.Close()
 
-	upgraded, err := openStore(context.Background(), dir)
+	upgraded, err := openStore(context.Background(), dir, sqliteCheckpoints)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,7 +686,7 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 		t.Errorf("a note in the upgraded database: %v", err)
 	}
 
-	fresh, err := openStore(context.Background(), t.TempDir())
+	fresh, err := openStore(context.Background(), t.TempDir(), sqliteCheckpoints)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -227,7 +227,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM); code != 0 {
 		t.Errorf("exit code %d, want 0\n%s", code, p.stderr)
 	}
-	st, err := openStore(t.Context(), dir)
+	st, err := openStore(t.Context(), dir, sqliteCheckpoints)
 	if err != nil {
 		t.Fatal(err)
 	}

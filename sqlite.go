@@ -49,6 +49,17 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// walCheckpoints says who copies the write-ahead log back into the database
+// file: SQLite, inside the commit that crosses 1000 pages of log (the
+// default), or another process: Litestream, which must be the only one to
+// checkpoint while it replicates (-litestream). Without it the log grows.
+type walCheckpoints int
+
+const (
+	sqliteCheckpoints walCheckpoints = iota
+	externalCheckpoints
+)
+
 // sqliteDB is the database file as the store uses it.
 type sqliteDB struct {
 	read  *statements // many connections, query_only
@@ -63,7 +74,7 @@ type sqliteDB struct {
 
 // openSQLite opens the database at path, runs migrate on the write
 // connection, then starts the writer.
-func openSQLite(ctx context.Context, path string, migrate func(context.Context, *sql.DB) error) (*sqliteDB, error) {
+func openSQLite(ctx context.Context, path string, checkpoints walCheckpoints, migrate func(context.Context, *sql.DB) error) (*sqliteDB, error) {
 	// Pragmas go in the DSN so that every pooled connection gets them; a
 	// db.Exec("PRAGMA ...") would reach one connection only.
 	// synchronous(NORMAL): in WAL mode a commit is a write() to the log and
@@ -73,7 +84,11 @@ func openSQLite(ctx context.Context, path string, migrate func(context.Context, 
 	// hot pages fit, and the cache is memory outside Go's limit, once per
 	// connection.
 	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-1024)"
-	write, err := sql.Open("sqlite", dsn(path, common+"&_pragma=journal_mode(WAL)&_txlock=immediate"))
+	writeOnly := "&_pragma=journal_mode(WAL)&_txlock=immediate"
+	if checkpoints == externalCheckpoints {
+		writeOnly += "&_pragma=wal_autocheckpoint(0)"
+	}
+	write, err := sql.Open("sqlite", dsn(path, common+writeOnly))
 	if err != nil {
 		return nil, err
 	}

@@ -63,29 +63,45 @@ type session struct {
 }
 
 type store struct {
-	db    *sqliteDB
-	media *os.Root // DATA_DIR/media: uploaded images; nothing outside it can be reached
+	db       *sqliteDB
+	media    *os.Root // DATA_DIR/media: uploaded images; nothing outside it can be reached
+	removals mediaRemovals
 }
 
 // openStore opens (creating if needed) the database dataDir/notes.db, brings
 // its schema up to date, and opens the media folder dataDir/media.
-func openStore(ctx context.Context, dataDir string) (*store, error) {
+func openStore(ctx context.Context, dataDir string, checkpoints walCheckpoints) (*store, error) {
 	media, err := openMedia(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dataDir, "notes.db")
-	db, err := openSQLite(ctx, path, migrate)
+	db, err := openSQLite(ctx, path, checkpoints, migrate)
 	if err != nil {
 		media.Close()
 		return nil, fmt.Errorf("open the database %s: %w", path, err)
 	}
-	return &store{db: db, media: media}, nil
+	lock, err := media.OpenFile(backupLockName, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		db.close()
+		media.Close()
+		return nil, err
+	}
+	st := &store{db: db, media: media}
+	st.removals.lock = lock
+	st.removals.done.L = &st.removals.mu
+	return st, nil
 }
 
 // Close stops the database's goroutines and closes everything. Writes that
 // arrive later get errStoreClosed.
 func (s *store) Close() error {
+	r := &s.removals
+	r.mu.Lock()
+	if !r.removing { // else a goroutine waits on it for a backup: the process is ending anyway
+		r.lock.Close()
+	}
+	r.mu.Unlock()
 	return errors.Join(s.db.close(), s.media.Close())
 }
 

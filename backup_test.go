@@ -1,0 +1,305 @@
+package main
+
+// backup_test.go: jwtnotes backup and restore, with the real binary: a
+// backup taken under write load (images replaced under it too) restores to
+// a server that has every write acknowledged before the backup began.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// jwtnotesCommand runs the binary with args (JWT_SECRET unset) and returns
+// its output, or stops the test.
+func jwtnotesCommand(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(serverBinary(t), args...)
+	cmd.Env = append(os.Environ(), "JWT_SECRET=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("jwtnotes %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestBackupUnderLoadRestoresEveryAcknowledgedWrite(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServer(t, dir, "-write-limit", "0", "-ip-limit", "0", "-reuse-grace", "0s")
+	client := &http.Client{Timeout: 20 * time.Second}
+	alice := p.registerAndLogin(client, "alice")
+	status, body, _ := call(client, "POST", p.base+"/api/token/refresh/", "", "application/json",
+		strings.NewReader(`{"refresh":"`+alice.Refresh+`"}`))
+	var rotated tokenPair
+	if status != 200 || json.Unmarshal([]byte(body), &rotated) != nil {
+		t.Fatalf("refresh: %d %s", status, body)
+	}
+
+	// Writers: notes, one in four with an image, and one note whose image
+	// is replaced again and again (each replacement deletes a file).
+	var mu sync.Mutex
+	acked := map[int64]string{} // note id -> its image path ("" for none)
+	stop := make(chan struct{})
+	var writers sync.WaitGroup
+	create := func(i int) {
+		var status int
+		var body string
+		if i%4 == 0 {
+			ct, b := multipartBody(map[string]string{"title": fmt.Sprint("note ", i)}, "cover_image", "a.png", pngImage(4+i%7, 4))
+			status, body, _ = call(client, "POST", p.base+"/api/notes/", rotated.Access, ct, strings.NewReader(b))
+		} else {
+			status, body, _ = call(client, "POST", p.base+"/api/notes/", rotated.Access, "application/json",
+				strings.NewReader(fmt.Sprintf(`{"title":"note %d","body":"written under a backup"}`, i)))
+		}
+		var n noteJSON
+		if status == 201 && json.Unmarshal([]byte(body), &n) == nil {
+			image := ""
+			if n.CoverImage != nil {
+				image = *n.CoverImage
+			}
+			mu.Lock()
+			acked[n.ID] = image
+			mu.Unlock()
+		} else {
+			select {
+			case <-stop: // the test is ending
+			default:
+				t.Errorf("create: %d %s", status, body)
+			}
+		}
+	}
+	for w := range 3 {
+		writers.Go(func() {
+			for i := w; ; i += 3 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				create(i)
+			}
+		})
+	}
+	replaced := make(chan int64, 1)
+	writers.Go(func() {
+		ct, b := multipartBody(map[string]string{"title": "replaced"}, "cover_image", "a.png", pngImage(3, 3))
+		_, body, _ := call(client, "POST", p.base+"/api/notes/", rotated.Access, ct, strings.NewReader(b))
+		var n noteJSON
+		json.Unmarshal([]byte(body), &n)
+		replaced <- n.ID
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ct, b := multipartBody(nil, "cover_image", "b.png", pngImage(5+i%9, 5))
+			call(client, "PATCH", fmt.Sprintf("%s/api/notes/%d/", p.base, n.ID), rotated.Access, ct, strings.NewReader(b))
+		}
+	})
+	stopWriters := sync.OnceFunc(func() { close(stop); writers.Wait() })
+	defer stopWriters() // before the servers stop, even when the test fails
+	replacedID := <-replaced
+	for { // until the writers have a few hundred notes acknowledged
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 200 {
+			break
+		}
+		select { // the next log line: a request answered
+		case <-p.logged:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the writers made no progress")
+		}
+	}
+	mu.Lock()
+	before := make(map[int64]string, len(acked))
+	for id, image := range acked {
+		before[id] = image
+	}
+	mu.Unlock()
+
+	backup := filepath.Join(t.TempDir(), "backup")
+	out := jwtnotesCommand(t, "backup", backup, "-with-keys", "-data", dir)
+	mu.Lock()
+	during := len(acked) - len(before)
+	mu.Unlock()
+	stopWriters()
+	t.Logf("%d notes acknowledged before the backup began, %d while it ran; %s", len(before), during, strings.TrimSpace(out))
+	if !strings.Contains(out, "the signing keys") || during == 0 {
+		t.Errorf("backup said %q; %d writes were acknowledged while it ran (want some)", out, during)
+	}
+	if info, err := os.Stat(filepath.Join(backup, keysFileName)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("the backup's keys: %v %v", info, err)
+	}
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	out = jwtnotesCommand(t, "restore", backup, "-data", restored)
+	if !strings.HasPrefix(out, "restored ") {
+		t.Errorf("restore said %q", out)
+	}
+	if _, _, err := describeDatabase(context.Background(), filepath.Join(restored, "notes.db"), true); err != nil {
+		t.Errorf("the restored database: %v", err)
+	}
+
+	q := startServer(t, restored, "-reuse-grace", "0s") // as the first: no grace answer for the replay below
+	for id, image := range before {
+		status, body, _ := call(client, "GET", fmt.Sprintf("%s/api/notes/%d/", q.base, id), rotated.Access, "", nil)
+		if status != 200 {
+			t.Errorf("note %d, acknowledged before the backup began: %d %s", id, status, body)
+			continue
+		}
+		if image != "" {
+			if status, _, _ := call(client, "GET", q.base+image, "", "", nil); status != 200 {
+				t.Errorf("the image of note %d: %d", id, status)
+			}
+		}
+	}
+	status, body, _ = call(client, "GET", fmt.Sprintf("%s/api/notes/%d/", q.base, replacedID), rotated.Access, "", nil)
+	var n noteJSON
+	if status != 200 || json.Unmarshal([]byte(body), &n) != nil || n.CoverImage == nil {
+		t.Errorf("the note whose image was being replaced: %d %s", status, body)
+	} else if status, _, _ := call(client, "GET", q.base+*n.CoverImage, "", "", nil); status != 200 {
+		t.Errorf("its image, as of the backup: %d", status)
+	}
+	status, body, _ = call(client, "POST", q.base+"/api/token/refresh/", "", "application/json",
+		strings.NewReader(`{"refresh":"`+alice.Refresh+`"}`))
+	if status != 401 || !strings.Contains(body, "blacklisted") {
+		t.Errorf("a refresh token rotated out before the backup, on the restored server: %d %s", status, body)
+	}
+	for _, s := range []*serverProcess{p, q} {
+		if s.stop(syscall.SIGTERM) != 0 {
+			t.Error("a server did not exit cleanly")
+		}
+	}
+}
+
+// TestBackupAndRestoreRefuseWhatTheyShouldNot: a folder that is not empty
+// is never written into; a backup without the database or with a missing
+// file, and a damaged database, are refused by restore.
+func TestBackupAndRestoreRefuseWhatTheyShouldNot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newTestEnv(t)
+	e.register("alice")
+	tokens := e.login("alice")
+	ct, body := multipartBody(map[string]string{"title": "x"}, "cover_image", "a.png", pngImage(3, 3))
+	if res := e.do("POST", "/api/notes/", ct, body, "Authorization", "Bearer "+tokens.Access); res.status != 201 {
+		t.Fatalf("create: %d %s", res.status, res.body)
+	}
+	dataDir := e.srv.cfg.dataDir
+	noEnv := envOf(nil)
+
+	full := t.TempDir()
+	os.WriteFile(filepath.Join(full, "something"), []byte("x"), 0o600)
+	if _, err := backupDataDir(ctx, dataDir, full, false, noEnv); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("backup into a folder that is not empty: %v", err)
+	}
+	if _, err := backupDataDir(ctx, t.TempDir(), filepath.Join(t.TempDir(), "b"), false, noEnv); err == nil {
+		t.Error("a backup of a folder without a database succeeded")
+	}
+	if _, err := backupDataDir(ctx, dataDir, filepath.Join(t.TempDir(), "b"), true, envOf(map[string]string{"JWT_SECRET": strings.Repeat("s", 32)})); err == nil {
+		t.Error("-with-keys with JWT_SECRET set succeeded")
+	}
+
+	backup := filepath.Join(t.TempDir(), "b")
+	sum, err := backupDataDir(ctx, dataDir, backup, false, noEnv)
+	if err != nil || sum.users != 1 || sum.notes != 1 || sum.files != 1 || sum.keys {
+		t.Fatalf("backup: %+v %v", sum, err)
+	}
+	if _, err := restoreDataDir(ctx, backup, full); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("restore into a folder that is not empty: %v", err)
+	}
+	if entries, _ := os.ReadDir(full); len(entries) != 1 {
+		t.Error("the folder that was not empty was changed")
+	}
+
+	// A backup that lacks a file its database names.
+	images, _ := os.ReadDir(filepath.Join(backup, "media", imagesFolder))
+	os.Rename(filepath.Join(backup, "media", imagesFolder, images[0].Name()), filepath.Join(t.TempDir(), "away"))
+	target := filepath.Join(t.TempDir(), "restored")
+	if _, err := restoreDataDir(ctx, backup, target); err == nil || !strings.Contains(err.Error(), "not whole") {
+		t.Errorf("restore of a backup missing a file: %v", err)
+	}
+	if entries, err := os.ReadDir(target); err == nil && len(entries) > 0 {
+		t.Error("a refused restore left files in the data folder")
+	}
+
+	// A damaged database.
+	damaged := filepath.Join(t.TempDir(), "d")
+	if _, err := backupDataDir(ctx, dataDir, damaged, false, noEnv); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(damaged, "notes.db")
+	data, _ := os.ReadFile(db)
+	for i := 4096; i < len(data) && i < 4096*3; i++ { // the pages after the header
+		data[i] ^= 0x5a
+	}
+	os.WriteFile(db, data, 0o600)
+	if _, err := restoreDataDir(ctx, damaged, filepath.Join(t.TempDir(), "r")); err == nil {
+		t.Error("a damaged database was restored")
+	}
+
+	// The query that lists the named files reads the two partial indexes.
+	plan := strings.Join(queryPlan(t, e.srv.store.db.read.db, namedFilesQuery), "\n")
+	if !strings.Contains(plan, "notes_cover_image") || !strings.Contains(plan, "users_cover_photo") {
+		t.Errorf("the named files' plan:\n%s", plan)
+	}
+}
+
+// TestDeletionsWaitForABackup: while a backup holds the media lock, a
+// replaced image's old file stays (the backup's snapshot may name it); the
+// server deletes it once the backup lets go. Without a backup, at once.
+func TestDeletionsWaitForABackup(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.register("alice")
+	tokens := e.login("alice")
+	ct, body := multipartBody(map[string]string{"title": "x"}, "cover_image", "a.png", pngImage(3, 3))
+	var n noteJSON
+	decode(t, e.do("POST", "/api/notes/", ct, body, "Authorization", "Bearer "+tokens.Access).body, &n)
+	media := filepath.Join(e.srv.cfg.dataDir, "media")
+	replace := func() string { // the old file's path
+		old := strings.TrimPrefix(*n.CoverImage, "/media/")
+		ct, body := multipartBody(nil, "cover_image", "b.png", pngImage(4, 4))
+		res := e.do("PATCH", fmt.Sprintf("/api/notes/%d/", n.ID), ct, body, "Authorization", "Bearer "+tokens.Access)
+		decode(t, res.body, &n)
+		return filepath.Join(media, old)
+	}
+	if _, err := os.Stat(replace()); !os.IsNotExist(err) {
+		t.Errorf("without a backup, the replaced file stays: %v", err)
+	}
+
+	lock, err := os.OpenFile(filepath.Join(media, backupLockName), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+	first, second := replace(), replace()
+	for _, f := range []string{first, second} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("during a backup, a replaced file is gone: %v", err)
+		}
+	}
+	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	e.srv.store.waitForRemovals()
+	for _, f := range []string{first, second} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("after the backup, a replaced file stays: %v", err)
+		}
+	}
+}
