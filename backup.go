@@ -50,8 +50,9 @@ func (b backupSummary) String() string {
 }
 
 // backupDataDir copies the data folder dataDir into dest, which must not
-// exist or be empty, while a server may be running on it.
-func backupDataDir(ctx context.Context, dataDir, dest string, withKeys bool, getenv func(string) string) (backupSummary, error) {
+// exist or be empty, while a server may be running on it. A backup that
+// fails leaves dest empty.
+func backupDataDir(ctx context.Context, dataDir, dest string, withKeys bool, getenv func(string) string) (sum backupSummary, err error) {
 	source := filepath.Join(dataDir, "notes.db")
 	if _, err := os.Stat(source); err != nil {
 		return backupSummary{}, fmt.Errorf("no database in %s (is -data the server's data folder?): %w", dataDir, err)
@@ -62,6 +63,14 @@ func backupDataDir(ctx context.Context, dataDir, dest string, withKeys bool, get
 	if err := makeEmptyFolder(dest); err != nil {
 		return backupSummary{}, err
 	}
+	defer func() {
+		if err != nil { // dest was empty: what is in it now is this backup's
+			entries, _ := os.ReadDir(dest)
+			for _, e := range entries {
+				os.RemoveAll(filepath.Join(dest, e.Name()))
+			}
+		}
+	}()
 	// Not query_only: SQLite counts VACUUM INTO as a write, though it only
 	// reads this database.
 	db, err := sql.Open("sqlite", dsn(source, "_pragma=busy_timeout(10000)"))
@@ -79,7 +88,7 @@ func backupDataDir(ctx context.Context, dataDir, dest string, withKeys bool, get
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
 		return backupSummary{}, err
 	}
-	sum, err := copyDataDir(ctx, db, dataDir, dest)
+	sum, err = copyDataDir(ctx, db, dataDir, dest)
 	if err != nil {
 		return sum, err
 	}

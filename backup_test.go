@@ -213,6 +213,16 @@ func TestBackupAndRestoreRefuseWhatTheyShouldNot(t *testing.T) {
 		t.Error("-with-keys with JWT_SECRET set succeeded")
 	}
 
+	// A backup that fails (here: -with-keys, and the test server's key is
+	// not a file) leaves its folder empty.
+	failed := filepath.Join(t.TempDir(), "f")
+	if _, err := backupDataDir(ctx, dataDir, failed, true, noEnv); err == nil {
+		t.Error("-with-keys without a keys file succeeded")
+	}
+	if entries, err := os.ReadDir(failed); err != nil || len(entries) != 0 {
+		t.Errorf("a failed backup left %d entries (%v)", len(entries), err)
+	}
+
 	backup := filepath.Join(t.TempDir(), "b")
 	sum, err := backupDataDir(ctx, dataDir, backup, false, noEnv)
 	if err != nil || sum.users != 1 || sum.notes != 1 || sum.files != 1 || sum.keys {
