@@ -184,7 +184,7 @@ test("register shows the API's messages, then logs in", async () => {
   await form.getByLabel("About you").fill("Writes things down.");
   await form.getByRole("button", { name: "Register" }).click();
   await alice.locator("#notes-view").waitFor();
-  assert.match(await alice.locator("#status").textContent(), /Welcome/);
+  await alice.locator("#status", { hasText: "Welcome" }).waitFor(); // said once the first notes are in
 });
 
 test("notes: create with an image, search, edit, make public, delete", async () => {
