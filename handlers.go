@@ -87,6 +87,9 @@ func (s *server) routes() http.Handler {
 	rt.handle("POST", "/api/token/refresh/", public, s.refresh)
 	rt.handle("POST", "/api/token/verify/", public, s.verifyToken)
 	rt.handle("POST", "/api/token/blacklist/", public, s.logout)
+	rt.handle("POST", "/api/token/cookie/", public, s.cookieLogin) // the same three with an HttpOnly cookie (cookies.go)
+	rt.handle("POST", "/api/token/cookie/refresh/", public, s.cookieRefresh)
+	rt.handle("POST", "/api/token/cookie/logout/", public, s.cookieLogout)
 	rt.handle("POST", "/api/register/", optional, s.register)
 	rt.handle("GET", "/api/profile/", authorized, s.getProfile)
 	rt.handle("PATCH", "/api/profile/", authorized, s.updateProfile)
@@ -125,23 +128,39 @@ var errNoActiveAccount = detailError(http.StatusUnauthorized, "No active account
 // login is POST /api/token/: username and password for a new session's
 // refresh and access tokens.
 func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	if err := s.throttleAddress(r); err != nil {
+	tokens, err := s.startSession(w, r)
+	if err != nil {
 		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		Refresh string `json:"refresh"`
+		Access  string `json:"access"`
+	}{tokens.refresh, tokens.access})
+}
+
+// signedPair is a refresh and an access token, signed.
+type signedPair struct{ refresh, access string }
+
+// startSession is a login: the username and password of the body, checked,
+// for a new session and its first tokens.
+func (s *server) startSession(w http.ResponseWriter, r *http.Request) (signedPair, error) {
+	if err := s.throttleAddress(r); err != nil {
+		return signedPair{}, err
 	}
 	in, err := s.readInput(w, r, fieldsOnly)
 	if err != nil {
-		return err
+		return signedPair{}, err
 	}
 	errs := &fieldErrors{}
 	username := in.text(errs, "username", textRule{required: true})
 	password := in.text(errs, "password", textRule{required: true, raw: true})
 	if errs.any() {
-		return errs
+		return signedPair{}, errs
 	}
 
 	u, hash, err := s.checkPassword(r.Context(), username, password)
 	if err != nil {
-		return err
+		return signedPair{}, err
 	}
 	now := s.now()
 	sess := session{
@@ -154,18 +173,15 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 	}
 	err = s.store.createSession(r.Context(), sess, hash)
 	if errors.Is(err, errNotFound) {
-		return errNoActiveAccount // the password changed while we checked it
+		return signedPair{}, errNoActiveAccount // the password changed while we checked it
 	}
 	if err != nil {
-		return err
+		return signedPair{}, err
 	}
-	return writeJSON(w, http.StatusOK, struct {
-		Refresh string `json:"refresh"`
-		Access  string `json:"access"`
-	}{
-		Refresh: s.tokens.sign(s.newClaims(refreshToken, u, sess, now)),
-		Access:  s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
-	})
+	return signedPair{
+		refresh: s.tokens.sign(s.newClaims(refreshToken, u, sess, now)),
+		access:  s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
+	}, nil
 }
 
 var errWrongPassword = errors.New("wrong password")
@@ -258,27 +274,37 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 	if err != nil {
 		return err
 	}
+	tokens, err := s.rotateRefresh(r, old)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		Access  string `json:"access"`
+		Refresh string `json:"refresh"`
+	}{tokens.access, tokens.refresh})
+}
+
+// rotateRefresh rotates a verified refresh token (see store.rotateRefresh)
+// for a new pair, or refuses it.
+func (s *server) rotateRefresh(r *http.Request, old claims) (signedPair, error) {
 	now := s.now()
 	rot, err := s.store.rotateRefresh(r.Context(), old, now, s.cfg.reuseGrace,
 		func(u user, sess session) string {
 			return s.tokens.unsigned(s.newClaims(refreshToken, u, sess, now))
 		})
 	if err != nil {
-		return err
+		return signedPair{}, err
 	}
 	switch rot.outcome {
 	case refreshNoAccount:
-		return errNoAccountForToken
+		return signedPair{}, errNoAccountForToken
 	case refreshRevoked:
-		return errBlacklistedAnswer
+		return signedPair{}, errBlacklistedAnswer
 	}
-	return writeJSON(w, http.StatusOK, struct {
-		Access  string `json:"access"`
-		Refresh string `json:"refresh"`
-	}{
-		Access:  s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, now)),
-		Refresh: s.tokens.signInput(rot.unsigned),
-	})
+	return signedPair{
+		access:  s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, now)),
+		refresh: s.tokens.signInput(rot.unsigned),
+	}, nil
 }
 
 // verifyToken is POST /api/token/verify/: 200 {} for a live access or
@@ -306,6 +332,16 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request, _ *caller) error
 	if err != nil {
 		return err
 	}
+	if err := s.endSession(r, c); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// endSession revokes the session of a verified refresh token; a token
+// rotated out (its session is revoked too) or of a revoked session is
+// refused as blacklisted.
+func (s *server) endSession(r *http.Request, c claims) error {
 	ok, err := s.store.logout(r.Context(), c, s.now())
 	if err != nil {
 		return err
@@ -313,7 +349,7 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request, _ *caller) error
 	if !ok {
 		return errBlacklistedAnswer
 	}
-	return writeJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // readToken reads the body field that carries a token and verifies it.

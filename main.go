@@ -67,6 +67,10 @@ type config struct {
 	maxNotes    int    // notes per account
 	maxNotesMB  int    // MiB of notes (text and images) per account
 	litestream  bool   // Litestream replicates the database: it checkpoints, not the server
+	// cookieOrigins may call the cookie routes from another origin, with
+	// credentials; secureCookie forces the refresh cookie's Secure.
+	cookieOrigins []string
+	secureCookie  bool
 }
 
 // checkpoints is who checkpoints the database's log (sqlite.go).
@@ -336,6 +340,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	writeLimit := number("write-limit", "WRITE_LIMIT", "120", "note and profile writes per account per minute, 0 for no limit")
 	maxNotes := number("max-notes", "MAX_NOTES", "10000", "notes one account may keep, 0 for no limit")
 	maxNotesMB := number("max-notes-mb", "MAX_NOTES_MB", "100", "MiB of notes (titles, bodies, images) one account may keep, 0 for no limit")
+	cookieOrigins := fs.String("cookie-origins", env("COOKIE_ORIGINS", ""), "comma-separated origins that may use the refresh cookie routes from another origin, with credentials (env COOKIE_ORIGINS); the server's own origin always may")
+	secureCookie := fs.Bool("secure-cookie", env("SECURE_COOKIE", "") == "1" || env("SECURE_COOKIE", "") == "true",
+		"mark the refresh cookie Secure even on plain HTTP, for a server behind a proxy that ends TLS (env SECURE_COOKIE=1)")
 	litestream := fs.Bool("litestream", env("LITESTREAM", "") == "1" || env("LITESTREAM", "") == "true",
 		"a litestream replicate sidecar replicates notes.db: leave WAL checkpoints to it (env LITESTREAM=1)")
 
@@ -360,11 +367,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
 		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20, maxConns: *maxConns, maxConnsIP: *maxConnsIP,
 		publicURL: strings.TrimSuffix(*publicURL, "/"), writeLimit: *writeLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
-		litestream: *litestream,
+		litestream: *litestream, secureCookie: *secureCookie,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			cfg.corsOrigins = append(cfg.corsOrigins, o)
+		}
+	}
+	for _, o := range strings.Split(*cookieOrigins, ",") {
+		if o = strings.TrimSpace(o); o == "*" {
+			return config{}, &usageError{"-cookie-origins cannot be *: name each origin that may use the refresh cookie"}
+		} else if o != "" {
+			cfg.cookieOrigins = append(cfg.cookieOrigins, strings.TrimSuffix(o, "/"))
 		}
 	}
 	switch {

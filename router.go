@@ -163,7 +163,8 @@ func (s *server) options(allow string) http.HandlerFunc {
 
 // cors marks every answer to an allowed origin, errors and 401s included, so
 // that a frontend on another origin can read it. Tokens travel in the
-// Authorization header, never in cookies, so no credentials are allowed.
+// Authorization header, so no credentials are allowed, except on the cookie
+// routes for the origins of -cookie-origins (cookies.go).
 func (s *server) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -173,6 +174,7 @@ func (s *server) cors(next http.Handler) http.Handler {
 				h.Set("Access-Control-Allow-Origin", allowed)
 				h.Set("Access-Control-Expose-Headers", "Link, Retry-After")
 			}
+			s.cookieCORS(h, r)
 		}
 		next.ServeHTTP(w, r)
 	})
