@@ -65,7 +65,7 @@ before(async () => {
   let port = await freePort();
   while (port > 65000) port = await freePort();
   server = spawn(bin, ["-addr", "127.0.0.1:0", "-data", join(work, "data"), "-access-ttl", "2s", "-ip-limit", "0",
-    "-public-url", `http://127.0.0.1:${port}`], {
+    "-public-url", `http://127.0.0.1:${port}`, "-reuse-grace", "2s"], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, JWT_SECRET: "" },
   });
@@ -152,10 +152,22 @@ async function logIn(page, username, pass) {
   await page.locator("#notes-view").waitFor();
 }
 
-// Every refresh request the page makes.
-function countRefreshes(page) {
+// assertNoTokenStored: nothing token-like is where a script (an injected
+// one too) could read it: localStorage, sessionStorage, document.cookie.
+async function assertNoTokenStored(page, when) {
+  const stored = await page.evaluate(() => JSON.stringify([{ ...localStorage }, { ...sessionStorage }, document.cookie]));
+  assert.doesNotMatch(stored, /eyJ|refresh/, `${when}: ${stored}`);
+}
+
+// refreshCookie is the page's HttpOnly refresh cookie, as the browser keeps it.
+async function refreshCookie(page) {
+  return (await page.context().cookies()).find((c) => c.name === "jwtnotes_refresh");
+}
+
+// Every refresh request the page makes (the page's are the cookie route).
+function countRefreshes(page, path = "/api/token/cookie/refresh/") {
   const seen = { n: 0 };
-  page.on("request", (req) => { if (req.url().endsWith("/api/token/refresh/")) seen.n++; });
+  page.on("request", (req) => { if (req.url().endsWith(path)) seen.n++; });
   return seen;
 }
 
@@ -316,7 +328,8 @@ test("a password change logs the other device out cleanly; so does revoking its 
   // session revoked, and it goes back to the login form, tokens gone.
   await phone.locator("#status", { hasText: "Your session has ended" }).waitFor();
   await phone.getByRole("heading", { name: "Log in" }).waitFor();
-  assert.equal(await phone.evaluate(() => localStorage.getItem("jwtnotes.refresh")), null);
+  await assertNoTokenStored(phone, "after the session ended");
+  assert.equal(await refreshCookie(phone), undefined, "the refused cookie was cleared");
 
   // Log the phone in again, then out from the laptop's session list.
   await logIn(phone, "alice", newPassword);
@@ -332,9 +345,15 @@ test("a password change logs the other device out cleanly; so does revoking its 
   await phone.close();
 });
 
-test("a reload keeps the session; logging out everywhere ends it", async () => {
+test("the refresh token is an HttpOnly cookie: a reload keeps the session; logging out everywhere ends it", async () => {
+  const cookie = await refreshCookie(alice);
+  assert.ok(cookie?.httpOnly && cookie.sameSite === "Strict" && cookie.path === "/api/token/cookie", JSON.stringify(cookie));
+  await assertNoTokenStored(alice, "logged in");
+  const refreshes = countRefreshes(alice);
   await alice.reload();
   await alice.locator("#sessions li").first().waitFor();
+  assert.ok(refreshes.n >= 1, "the reload got its access token through the cookie");
+  await assertNoTokenStored(alice, "after a reload");
   await alice.getByRole("button", { name: "Log out everywhere" }).click();
   await alice.getByRole("heading", { name: "Log in" }).waitFor();
   const status = await alice.evaluate(async () => (await fetch("/api/profile/")).status);
@@ -365,7 +384,7 @@ test("the guide's wrapper logs in, calls, refreshes once for many calls, survive
   assert.notEqual(origin, base);
   const page = await newPage();
   try {
-    const refreshes = countRefreshes(page);
+    const refreshes = countRefreshes(page, "/api/token/refresh/"); // the wrapper keeps the JSON flow
     await page.goto(origin);
     await page.waitForFunction(() => window.ready);
 
@@ -416,6 +435,83 @@ test("the guide's wrapper logs in, calls, refreshes once for many calls, survive
     await page.context().close();
     site.close();
   }
+});
+
+test("logging out clears the cookie; a cross-site form and a cross-origin fetch cannot refresh", async () => {
+  const page = await newPage();
+  await logIn(page, "alice", newPassword);
+  const before = (await refreshCookie(page)).value;
+
+  // Another site (another origin: 127.0.0.1 on another port is even the
+  // same site, so SameSite=Strict alone would let the cookie go) tries.
+  const evil = createServer((req, res) => {
+    res.setHeader("Content-Type", "text/html");
+    res.end(`<form id="f" method="POST" target="sink" action="${base}/api/token/cookie/refresh/"><input name="x" value="1"></form>` +
+      `<iframe name="sink"></iframe>`);
+  });
+  await new Promise((r) => evil.listen(0, "127.0.0.1", r));
+  const evilPage = await page.context().newPage();
+  await evilPage.goto(`http://127.0.0.1:${evil.address().port}/`);
+  const [answer] = await Promise.all([
+    evilPage.waitForResponse((r) => r.url().endsWith("/api/token/cookie/refresh/") && r.request().method() === "POST"),
+    evilPage.evaluate(() => document.getElementById("f").submit()),
+  ]);
+  assert.equal(answer.status(), 403, "a cross-site form post");
+  assert.match(await answer.text(), /CSRF Failed/);
+  const tries = await evilPage.evaluate(async (url) => {
+    const withCookie = await fetch(url, { method: "POST", credentials: "include", headers: { "Content-Type": "application/json" }, body: "{}" })
+      .then((r) => r.status, (err) => err.name);
+    const without = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" })
+      .then((r) => r.status, (err) => err.name);
+    return { withCookie, without };
+  }, `${base}/api/token/cookie/refresh/`);
+  // With credentials the browser refuses (no Access-Control-Allow-Credentials
+  // for this origin); without, no cookie goes: 401 (the server's, readable
+  // under CORS "*"; prism answers that one itself, without CORS headers, so
+  // through it the browser reports a TypeError). Neither refreshes.
+  assert.equal(tries.withCookie, "TypeError", "a credentialed cross-origin fetch");
+  assert.ok([401, "TypeError"].includes(tries.without), `an uncredentialed cross-origin fetch: ${tries.without}`);
+  evil.close();
+  await evilPage.close();
+  assert.equal((await refreshCookie(page)).value, before, "nothing rotated the cookie");
+
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Log in" }).waitFor();
+  assert.equal(await refreshCookie(page), undefined, "logout cleared the cookie");
+  const status = await page.evaluate(async () => (await fetch("/api/token/cookie/refresh/", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" })).status);
+  assert.equal(status, 401);
+  await page.context().close();
+});
+
+test("the token inspector shows the access token, and the stolen-token demo shows a revocation", async () => {
+  const page = await newPage();
+  await logIn(page, "alice", newPassword);
+  await page.getByRole("link", { name: "Tokens", exact: true }).click();
+  const claims = JSON.parse(await page.locator("#token-claims").textContent());
+  const header = JSON.parse(await page.locator("#token-header").textContent());
+  assert.equal(claims.token_type, "access");
+  assert.equal(header.alg, "HS256");
+  assert.equal(await page.locator("#token-kid").textContent(), header.kid);
+  assert.equal(await page.locator("#token-sid").textContent(), claims.sid);
+  assert.match(await page.locator("#token-left").textContent(), /^\d+ s$/);
+  await page.locator("#token-events li", { hasText: "login" }).waitFor();
+  // The 2 s access token expires: the timeline shows the rotation.
+  await page.locator("#token-events li", { hasText: "refresh: the server rotated the cookie" }).waitFor();
+  assert.notEqual(JSON.parse(await page.locator("#token-claims").textContent()).jti, claims.jti);
+  await shot(page, "inspector");
+
+  await page.getByRole("button", { name: "Run the demo" }).click();
+  await page.locator("#demo-steps li", { hasText: "Cleaned up" }).waitFor({ timeout: 60000 });
+  const steps = await page.locator("#demo-steps li").allTextContents();
+  for (const want of [/Rotation/, /A grace answer/, /401 "Token is blacklisted"/, /Revoked too/, /answers 401/]) {
+    assert.ok(steps.some((s) => want.test(s)), `no step matches ${want}: ${steps.join(" | ")}`);
+  }
+  await shot(page, "demo");
+  // Alice's own session was not touched.
+  await page.getByRole("link", { name: "Notes", exact: true }).click();
+  await page.locator(".note").first().waitFor();
+  await page.context().close();
 });
 
 // Last: everything that went through prism is as openapi.json describes.

@@ -2,15 +2,16 @@
 //
 // How it holds the tokens (GUIDE.md says why):
 // - the access token lives in memory only, in `session.access`;
-// - the refresh token lives in localStorage, so that a reload or a second tab
-//   keeps you logged in; the server rotates it on every refresh and revokes
-//   the whole session if an old one is ever replayed.
+// - the refresh token lives in an HttpOnly cookie that this script cannot
+//   read: the server sets it at login (POST /api/token/cookie/) and rotates
+//   it on every refresh, and the browser sends it to the token routes only.
+//   A reload or a second tab gets a fresh access token through it; nothing
+//   token-like is ever in localStorage, sessionStorage or document.cookie.
 // Every API call goes through api(): it refreshes the access token shortly
 // before it expires, and once more if the server answers 401 anyway. All the
 // callers that need a refresh at the same moment share one refresh request.
+// The Tokens view shows the access token and this tab's token events.
 "use strict";
-
-const REFRESH_KEY = "jwtnotes.refresh";
 
 // ---- tokens ----
 
@@ -18,30 +19,32 @@ const session = {
   access: null,   // the access token, in memory only
   accessExp: 0,   // its exp claim, in seconds
   accessTTL: 0,   // exp - iat: how long access tokens live on this server
-  get refresh() { return localStorage.getItem(REFRESH_KEY); },
 };
 
 // claimsOf reads a token's payload. It does not verify it: the server does.
-function claimsOf(token) {
-  const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-  const bytes = Uint8Array.from(atob(part), (c) => c.charCodeAt(0));
+function claimsOf(token) { return decodeSegment(token.split(".")[1]); }
+function headerOf(token) { return decodeSegment(token.split(".")[0]); }
+function decodeSegment(part) {
+  const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   return JSON.parse(new TextDecoder().decode(bytes));
 }
 
-function setTokens(access, refresh) {
+function setAccess(access, event) {
   const claims = claimsOf(access);
   session.access = access;
   session.accessExp = claims.exp;
   session.accessTTL = claims.exp - claims.iat;
-  if (refresh) localStorage.setItem(REFRESH_KEY, refresh);
+  if (event) logEvent(event, claims);
   scheduleRefresh();
+  showToken();
 }
 
 function clearTokens() {
   session.access = null;
   session.accessExp = 0;
-  localStorage.removeItem(REFRESH_KEY);
   clearTimeout(refreshTimer);
+  showToken();
 }
 
 // The access token is renewed when a quarter of its life (at most 30 s)
@@ -63,23 +66,30 @@ function scheduleRefresh() {
 
 class SessionEnded extends Error {}
 
-// refreshTokens rotates the refresh token for a new pair. Concurrent callers
-// share the one request in flight: a second refresh with the same token
-// would be a replay.
+// cookieCall posts {} (JSON: the server refuses anything else on these
+// routes, as a cross-site form could send it) to a cookie route; the
+// browser adds the HttpOnly cookie itself.
+function cookieCall(path, body = {}) {
+  return fetch(`/api/token/cookie/${path}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+}
+
+// refreshTokens rotates the refresh cookie for a new access token.
+// Concurrent callers share the one request in flight (and two tabs that
+// refresh at once both get the same new cookie: the server's grace period).
 let refreshing = null;
 function refreshTokens() {
   refreshing ??= (async () => {
-    const refresh = session.refresh;
-    if (!refresh) throw new SessionEnded("not logged in");
-    const res = await fetch("/api/token/refresh/", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ refresh }),
-    });
-    if (res.status === 401 || res.status === 400) throw new SessionEnded("session ended");
+    const res = await cookieCall("refresh/");
+    if (res.status === 401) {
+      const body = await res.json().catch(() => ({}));
+      if (session.access) logEvent(`refused: ${body.detail || "401"} (the session is over)`);
+      throw new SessionEnded("session ended");
+    }
     if (!res.ok) throw new Error(`refresh failed: ${res.status}`);
     const data = await res.json();
-    setTokens(data.access, data.refresh);
+    setAccess(data.access, "refresh: the server rotated the cookie");
   })().finally(() => { refreshing = null; });
   return refreshing;
 }
@@ -134,7 +144,7 @@ function describeError(body) {
 // ---- page plumbing ----
 
 const $ = (sel, root = document) => root.querySelector(sel);
-const views = ["auth", "notes", "profile", "sessions"];
+const views = ["auth", "notes", "profile", "sessions", "tokens"];
 
 function say(message) { $("#status").textContent = message; }
 
@@ -181,10 +191,14 @@ function show(view) {
 }
 
 async function route() {
-  if (!session.refresh) return show("auth");
+  if (!session.access) {
+    // A reload, or a new tab: the cookie (if any) gets an access token.
+    try { await refreshTokens(); } catch { return show("auth"); }
+  }
   const view = location.hash.slice(1);
   if (view === "profile") { show("profile"); return handle(null, loadProfile); }
   if (view === "sessions") { show("sessions"); return handle(null, loadSessions); }
+  if (view === "tokens") { show("tokens"); return showToken(); }
   show("notes");
   return handle(null, () => loadNotes(true));
 }
@@ -192,8 +206,10 @@ async function route() {
 // ---- logging in and out ----
 
 async function logIn(username, password) {
-  const { data } = await api("/token/", { method: "POST", body: { username, password }, auth: false });
-  setTokens(data.access, data.refresh);
+  const res = await cookieCall("", { username, password });
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(res.status, data);
+  setAccess(data.access, "login: a new session, the refresh token set as an HttpOnly cookie");
   location.hash = "#notes";
   await route();
 }
@@ -224,22 +240,19 @@ $("#register-form").addEventListener("submit", (ev) => {
 });
 
 $("#logout").addEventListener("click", async () => {
-  const refresh = session.refresh;
   clearTokens();
-  if (refresh) {
-    await fetch("/api/token/blacklist/", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ refresh }),
-    }).catch(() => {});
-  }
+  await cookieCall("logout/").catch(() => {}); // the server ends the session and clears the cookie
+  tabs.postMessage("logout");
+  logEvent("logout: the session ended, the cookie cleared");
   say("Logged out.");
   location.hash = "#login";
   route();
 });
 
-// Another tab logged out (or in): follow it.
-addEventListener("storage", (ev) => {
-  if (ev.key !== REFRESH_KEY) return;
-  if (!ev.newValue) { session.access = null; route(); }
+// Another tab logged out: follow it.
+const tabs = new BroadcastChannel("jwtnotes");
+tabs.addEventListener("message", (ev) => {
+  if (ev.data === "logout") { clearTokens(); say("Logged out."); location.hash = "#login"; route(); }
 });
 addEventListener("hashchange", route);
 
@@ -432,10 +445,109 @@ async function loadSessions() {
 $("#logout-all").addEventListener("click", () => handle(null, async () => {
   await api("/sessions/", { method: "DELETE" });
   clearTokens();
+  tabs.postMessage("logout");
+  logEvent("revoked: every session of the account, this one too");
   say("Logged out everywhere.");
   location.hash = "#login";
   route();
 }));
+
+// ---- the token inspector ----
+
+// logEvent adds a line to this tab's token timeline.
+function logEvent(what, claims = session.access && claimsOf(session.access)) {
+  const li = document.createElement("li");
+  const jti = claims ? ` · access token ${claims.jti.slice(-8)}` : "";
+  li.textContent = `${new Date().toLocaleTimeString()} ${what}${jti}`;
+  $("#token-events").append(li);
+}
+
+// showToken fills the inspector with the current access token.
+function showToken() {
+  if (!session.access) {
+    for (const id of ["#token-header", "#token-claims", "#token-sid", "#token-kid", "#token-left"]) $(id).textContent = "none";
+    return;
+  }
+  const header = headerOf(session.access), claims = claimsOf(session.access);
+  $("#token-header").textContent = JSON.stringify(header, null, 2);
+  $("#token-claims").textContent = JSON.stringify(claims, null, 2);
+  $("#token-sid").textContent = claims.sid;
+  $("#token-kid").textContent = header.kid ?? "none";
+  showTimeLeft();
+}
+
+function showTimeLeft() {
+  if (!session.access) return;
+  const left = Math.max(0, Math.round(session.accessExp - Date.now() / 1000));
+  $("#token-left").textContent = left >= 60 ? `${Math.floor(left / 60)} min ${left % 60} s` : `${left} s`;
+}
+setInterval(showTimeLeft, 1000);
+
+// ---- the demo: a stolen refresh token ----
+
+// jsonPost posts JSON and returns the status and the parsed answer.
+async function jsonPost(path, body, access) {
+  const headers = { "Content-Type": "application/json" };
+  if (access) headers.Authorization = `Bearer ${access}`;
+  const res = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
+  return { status: res.status, data: await res.json().catch(() => null) };
+}
+
+function step(text) {
+  const li = document.createElement("li");
+  li.textContent = text;
+  $("#demo-steps").append(li);
+}
+
+const shortJti = (token) => claimsOf(token).jti.slice(-8);
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function runDemo() {
+  $("#demo-steps").replaceChildren();
+  const name = `demo-${crypto.randomUUID().slice(0, 8)}`;
+  const password = `Demo-${crypto.randomUUID()}`;
+  const made = await jsonPost("/api/register/", { username: name, email: `${name}@example.invalid`, password, password2: password });
+  if (made.status !== 201) throw new Error(describeError(made.data));
+  const login = await jsonPost("/api/token/", { username: name, password });
+  step(`Made the demo account ${name} and logged it in, in the JSON flow: a session of its own, ${claimsOf(login.data.access).sid.slice(-8)}.`);
+  const stolen = login.data.refresh;
+  step(`A thief copies its refresh token (${shortJti(stolen)}).`);
+
+  const first = await jsonPost("/api/token/refresh/", { refresh: stolen });
+  step(`The owner refreshes: the server blacklists ${shortJti(stolen)} and answers a new refresh token (${shortJti(first.data.refresh)}). Rotation.`);
+  const again = await jsonPost("/api/token/refresh/", { refresh: stolen });
+  if (again.data?.refresh === first.data.refresh) {
+    step(`The old token again at once: within the grace period the server answers the same new token (${shortJti(again.data.refresh)}), so two tabs refreshing together end up with one. A grace answer.`);
+  }
+  step("Waiting out the grace period...");
+  let replay;
+  for (let i = 0; i < 60; i++) {
+    await pause(1000);
+    replay = await jsonPost("/api/token/refresh/", { refresh: stolen });
+    if (replay.status === 401) break;
+  }
+  if (replay.status !== 401) throw new Error("the server still took the copy after a minute");
+  step(`The thief replays the copy: 401 "${replay.data.detail}". A rotated token used after the grace period means two parties hold it, so the server revokes the whole session.`);
+  const owner = await jsonPost("/api/token/refresh/", { refresh: first.data.refresh });
+  step(`The owner's newest refresh token (${shortJti(first.data.refresh)}): ${owner.status} "${owner.data?.detail}". Revoked too.`);
+  const profile = await fetch("/api/profile/", { headers: { Authorization: `Bearer ${first.data.access}` } });
+  const body = await profile.json().catch(() => ({}));
+  step(`And its access token, still minutes from its exp: GET /api/profile/ answers ${profile.status} "${body.detail}". The session is over everywhere.`);
+
+  const relogin = await jsonPost("/api/token/", { username: name, password });
+  const gone = await fetch("/api/profile/", {
+    method: "DELETE", headers: { "Content-Type": "application/json", Authorization: `Bearer ${relogin.data.access}` },
+    body: JSON.stringify({ password }),
+  });
+  step(gone.status === 204 ? "Cleaned up: the demo account is deleted." : `Could not delete the demo account (${gone.status}).`);
+}
+
+$("#demo-run").addEventListener("click", async () => {
+  const button = $("#demo-run");
+  button.disabled = true;
+  try { await runDemo(); } catch (err) { step(`The demo stopped: ${err.message}`); }
+  button.disabled = false;
+});
 
 // ---- start ----
 
