@@ -532,7 +532,8 @@ async function runDemo() {
   step(`The owner's newest refresh token (${shortJti(first.data.refresh)}): ${owner.status} "${owner.data?.detail}". Revoked too.`);
   const profile = await fetch("/api/profile/", { headers: { Authorization: `Bearer ${first.data.access}` } });
   const body = await profile.json().catch(() => ({}));
-  step(`And its access token, still minutes from its exp: GET /api/profile/ answers ${profile.status} "${body.detail}". The session is over everywhere.`);
+  const left = Math.round(claimsOf(first.data.access).exp - Date.now() / 1000);
+  step(`And its access token${left > 0 ? `, ${left} s before its exp,` : ""}: GET /api/profile/ answers ${profile.status} "${body.detail}". The session is over everywhere.`);
 
   const relogin = await jsonPost("/api/token/", { username: name, password });
   const gone = await fetch("/api/profile/", {
