@@ -61,6 +61,13 @@ func (s *server) cookieRefresh(w http.ResponseWriter, r *http.Request, _ *caller
 		}
 		return err
 	}
+	// What happened to the cookie, which the page cannot see: for the
+	// page's token timeline.
+	rotation := "rotated"
+	if tokens.grace {
+		rotation = "grace"
+	}
+	w.Header().Set("X-Token-Rotation", rotation)
 	return s.answerWithCookie(w, r, tokens)
 }
 
@@ -183,6 +190,7 @@ func (s *server) cookieCORS(h http.Header, r *http.Request) {
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Set("Access-Control-Expose-Headers", "Link, Retry-After, X-Token-Rotation")
 }
 
 // mediaType is the media type of a Content-Type, without its parameters,

@@ -67,6 +67,9 @@ func TestCookieLoginRotateLogout(t *testing.T) {
 	if again.status != 200 || refreshCookie(again).Value != next.Value {
 		t.Errorf("the same cookie within the grace period: %d, same new token %v", again.status, refreshCookie(again).Value == next.Value)
 	}
+	if a, b := first.header.Get("X-Token-Rotation"), again.header.Get("X-Token-Rotation"); a != "rotated" || b != "grace" {
+		t.Errorf("X-Token-Rotation: %q then %q, want rotated then grace", a, b)
+	}
 	// After the grace period the old cookie is reuse: the session ends, and
 	// the cookie is cleared.
 	e.clock.advance(time.Minute)

@@ -138,8 +138,13 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 	}{tokens.refresh, tokens.access})
 }
 
-// signedPair is a refresh and an access token, signed.
-type signedPair struct{ refresh, access string }
+// signedPair is a refresh and an access token, signed. grace marks a
+// refresh answered within the grace period: the same new refresh token as
+// the first answer.
+type signedPair struct {
+	refresh, access string
+	grace           bool
+}
 
 // startSession is a login: the username and password of the body, checked,
 // for a new session and its first tokens.
@@ -304,6 +309,7 @@ func (s *server) rotateRefresh(r *http.Request, old claims) (signedPair, error) 
 	return signedPair{
 		access:  s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, now)),
 		refresh: s.tokens.signInput(rot.unsigned),
+		grace:   rot.outcome == refreshGrace,
 	}, nil
 }
 

@@ -89,7 +89,9 @@ function refreshTokens() {
     }
     if (!res.ok) throw new Error(`refresh failed: ${res.status}`);
     const data = await res.json();
-    setAccess(data.access, "refresh: the server rotated the cookie");
+    setAccess(data.access, res.headers.get("X-Token-Rotation") === "grace"
+      ? "refresh: a grace answer (another tab had just rotated the cookie; the server answered the same new one)"
+      : "refresh: the server rotated the cookie");
   })().finally(() => { refreshing = null; });
   return refreshing;
 }
