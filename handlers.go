@@ -10,7 +10,7 @@ package main
 // tokens are signed (jwt.go). The machinery the handlers share has files of
 // its own: router.go (slash forms, 405, CORS, logging), input.go (bodies
 // and field validation), answers.go (errors to answers, writing JSON),
-// passwords.go, throttle.go.
+// passwords.go, throttle.go, cookies.go (the refresh token as a cookie).
 
 import (
 	"bytes"

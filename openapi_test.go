@@ -159,7 +159,7 @@ var answersSeen struct {
 // checkAnswersSeen can hold the document to what it answered.
 func recordAnswers(t testing.TB, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &answerRecorder{ResponseWriter: w}
+		rec := &answerRecorder{statusRecorder: statusRecorder{ResponseWriter: w}}
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
@@ -187,30 +187,19 @@ func recordAnswers(t testing.TB, next http.Handler) http.Handler {
 
 var numbers = regexp.MustCompile(`[0-9]+`)
 
+// answerRecorder is the log's statusRecorder (router.go) that keeps the
+// body too, its first MiB.
 type answerRecorder struct {
-	http.ResponseWriter
-	status int
-	body   bytes.Buffer
-}
-
-func (rec *answerRecorder) WriteHeader(status int) {
-	if rec.status == 0 {
-		rec.status = status
-	}
-	rec.ResponseWriter.WriteHeader(status)
+	statusRecorder
+	body bytes.Buffer
 }
 
 func (rec *answerRecorder) Write(b []byte) (int, error) {
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
 	if rec.body.Len() < 1<<20 {
 		rec.body.Write(b[:min(len(b), 1<<20)])
 	}
-	return rec.ResponseWriter.Write(b)
+	return rec.statusRecorder.Write(b)
 }
-
-func (rec *answerRecorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
 // operationFinder finds the document's operation for a request as the
 // router finds its route: "get /api/notes/{id}/", or "" when none matches
