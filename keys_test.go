@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -402,13 +401,7 @@ func TestKeysRotateWhileTheServerRuns(t *testing.T) {
 
 	keys := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(serverBinary(t), append([]string{"keys"}, append(args, "-data", dir)...)...)
-		cmd.Env = append(os.Environ(), "JWT_SECRET=")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("keys %v: %v\n%s", args, err, out)
-		}
-		return string(out)
+		return jwtnotesCommand(t, append([]string{"keys"}, append(args, "-data", dir)...)...)
 	}
 	out := keys("rotate")
 	newKid := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(out, "new current key "))[0], ";")
