@@ -25,7 +25,7 @@ func TestUpdateProfile(t *testing.T) {
 	id := e.register("alice")
 	tokens := e.login("alice")
 	profile := func(username, email, first, last, bio string) string {
-		return fmt.Sprintf(`{"id":%d,"username":%q,"email":%q,"first_name":%q,"last_name":%q,"bio":%q,"cover_photo":null,`+
+		return fmt.Sprintf(`{"id":%d,"username":%q,"email":%q,"email_verified":false,"first_name":%q,"last_name":%q,"bio":%q,"cover_photo":null,`+
 			`"date_joined":"2026-11-29T12:00:00.123456Z","last_login":"2026-11-29T12:00:00.123456Z","notes":[]}`,
 			id, username, email, first, last, bio)
 	}
@@ -528,12 +528,12 @@ func TestProfileClashNamesTheRightField(t *testing.T) {
 	alice := e.register("alice")
 	e.register("bob")
 	same, taken := "alice", "BOB@example.com"
-	_, err := e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &same, Email: &taken})
+	_, _, err := e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &same, Email: &taken})
 	if err != errEmailTaken {
 		t.Errorf("own username and a taken email: %v, want errEmailTaken", err)
 	}
 	other := "Bob"
-	_, err = e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &other, Email: &taken})
+	_, _, err = e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &other, Email: &taken})
 	if err != errUsernameTaken {
 		t.Errorf("a taken username: %v, want errUsernameTaken", err)
 	}

@@ -180,6 +180,7 @@ func TestGroupCommit(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
 	aliceID := e.register("alice")
+	e.srv.mail.wait() // its verification mail's token is written: no other commit comes
 	st := e.srv.store
 	ctx := context.Background()
 	insert := func(tx *txn, title string) error { return insertBareNote(tx, aliceID, title) }

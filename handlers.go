@@ -10,7 +10,8 @@ package main
 // tokens are signed (jwt.go). The machinery the handlers share has files of
 // its own: router.go (slash forms, 405, CORS, logging), input.go (bodies
 // and field validation), answers.go (errors to answers, writing JSON),
-// passwords.go, throttle.go, cookies.go (the refresh token as a cookie).
+// passwords.go, throttle.go, cookies.go (the refresh token as a cookie),
+// recovery.go (password reset and email verification by mail).
 
 import (
 	"bytes"
@@ -41,13 +42,20 @@ type server struct {
 	perAddress   *limiter    // login and register requests per client address
 	failedLogins *limiter    // failed logins per account (and per unknown name)
 	writes       *limiter    // writes per account: notes and profile changes
+	mailsTo      *limiter    // mails per recipient address (and per account), and reset requests per address asked for
 	bodies       *bodyBudget // memory that request bodies may hold at once
+	mail         *mailer     // mail.go: sends in the background
 	now          func() time.Time
 	log          *slog.Logger
 }
 
+// newServer starts the server's mail sender: close stops it.
 func newServer(cfg config, st *store, tokens *tokenSigner, log *slog.Logger, now func() time.Time) (*server, error) {
 	common, err := loadCommonPasswords()
+	if err != nil {
+		return nil, err
+	}
+	mail, err := newMailer(cfg.mail, log, now)
 	if err != nil {
 		return nil, err
 	}
@@ -60,11 +68,16 @@ func newServer(cfg config, st *store, tokens *tokenSigner, log *slog.Logger, now
 		perAddress:   newLimiter(cfg.ipLimit, time.Minute),
 		failedLogins: newLimiter(cfg.loginLimit, cfg.loginWindow),
 		writes:       newLimiter(cfg.writeLimit, time.Minute),
+		mailsTo:      newLimiter(cfg.mailLimit, time.Hour),
 		bodies:       &bodyBudget{free: cfg.bodyMemory},
+		mail:         mail,
 		now:          now,
 		log:          log,
 	}, nil
 }
+
+// close sends the mail still queued, until ctx ends (mail.go).
+func (s *server) close(ctx context.Context) { s.mail.close(ctx) }
 
 // Who may call a route.
 type access int
@@ -97,6 +110,10 @@ func (s *server) routes() http.Handler {
 	rt.handle("PUT", "/api/profile/update/", authorized, s.updateProfile)
 	rt.handle("PATCH", "/api/profile/update/", authorized, s.updateProfile)
 	rt.handle("POST", "/api/profile/password/", authorized, s.changePassword)
+	rt.handle("POST", "/api/password/reset/", public, s.requestPasswordReset) // account recovery by email (recovery.go)
+	rt.handle("POST", "/api/password/reset/confirm/", public, s.confirmPasswordReset)
+	rt.handle("POST", "/api/email/verify/", public, s.verifyEmail)
+	rt.handle("POST", "/api/email/verify/resend/", public, s.resendVerification)
 	rt.handle("GET", "/api/sessions/", authorized, s.listSessions)
 	rt.handle("DELETE", "/api/sessions/", authorized, s.logoutEverywhere)
 	rt.handle("DELETE", "/api/sessions/{id}/", authorized, s.revokeSession)
@@ -123,7 +140,11 @@ func (s *server) routes() http.Handler {
 
 // ---- token endpoints (as simplejwt) ----
 
-var errNoActiveAccount = detailError(http.StatusUnauthorized, "No active account found with the given credentials")
+var (
+	errNoActiveAccount  = detailError(http.StatusUnauthorized, "No active account found with the given credentials")
+	errEmailNotVerified = &apiError{status: http.StatusUnauthorized, body: detailCode{
+		"E-mail is not verified: open the link we mailed you, or ask for a new one.", "email_not_verified"}}
+)
 
 // login is POST /api/token/: username and password for a new session's
 // refresh and access tokens.
@@ -166,6 +187,9 @@ func (s *server) startSession(w http.ResponseWriter, r *http.Request) (signedPai
 	u, hash, err := s.checkPassword(r.Context(), username, password)
 	if err != nil {
 		return signedPair{}, err
+	}
+	if s.cfg.requireVerifiedEmail && !u.EmailVerified {
+		return signedPair{}, errEmailNotVerified // said only to whoever knows the password
 	}
 	now := s.now()
 	sess := session{
@@ -227,26 +251,27 @@ func (s *server) checkPassword(ctx context.Context, username, password string) (
 
 // confirmPassword checks the password of a logged-in user who is about to
 // change or delete their account, under the same failed-login budget as
-// login. It returns errWrongPassword if it does not match.
-func (s *server) confirmPassword(ctx context.Context, u user, password string) error {
+// login, and returns the hash it matched (the change is made only if that
+// is still the hash). It returns errWrongPassword if it does not match.
+func (s *server) confirmPassword(ctx context.Context, u user, password string) (string, error) {
 	account := foldKey(u.Username)
 	attempt := s.now()
 	if wait := s.failedLogins.take(account, attempt); wait > 0 {
-		return throttled(wait)
+		return "", throttled(wait)
 	}
 	hash, err := s.store.passwordHash(ctx, u.ID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	match, err := s.passwords.check(ctx, password, hash)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !match {
-		return errWrongPassword
+		return "", errWrongPassword
 	}
 	s.failedLogins.giveBack(account, attempt)
-	return nil
+	return hash, nil
 }
 
 // newClaims builds a token for u in sess. No token outlives its session.
@@ -427,6 +452,7 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 	case err != nil:
 		return err
 	}
+	s.mailVerification(r, u)
 	return writeJSON(w, http.StatusCreated, struct {
 		ID         int64   `json:"id"`
 		Username   string  `json:"username"`
@@ -442,6 +468,7 @@ type profileJSON struct {
 	ID         int64      `json:"id"`
 	Username   string     `json:"username"`
 	Email      string     `json:"email"`
+	Verified   bool       `json:"email_verified"`
 	FirstName  string     `json:"first_name"`
 	LastName   string     `json:"last_name"`
 	Bio        string     `json:"bio"`
@@ -453,7 +480,7 @@ type profileJSON struct {
 
 func newProfileJSON(u user, notes []note) profileJSON {
 	p := profileJSON{
-		ID: u.ID, Username: u.Username, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName,
+		ID: u.ID, Username: u.Username, Email: u.Email, Verified: u.EmailVerified, FirstName: u.FirstName, LastName: u.LastName,
 		Bio: u.Bio, CoverPhoto: mediaURL(u.CoverPhoto), DateJoined: formatTime(u.DateJoined),
 		Notes: notesJSON(notes),
 	}
@@ -507,7 +534,7 @@ func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller
 	if err := s.throttleWrites(c); err != nil {
 		return err
 	}
-	u, err := s.store.updateProfile(ctx, id, changes)
+	u, emailChanged, err := s.store.updateProfile(ctx, id, changes)
 	switch {
 	case errors.Is(err, errUsernameTaken):
 		errs.add("username", msgUsernameTaken)
@@ -517,6 +544,9 @@ func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller
 		return errs
 	case err != nil:
 		return err
+	}
+	if emailChanged {
+		s.mailVerification(r, u)
 	}
 	return s.writeProfile(w, r, u)
 }
@@ -533,8 +563,9 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 	errs := &fieldErrors{}
 	// The old password is checked in its turn, so the messages come in the
 	// fields' order.
+	var oldHash string
 	if old := in.text(errs, "old_password", textRule{required: true, raw: true}); old != "" {
-		if err := s.confirmPassword(r.Context(), u, old); errors.Is(err, errWrongPassword) {
+		if oldHash, err = s.confirmPassword(r.Context(), u, old); errors.Is(err, errWrongPassword) {
 			errs.add("old_password", "Wrong password.")
 		} else if err != nil {
 			return err
@@ -555,7 +586,11 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return err
 	}
-	if err := s.store.changePassword(r.Context(), u.ID, hash, c.claims.SessionID, s.now()); err != nil {
+	err = s.store.changePassword(r.Context(), u.ID, oldHash, hash, c.claims.SessionID, s.now())
+	if errors.Is(err, errPasswordChanged) {
+		return errBlacklistedAnswer // reset meanwhile, which ended this session too
+	}
+	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, struct{}{})
@@ -573,13 +608,18 @@ func (s *server) deleteAccount(w http.ResponseWriter, r *http.Request, c *caller
 	if errs.any() {
 		return errs
 	}
-	if err := s.confirmPassword(r.Context(), c.user, password); errors.Is(err, errWrongPassword) {
+	hash, err := s.confirmPassword(r.Context(), c.user, password)
+	if errors.Is(err, errWrongPassword) {
 		errs.add("password", "Wrong password.")
 		return errs
 	} else if err != nil {
 		return err
 	}
-	if err := s.store.deleteUser(r.Context(), c.user.ID); err != nil {
+	err = s.store.deleteUser(r.Context(), c.user.ID, hash)
+	if errors.Is(err, errPasswordChanged) {
+		return errBlacklistedAnswer // reset meanwhile, which ended this session too
+	}
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

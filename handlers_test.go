@@ -85,6 +85,7 @@ func newTestEnv(t testing.TB, configure ...func(*config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { srv.close(context.Background()) }) // before the store closes: cleanups run last first
 	return &testEnv{t: t, srv: srv, handler: recordAnswers(t, srv.routes()), clock: clock, logs: logs}
 }
 
@@ -867,7 +868,7 @@ func TestProfile(t *testing.T) {
 	id := e.register("alice")
 	tokens := e.login("alice")
 	res := e.get("/api/profile", tokens.Access)
-	wantBody := fmt.Sprintf(`{"id":%d,"username":"alice","email":"alice@example.com","first_name":"","last_name":"","bio":"",`+
+	wantBody := fmt.Sprintf(`{"id":%d,"username":"alice","email":"alice@example.com","email_verified":false,"first_name":"","last_name":"","bio":"",`+
 		`"cover_photo":null,"date_joined":"2026-11-29T12:00:00.123456Z","last_login":"2026-11-29T12:00:00.123456Z","notes":[]}`, id)
 	want(t, res, 200, wantBody)
 	for _, secret := range []string{"password", "argon2", "is_staff", "is_superuser", "is_active"} {

@@ -71,6 +71,12 @@ type config struct {
 	// credentials; secureCookie forces the refresh cookie's Secure.
 	cookieOrigins []string
 	secureCookie  bool
+	// Account recovery by email (recovery.go, mail.go).
+	mail                 mailConfig
+	mailLimit            int           // mails per recipient address per hour
+	resetTTL             time.Duration // how long a password reset link works
+	verifyTTL            time.Duration // how long a verification link works
+	requireVerifiedEmail bool          // login refuses an account whose email is not verified
 }
 
 // checkpoints is who checkpoints the database's log (sqlite.go).
@@ -328,7 +334,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	reuseGrace := duration("reuse-grace", "REFRESH_REUSE_GRACE", "10s", "grace period for a rotated refresh token")
 	loginLimit := number("login-limit", "LOGIN_LIMIT", "10", "failed logins per account per window, 0 for no limit")
 	loginWindow := duration("login-window", "LOGIN_WINDOW", "15m", "window of -login-limit")
-	ipLimit := number("ip-limit", "IP_LIMIT", "60", "login and register requests per client address per minute, 0 for no limit")
+	ipLimit := number("ip-limit", "IP_LIMIT", "60", "login, register and account recovery requests per client address per minute, 0 for no limit")
 	trustProxy := fs.Bool("trust-proxy", env("TRUST_PROXY", "") == "1" || env("TRUST_PROXY", "") == "true",
 		"take the client address from X-Forwarded-For, for a server behind a reverse proxy (env TRUST_PROXY=1)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
@@ -345,6 +351,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"mark the refresh cookie Secure even on plain HTTP, for a server behind a proxy that ends TLS (env SECURE_COOKIE=1)")
 	litestream := fs.Bool("litestream", env("LITESTREAM", "") == "1" || env("LITESTREAM", "") == "true",
 		"a litestream replicate sidecar replicates notes.db: leave WAL checkpoints to it (env LITESTREAM=1)")
+	smtpHost := fs.String("smtp-host", env("SMTP_HOST", ""), "mail server for password resets and email verification; none: each mail is written to the log instead (env SMTP_HOST)")
+	smtpPort := number("smtp-port", "SMTP_PORT", "587", "mail server port (STARTTLS is required unless the server is localhost)")
+	smtpUser := fs.String("smtp-user", env("SMTP_USER", ""), "user to log in to the mail server as, with the password in SMTP_PASSWORD (env SMTP_USER)")
+	mailFrom := fs.String("mail-from", env("MAIL_FROM", "jwtnotes <jwtnotes@localhost>"), "the From of the mails (env MAIL_FROM)")
+	mailLimit := number("mail-limit", "MAIL_LIMIT", "5", "mails to one address (and reset requests for it) per hour, 0 for no limit")
+	resetTTL := duration("reset-ttl", "PASSWORD_RESET_TIMEOUT", "30m", "how long a password reset link works")
+	verifyTTL := duration("verify-ttl", "EMAIL_VERIFY_TIMEOUT", "72h", "how long an email verification link works")
+	requireVerified := fs.Bool("require-verified-email", env("REQUIRE_VERIFIED_EMAIL", "") == "1" || env("REQUIRE_VERIFIED_EMAIL", "") == "true",
+		"login refuses accounts whose email is not verified yet (env REQUIRE_VERIFIED_EMAIL=1)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -368,6 +383,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20, maxConns: *maxConns, maxConnsIP: *maxConnsIP,
 		publicURL: strings.TrimSuffix(*publicURL, "/"), writeLimit: *writeLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
 		litestream: *litestream, secureCookie: *secureCookie,
+		mail:      mailConfig{host: *smtpHost, port: *smtpPort, user: *smtpUser, password: getenv("SMTP_PASSWORD"), from: *mailFrom},
+		mailLimit: *mailLimit, resetTTL: *resetTTL, verifyTTL: *verifyTTL, requireVerifiedEmail: *requireVerified,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -392,6 +409,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, &usageError{"-max-conns and -max-conns-per-ip must be at least 1"}
 	case cfg.bodyMemory < maxMultipartBody:
 		return config{}, &usageError{"-body-memory must be at least 6 (MiB): one upload"}
+	case cfg.resetTTL <= 0 || cfg.verifyTTL <= 0 || cfg.mailLimit < 0:
+		return config{}, &usageError{"-reset-ttl and -verify-ttl must be positive, -mail-limit cannot be negative"}
+	case cfg.mail.port < 1 || cfg.mail.port > 65535:
+		return config{}, &usageError{"-smtp-port must be a port number"}
+	case cfg.mail.password != "" && cfg.mail.user == "":
+		return config{}, &usageError{"SMTP_PASSWORD is set but -smtp-user is not"}
 	}
 	return cfg, nil
 }
@@ -429,6 +452,9 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	srv, err := newServer(cfg, st, signer, log, time.Now)
 	if err != nil {
 		return err
+	}
+	if cfg.mail.host == "" {
+		log.Info("no -smtp-host: password reset and verification mails are written to this log, links included")
 	}
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -484,6 +510,9 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		log.Warn("requests still running after 10 s were cut off")
 		httpServer.Close()
 	}
+	// The mail the requests queued, within the same 10 s: what is not sent
+	// by then gets an ERROR line each.
+	srv.close(shutdownCtx)
 	return nil
 }
 

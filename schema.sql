@@ -13,7 +13,7 @@
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- schema version 6
+-- schema version 7
 
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
@@ -38,7 +38,10 @@ CREATE TABLE users (
     -- bytes of their titles, bodies and images (notes.size summed). Kept in
     -- the transaction that changes the notes.
     notes_count  INTEGER NOT NULL DEFAULT 0,
-    notes_bytes  INTEGER NOT NULL DEFAULT 0
+    notes_bytes  INTEGER NOT NULL DEFAULT 0,
+    -- 1 once a link mailed to the email was opened (or a password reset
+    -- through it); back to 0 when the email changes.
+    email_verified INTEGER NOT NULL DEFAULT 0
 );
 
 -- One row per login. Every token carries its session's id (sid); revoking
@@ -97,6 +100,22 @@ CREATE TABLE notes (
 CREATE INDEX notes_user_updated ON notes(user_id, updated DESC, id DESC);
 CREATE INDEX notes_public_updated ON notes(updated DESC, id DESC) WHERE is_public = 1;
 
+-- The links mailed for a password reset (purpose 'reset') or to verify an
+-- email address ('verify'). The token itself is never stored: only its
+-- SHA-256, which is what a link is looked up by. bound is a digest of what
+-- the token was issued against (the password hash and the email for a
+-- reset, the email for a verification); when that changes, the token is
+-- dead. A row goes when it is used, or once it has expired.
+CREATE TABLE account_tokens (
+    token_hash BLOB    PRIMARY KEY,
+    purpose    TEXT    NOT NULL,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    bound      BLOB    NOT NULL,
+    expires    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX account_tokens_user ON account_tokens(user_id);
+CREATE INDEX account_tokens_expires ON account_tokens(expires);
+
 -- At start, a stored file that no row names (left by a crash between
 -- writing it and committing its row) is deleted; these find its row.
 CREATE INDEX notes_cover_image ON notes(cover_image) WHERE cover_image IS NOT NULL;
@@ -143,3 +162,17 @@ UPDATE users SET
 -- Indexes that find the row naming a stored file.
 CREATE INDEX notes_cover_image ON notes(cover_image) WHERE cover_image IS NOT NULL;
 CREATE INDEX users_cover_photo ON users(cover_photo) WHERE cover_photo IS NOT NULL;
+
+-- upgrade to version 7
+-- Account recovery by email: whether the email is verified, and the
+-- tokens of the links mailed.
+ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE account_tokens (
+    token_hash BLOB    PRIMARY KEY,
+    purpose    TEXT    NOT NULL,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    bound      BLOB    NOT NULL,
+    expires    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX account_tokens_user ON account_tokens(user_id);
+CREATE INDEX account_tokens_expires ON account_tokens(expires);

@@ -4,7 +4,8 @@ package main
 //
 // Read it top to bottom: opening the database, then users, then sessions
 // and refresh-token rotation (the heart of the project: rotateRefresh),
-// then account management, then notes.
+// then account management, then the mailed links of password resets and
+// email verification, then notes.
 //
 // It knows SQL, not HTTP. Methods take ctx first, use ? placeholders and
 // return domain structs or named errors. Reads go through s.db.queryRow and
@@ -17,6 +18,8 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
 	_ "embed"
 	"errors"
@@ -34,21 +37,25 @@ var (
 	errUserGone      = errors.New("user deleted meanwhile")
 	errUsernameTaken = errors.New("username taken")
 	errEmailTaken    = errors.New("email taken")
+	// errPasswordChanged: the password changed while a request that had
+	// checked it ran (a reset, or a change on another device).
+	errPasswordChanged = errors.New("password changed meanwhile")
 )
 
 // user is a row of users, without the password hash: that stays in the
 // store and in login.
 type user struct {
-	ID         int64
-	Username   string
-	Email      string
-	FirstName  string
-	LastName   string
-	Bio        string
-	CoverPhoto string // "" when there is none
-	IsActive   bool
-	DateJoined time.Time
-	LastLogin  time.Time // zero until the first login
+	ID            int64
+	Username      string
+	Email         string
+	FirstName     string
+	LastName      string
+	Bio           string
+	CoverPhoto    string // "" when there is none
+	IsActive      bool
+	EmailVerified bool // a link mailed to Email was opened
+	DateJoined    time.Time
+	LastLogin     time.Time // zero until the first login
 }
 
 // session is one login: the tokens it issues all carry its ID as sid.
@@ -113,13 +120,13 @@ func (s *store) ping(ctx context.Context) error {
 // ---- users ----
 
 const userColumns = `u.id, u.username, u.email, u.first_name, u.last_name, u.bio,
-	coalesce(u.cover_photo, ''), u.is_active, u.date_joined, coalesce(u.last_login, 0)`
+	coalesce(u.cover_photo, ''), u.is_active, u.email_verified, u.date_joined, coalesce(u.last_login, 0)`
 
 // scanUser reads userColumns, followed by any extra destinations.
 func scanUser(row interface{ Scan(...any) error }, u *user, extra ...any) error {
 	var joined, lastLogin int64
 	dest := append([]any{&u.ID, &u.Username, &u.Email, &u.FirstName, &u.LastName, &u.Bio,
-		&u.CoverPhoto, &u.IsActive, &joined, &lastLogin}, extra...)
+		&u.CoverPhoto, &u.IsActive, &u.EmailVerified, &joined, &lastLogin}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return errNotFound
@@ -398,15 +405,16 @@ type profileChanges struct {
 	RemoveCoverPhoto bool
 }
 
-// updateProfile applies changes to user id and returns the user as saved. If
-// another user took the new username or email first, it returns
-// errUsernameTaken or errEmailTaken and saves nothing.
-func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (user, error) {
+// updateProfile applies changes to user id and returns the user as saved,
+// and whether the email changed (more than in case: then it is no longer
+// verified). If another user took the new username or email first, it
+// returns errUsernameTaken or errEmailTaken and saves nothing.
+func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (user, bool, error) {
 	var u user
-	var oldPhoto string
+	var oldPhoto, oldEmailKey string
 	err := s.withNewFile(coversFolder, c.CoverPhoto, func(newPhoto *string) error {
 		return s.db.inWriteTx(ctx, func(tx *txn) error {
-			err := tx.QueryRowContext(ctx, `SELECT coalesce(cover_photo, '') FROM users WHERE id = ?`, id).Scan(&oldPhoto)
+			err := tx.QueryRowContext(ctx, `SELECT coalesce(cover_photo, ''), email_key FROM users WHERE id = ?`, id).Scan(&oldPhoto, &oldEmailKey)
 			if errors.Is(err, sql.ErrNoRows) {
 				return errUserGone
 			}
@@ -422,7 +430,8 @@ func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (
 					first_name   = coalesce(?5, first_name),
 					last_name    = coalesce(?6, last_name),
 					bio          = coalesce(?7, bio),
-					cover_photo  = iif(?8, ?9, cover_photo)
+					cover_photo  = iif(?8, ?9, cover_photo),
+					email_verified = iif(coalesce(?4, email_key) = email_key, email_verified, 0)
 				WHERE id = ?10`,
 				c.Username, foldKeyPtr(c.Username), c.Email, foldKeyPtr(c.Email), c.FirstName, c.LastName, c.Bio,
 				photoChanges, newPhoto, id)
@@ -444,7 +453,7 @@ func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (
 	if err == nil {
 		s.removeMedia(oldPhoto) // only once the new state is committed
 	}
-	return u, err
+	return u, err == nil && foldKey(u.Email) != oldEmailKey, err
 }
 
 func foldKeyPtr(s *string) *string {
@@ -465,17 +474,20 @@ func (s *store) passwordHash(ctx context.Context, id int64) (string, error) {
 	return hash, err
 }
 
-// changePassword stores a new hash and revokes every session of the user but
-// keep, in one transaction: no other device stays logged in with the old
-// password.
-func (s *store) changePassword(ctx context.Context, id int64, hash, keep string, now time.Time) error {
+// changePassword replaces the hash the old password was checked against,
+// oldHash, by hash, and revokes every session of the user but keep, in one
+// transaction: no other device stays logged in with the old password. If
+// the hash changed since it was checked (a password reset, which revoked
+// keep too), it returns errPasswordChanged and changes nothing: two changes
+// at the same moment cannot both win.
+func (s *store) changePassword(ctx context.Context, id int64, oldHash, hash, keep string, now time.Time) error {
 	return s.db.inWriteTx(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ?`, hash, id)
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ? AND password = ?`, hash, id, oldHash)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return cmp.Or(err, errUserGone)
+			return cmp.Or(err, s.userGoneOr(ctx, tx, id, errPasswordChanged))
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE sessions SET revoked = ?
 			WHERE user_id = ? AND id != ? AND revoked IS NULL`, micros(now), id, keep)
@@ -483,9 +495,11 @@ func (s *store) changePassword(ctx context.Context, id int64, hash, keep string,
 	})
 }
 
-// deleteUser deletes user id; the foreign keys take their notes, sessions
-// and blacklist rows with them, and their files go once that is committed.
-func (s *store) deleteUser(ctx context.Context, id int64) error {
+// deleteUser deletes user id if their password hash is still verifiedHash
+// (else errPasswordChanged: it was reset meanwhile); the foreign keys take
+// their notes, sessions and blacklist rows with them, and their files go
+// once that is committed.
+func (s *store) deleteUser(ctx context.Context, id int64, verifiedHash string) error {
 	var files []string
 	err := s.db.inWriteTx(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT cover_photo FROM users WHERE id = ?1 AND cover_photo IS NOT NULL
@@ -504,17 +518,30 @@ func (s *store) deleteUser(ctx context.Context, id int64) error {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id)
+		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ? AND password = ?`, id, verifiedHash)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return cmp.Or(err, errUserGone)
+			return cmp.Or(err, s.userGoneOr(ctx, tx, id, errPasswordChanged))
 		}
 		return nil
 	})
 	if err == nil {
 		s.removeMedia(files...)
+	}
+	return err
+}
+
+// userGoneOr is errUserGone if user id is no more, else err: why a write
+// conditioned on the user's row found none.
+func (s *store) userGoneOr(ctx context.Context, tx *txn, id int64, err error) error {
+	var exists bool
+	if qerr := tx.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM users WHERE id = ?)`, id).Scan(&exists); qerr != nil {
+		return qerr
+	}
+	if !exists {
+		return errUserGone
 	}
 	return err
 }
@@ -570,9 +597,11 @@ func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time) 
 
 // flushExpired deletes what can no longer matter: sessions that are over
 // (revoked or past their end; a token naming a missing session is refused
-// all the same) and blacklist rows of tokens that have expired anyway. It
-// returns how many blacklist rows and sessions went.
+// all the same), blacklist rows of tokens that have expired anyway, and the
+// tokens of mailed links past their time. It returns how many blacklist
+// rows and sessions went.
 func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessions int64, err error) {
+	var mailed int64 // expired tokens of mailed links: not worth a count of their own
 	// Each DELETE finds its rows by an index: counting the blacklist before
 	// and after would read all of it. The blacklist rows of the sessions
 	// that go are deleted first, by hand, so that they are counted too (the
@@ -589,6 +618,8 @@ func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessio
 			JOIN blacklist b ON b.session_id = s.id LIMIT :batch)`, &tokens},
 		{`DELETE FROM sessions WHERE id IN (` + overSessions + ` LIMIT :batch)`, &sessions},
 		{`DELETE FROM blacklist WHERE jti IN (SELECT jti FROM blacklist WHERE expires <= :now LIMIT :batch)`, &tokens},
+		{`DELETE FROM account_tokens WHERE token_hash IN
+			(SELECT token_hash FROM account_tokens WHERE expires <= :now LIMIT :batch)`, &mailed},
 	} {
 		for deleted := int64(flushBatch); deleted == flushBatch; {
 			err := s.db.inWriteTx(ctx, func(tx *txn) error {
@@ -613,6 +644,131 @@ func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessio
 // beside a flush of a million rows was 3.3 times their p99 alone; with 200
 // it is 1.9 times, and the flush takes 7 s (TestScaleFlush, -scale).
 const flushBatch = 200
+
+// ---- mailed links: password reset and email verification ----
+
+// Purposes of account_tokens rows.
+const (
+	resetPurpose  = "reset"
+	verifyPurpose = "verify"
+)
+
+// accountTokenBinding is the digest of what a token of purpose is bound to:
+// the password hash and email of a reset, the email of a verification. A
+// token whose binding no longer matches its user's row is dead.
+func accountTokenBinding(purpose, passwordHash, emailKey string) []byte {
+	h := sha256.New()
+	h.Write([]byte(purpose + "\x00" + emailKey))
+	if purpose == resetPurpose {
+		h.Write([]byte("\x00" + passwordHash))
+	}
+	return h.Sum(nil)
+}
+
+// userIDByEmail finds the user with this email (case-insensitively), by
+// the unique index on email_key, or errNotFound.
+func (s *store) userIDByEmail(ctx context.Context, email string) (int64, error) {
+	var id int64
+	err := s.db.queryRow(ctx, `SELECT id FROM users WHERE email_key = ?`, foldKey(email)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errNotFound
+	}
+	return id, err
+}
+
+// issueAccountToken stores the SHA-256 of a new token of purpose for user
+// id, bound to their row as it is now, and returns the user. It issues
+// nothing and returns errNotFound for a user who is gone or inactive, or
+// for a verification of an email already verified.
+func (s *store) issueAccountToken(ctx context.Context, purpose string, id int64, tokenHash []byte, expires time.Time) (user, error) {
+	var u user
+	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+		var hash, emailKey string
+		err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+`, u.password, u.email_key
+			FROM users u WHERE u.id = ?`, id), &u, &hash, &emailKey)
+		if err != nil {
+			return err
+		}
+		if !u.IsActive || purpose == verifyPurpose && u.EmailVerified {
+			return errNotFound
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO account_tokens (token_hash, purpose, user_id, bound, expires)
+			VALUES (?, ?, ?, ?, ?)`, tokenHash, purpose, id, accountTokenBinding(purpose, hash, emailKey), micros(expires))
+		return err
+	})
+	return u, err
+}
+
+// accountTokenUser is the active user a live token of purpose (by its
+// SHA-256) belongs to, or errNotFound: unknown, used, expired, or dead
+// because what it was bound to changed. It reads; redeeming is
+// resetPassword's and verifyEmail's.
+func (s *store) accountTokenUser(ctx context.Context, purpose string, tokenHash []byte, now time.Time) (user, error) {
+	return tokenOwner(ctx, s.db.queryRow, purpose, tokenHash, now)
+}
+
+// tokenOwner is accountTokenUser's query, in or out of a transaction.
+func tokenOwner(ctx context.Context, queryRow func(context.Context, string, ...any) *sql.Row,
+	purpose string, tokenHash []byte, now time.Time) (user, error) {
+	var u user
+	var hash, emailKey string
+	var bound []byte
+	err := scanUser(queryRow(ctx, `SELECT `+userColumns+`, u.password, u.email_key, t.bound
+		FROM account_tokens t JOIN users u ON u.id = t.user_id
+		WHERE t.token_hash = ? AND t.purpose = ? AND t.expires > ?`, tokenHash, purpose, micros(now)),
+		&u, &hash, &emailKey, &bound)
+	if err != nil {
+		return user{}, err
+	}
+	if !u.IsActive || !hmac.Equal(bound, accountTokenBinding(purpose, hash, emailKey)) {
+		return user{}, errNotFound
+	}
+	return u, nil
+}
+
+// resetPassword redeems a reset token: in one transaction it checks it
+// again (errNotFound if it died meanwhile: of two confirms of one token,
+// exactly one gets here first), stores the new hash, marks the email
+// verified (the link reached it), deletes every reset token of the user,
+// and revokes all their sessions.
+func (s *store) resetPassword(ctx context.Context, tokenHash []byte, newHash string, now time.Time) (user, error) {
+	var u user
+	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+		var err error
+		if u, err = tokenOwner(ctx, tx.QueryRowContext, resetPurpose, tokenHash, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET password = ?, email_verified = 1 WHERE id = ?`, newHash, u.ID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM account_tokens WHERE user_id = ? AND purpose = ?`, u.ID, resetPurpose); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE user_id = ? AND revoked IS NULL`, micros(now), u.ID)
+		return err
+	})
+	u.EmailVerified = true
+	return u, err
+}
+
+// verifyEmail redeems a verification token: the user's email is verified,
+// and their verification tokens go.
+func (s *store) verifyEmail(ctx context.Context, tokenHash []byte, now time.Time) (user, error) {
+	var u user
+	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+		var err error
+		if u, err = tokenOwner(ctx, tx.QueryRowContext, verifyPurpose, tokenHash, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET email_verified = 1 WHERE id = ?`, u.ID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM account_tokens WHERE user_id = ? AND purpose = ?`, u.ID, verifyPurpose)
+		return err
+	})
+	u.EmailVerified = true
+	return u, err
+}
 
 // ---- notes ----
 
