@@ -169,8 +169,8 @@ func (s *server) verifyLetter(ctx context.Context, id int64, base string) (lette
 	link := base + "/#verify/" + token
 	return letter{to: u.Email, subject: "Confirm your email address for jwtnotes", link: link, text: fmt.Sprintf(`Hello %s,
 
-to confirm that %s is the email address of your jwtnotes account,
-open this link within %s:
+to confirm that this address, %s,
+is the one of your jwtnotes account, open this link within %s:
 
 %s
 

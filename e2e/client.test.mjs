@@ -3,7 +3,9 @@
 // test builds and starts itself with a 2-second access token lifetime.
 // The browser reaches it through prism (.ci/prism.sh), which checks every
 // request and answer against openapi.json: the run fails on one it does
-// not describe.
+// not describe. The server's mail goes to a real SMTP server, Debian's
+// aiosmtpd (python3-aiosmtpd), which prints each message it takes: the
+// test reads the links there and follows them as a person would.
 //
 //   cd e2e && npm ci && npm test
 //   SCREENSHOTS=../docs npm test      # also write the README's screenshots
@@ -24,7 +26,7 @@ const shots = process.env.SCREENSHOTS ? resolve(process.env.SCREENSHOTS) : "";
 const password = "Correct-Horse-42";
 const newPassword = "Battery-Staple-77";
 
-let server, base, browser, work, prismWork, cookieSitePort;
+let server, base, browser, work, prismWork, cookieSitePort, smtp;
 
 // freePort asks the system for a port nobody listens on.
 async function freePort() {
@@ -57,8 +59,52 @@ function png(width, height, [r, g, b]) {
   ]);
 }
 
+// ---- the mail server ----
+
+let smtpOut = ""; // what aiosmtpd printed: every message it took
+const smtpListeners = new Set();
+
+// startMailServer starts aiosmtpd on port and waits until it listens.
+async function startMailServer(port) {
+  smtp = spawn("/usr/bin/python3", ["-m", "aiosmtpd", "-n", "-d", "-l", `127.0.0.1:${port}`], { stdio: ["ignore", "pipe", "pipe"] });
+  smtp.stdout.on("data", (chunk) => { smtpOut += chunk; for (const f of smtpListeners) f(); });
+  await new Promise((resolvePromise, reject) => {
+    let seen = "";
+    smtp.stderr.on("data", (chunk) => {
+      seen += chunk;
+      if (seen.includes("Server is listening")) resolvePromise();
+    });
+    smtp.on("exit", (code) => reject(new Error(`aiosmtpd exited (${code}): ${seen}`)));
+  });
+}
+
+// mailsTo is the messages to address so far, their text decoded
+// (quoted-printable).
+function mailsTo(address) {
+  return smtpOut.split("---------- MESSAGE FOLLOWS ----------").slice(1)
+    .map((m) => m.split("------------ END MESSAGE ------------")[0])
+    .filter((m) => m.includes(`\nTo: <${address}>`))
+    .map((m) => m.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16))));
+}
+
+// mailLink waits for the n-th mail to address and returns its link.
+async function mailLink(address, n) {
+  while (mailsTo(address).length < n) {
+    await new Promise((resolvePromise) => {
+      const f = () => { smtpListeners.delete(f); resolvePromise(); };
+      smtpListeners.add(f);
+    });
+  }
+  const text = mailsTo(address)[n - 1];
+  const link = /(http\S+\/#(?:reset|verify)\/[A-Za-z0-9_-]{43})\s/.exec(text);
+  assert.ok(link, `no link in the mail:\n${text}`);
+  return link[1];
+}
+
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "jwtnotes-e2e-"));
+  const smtpPort = await freePort();
+  await startMailServer(smtpPort);
   const bin = join(work, "jwtnotes");
   execFileSync("go", ["build", "-o", bin, "."], { cwd: root, stdio: "inherit" });
   // The browser's port; prism listens on port+10 (.ci/prism.sh). The
@@ -67,7 +113,8 @@ before(async () => {
   while (port > 65000) port = await freePort();
   cookieSitePort = await freePort();
   server = spawn(bin, ["-addr", "127.0.0.1:0", "-data", join(work, "data"), "-access-ttl", "2s", "-ip-limit", "0",
-    "-public-url", `http://127.0.0.1:${port}`, "-reuse-grace", "2s", "-cookie-origins", `http://127.0.0.1:${cookieSitePort}`], {
+    "-public-url", `http://127.0.0.1:${port}`, "-reuse-grace", "2s", "-cookie-origins", `http://127.0.0.1:${cookieSitePort}`,
+    "-smtp-host", "127.0.0.1", "-smtp-port", String(smtpPort)], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, JWT_SECRET: "" },
   });
@@ -97,6 +144,7 @@ after(async () => {
     server.kill("SIGTERM");
     await exited;
   }
+  smtp?.kill("SIGTERM");
   rmSync(work, { recursive: true, force: true });
   if (prismWork) {
     execFileSync(join(root, ".ci/prism.sh"), ["stop", prismWork]);
@@ -576,6 +624,71 @@ test("the token inspector shows the access token, and the stolen-token demo show
 });
 
 // Last: everything that went through prism is as openapi.json describes.
+test("mailed links: verify the email (and send again), then forget the password and reset it", async () => {
+  const page = await newPage();
+  await page.goto(base);
+  const register = page.locator("#register-form");
+  await register.getByLabel("Username").fill("rita");
+  await register.getByLabel("Email").fill("rita@example.com");
+  await register.getByLabel("Password", { exact: true }).fill(password);
+  await register.getByLabel("Password again").fill(password);
+  await register.getByRole("button", { name: "Register" }).click();
+  const banner = page.locator("#verify-banner");
+  await banner.waitFor();
+  assert.match(await banner.textContent(), /not verified/);
+  await mailLink("rita@example.com", 1); // the registration's mail came
+  await banner.getByRole("button", { name: "Send again" }).click();
+  await page.locator("#status", { hasText: "a new link has been sent" }).waitFor();
+  const verify = await mailLink("rita@example.com", 2);
+  await page.goto(verify);
+  await page.locator("#status", { hasText: "Email address verified." }).waitFor();
+  await banner.waitFor({ state: "hidden" });
+  assert.equal(new URL(page.url()).hash, "#notes"); // the token left the address bar
+  await checkWhatIsSeen(page, "verified");
+
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.locator("#login-form").waitFor();
+  await page.getByRole("link", { name: "Forgot password?" }).click();
+  const forgot = page.locator("#forgot-form");
+  await forgot.getByLabel("Email").fill("RITA@example.com");
+  await forgot.getByRole("button", { name: "Mail me a link" }).click();
+  await page.locator("#status", { hasText: "a link to reset its password has been sent" }).waitFor();
+  await shot(page, "forgot");
+  const reset = await mailLink("rita@example.com", 3);
+  assert.ok(reset.startsWith(`${base}/#reset/`), reset);
+
+  const other = await newPage(); // the link opens in a new tab, as from a mail program
+  await other.goto(reset);
+  const form = other.locator("#reset-form");
+  await form.waitFor();
+  assert.equal(new URL(other.url()).hash, "#reset");
+  await form.getByLabel("New password", { exact: true }).fill(newPassword);
+  await form.getByLabel("New password again").fill("Not-The-Same-1");
+  await form.getByRole("button", { name: "Set the new password" }).click();
+  await form.getByText("Password fields didn't match.").waitFor();
+  await form.getByLabel("New password again").fill(newPassword);
+  await form.getByRole("button", { name: "Set the new password" }).click();
+  await other.locator("#status", { hasText: "Your password is reset" }).waitFor();
+  const login = other.locator("#login-form");
+  await login.getByLabel("Username").fill("rita");
+  await login.getByLabel("Password").fill(password);
+  await login.getByRole("button", { name: "Log in" }).click();
+  await login.getByText("No active account found with the given credentials").waitFor();
+  await login.getByLabel("Password").fill(newPassword);
+  await login.getByRole("button", { name: "Log in" }).click();
+  await other.locator("#notes-view").waitFor();
+
+  // The link worked once.
+  const again = await newPage();
+  await again.goto(reset);
+  const form2 = again.locator("#reset-form");
+  await form2.getByLabel("New password", { exact: true }).fill("Third-Staple-99");
+  await form2.getByLabel("New password again").fill("Third-Staple-99");
+  await form2.getByRole("button", { name: "Set the new password" }).click();
+  await form2.getByText("This link is invalid or has expired, or was already used.").waitFor();
+  for (const p of [page, other, again]) await p.context().close();
+});
+
 test("every request and answer of the run is as openapi.json describes", () => {
   try {
     console.log(execFileSync(join(root, ".ci/prism.sh"), ["check", prismWork], { encoding: "utf8" }).trim());

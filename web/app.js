@@ -11,6 +11,9 @@
 // before it expires, and once more if the server answers 401 anyway. All the
 // callers that need a refresh at the same moment share one refresh request.
 // The Tokens view shows the access token and this tab's token events.
+// Mailed links open this page with their token in the fragment
+// (#reset/TOKEN, #verify/TOKEN): the browser never sends a fragment to the
+// server, and the page takes it out of the address bar at once.
 "use strict";
 
 // ---- tokens ----
@@ -146,7 +149,7 @@ function describeError(body) {
 // ---- page plumbing ----
 
 const $ = (sel, root = document) => root.querySelector(sel);
-const views = ["auth", "notes", "profile", "sessions", "tokens"];
+const views = ["auth", "reset", "notes", "profile", "sessions", "tokens"];
 
 function say(message) { $("#status").textContent = message; }
 
@@ -185,7 +188,10 @@ function sessionEnded() {
 
 function show(view) {
   for (const v of views) $(`#${v}-view`).hidden = v !== view;
-  $("#nav").hidden = view === "auth";
+  const loggedOut = view === "auth" || view === "reset";
+  $("#nav").hidden = loggedOut;
+  $("#verify-banner").hidden = loggedOut || account.emailVerified !== false;
+  $("#forgot-form").hidden = location.hash !== "#forgot";
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.getAttribute("href") === `#${view}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -193,10 +199,18 @@ function show(view) {
 }
 
 async function route() {
+  const link = /^#(reset|verify)\/([A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (link) {
+    history.replaceState(null, "", link[1] === "reset" ? "#reset" : "#notes"); // the token leaves the address bar (and the history)
+    if (link[1] === "reset") resetToken = link[2];
+    else await handle(null, () => verifyEmail(link[2]));
+  }
+  if (location.hash === "#reset" && resetToken) return show("reset");
   if (!session.access) {
     // A reload, or a new tab: the cookie (if any) gets an access token.
     try { await refreshTokens(); } catch { return show("auth"); }
   }
+  await handle(null, checkVerified);
   const view = location.hash.slice(1);
   if (view === "profile") { show("profile"); return handle(null, loadProfile); }
   if (view === "sessions") { show("sessions"); return handle(null, loadSessions); }
@@ -210,6 +224,9 @@ async function route() {
 async function logIn(username, password) {
   const res = await cookieCall("", { username, password });
   const data = await res.json().catch(() => null);
+  // With -require-verified-email, the right password of an unverified
+  // account: offer to mail the link again.
+  $("#resend-form").hidden = data?.code !== "email_not_verified";
   if (!res.ok) throw new ApiError(res.status, data);
   setAccess(data.access, "login: a new session, the refresh token set as an HttpOnly cookie");
   location.hash = "#notes";
@@ -235,14 +252,23 @@ $("#register-form").addEventListener("submit", (ev) => {
       body: { username: f.username.value, email: f.email.value, password: f.password.value,
               password2: f.password2.value, bio: f.bio.value },
     });
-    await logIn(f.username.value, f.password.value);
+    const email = f.email.value;
+    try {
+      await logIn(f.username.value, f.password.value);
+    } catch (err) {
+      if (err.body?.code !== "email_not_verified") throw err;
+      $("#resend-form").email.value = email;
+      f.reset();
+      return say(`Your account is ready. Open the link we mailed to ${email} to verify it, then log in.`);
+    }
     f.reset();
-    say("Welcome! Your account is ready.");
+    say("Welcome! Your account is ready. We mailed you a link to verify your email address.");
   });
 });
 
 $("#logout").addEventListener("click", async () => {
   clearTokens();
+  account.emailVerified = null;
   await cookieCall("logout/").catch(() => {}); // the server ends the session and clears the cookie
   tabs.postMessage("logout");
   logEvent("logout: the session ended, the cookie cleared");
@@ -254,9 +280,76 @@ $("#logout").addEventListener("click", async () => {
 // Another tab logged out: follow it.
 const tabs = new BroadcastChannel("jwtnotes");
 tabs.addEventListener("message", (ev) => {
-  if (ev.data === "logout") { clearTokens(); say("Logged out."); location.hash = "#login"; route(); }
+  if (ev.data === "logout") { clearTokens(); account.emailVerified = null; say("Logged out."); location.hash = "#login"; route(); }
 });
 addEventListener("hashchange", route);
+
+// ---- mailed links: password reset and email verification ----
+
+let resetToken = null; // the token of the reset link this page was opened with
+const account = { emailVerified: null, email: "" }; // null: not known yet
+
+// checkVerified learns, once per login, whether the email is verified: the
+// banner says so, with "Send again".
+async function checkVerified() {
+  if (account.emailVerified === null) noteAccount((await api("/profile/")).data);
+}
+
+function noteAccount(profile) {
+  account.emailVerified = profile.email_verified;
+  account.email = profile.email;
+  $("#verify-banner").hidden = profile.email_verified;
+}
+
+async function verifyEmail(token) {
+  const { data } = await api("/email/verify/", { method: "POST", auth: false, body: { token } });
+  if (account.emailVerified === false) account.emailVerified = true;
+  $("#verify-banner").hidden = true;
+  $("#resend-form").hidden = true;
+  say(`${data.detail} ${session.access ? "" : "You can log in now."}`);
+}
+
+async function resendVerification(email) {
+  const { data } = await api("/email/verify/resend/", { method: "POST", auth: false, body: { email } });
+  say(data.detail);
+}
+
+$("#verify-resend").addEventListener("click", () => handle(null, () => resendVerification(account.email)));
+
+$("#resend-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, () => resendVerification(f.email.value));
+});
+
+$("#forgot-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, async () => {
+    const { data } = await api("/password/reset/", { method: "POST", auth: false, body: { email: f.email.value } });
+    f.reset();
+    say(data.detail);
+  });
+});
+
+$("#reset-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, async () => {
+    await api("/password/reset/confirm/", {
+      method: "POST", auth: false,
+      body: { token: resetToken, new_password: f.new_password.value, new_password2: f.new_password2.value },
+    });
+    resetToken = null;
+    f.reset();
+    // The server ended every session of the account: this tab's and the others' too.
+    clearTokens();
+    account.emailVerified = null;
+    tabs.postMessage("logout");
+    say("Your password is reset and every device is logged out. Log in with the new password.");
+    location.hash = "#login";
+  });
+});
 
 // ---- notes ----
 
@@ -376,6 +469,7 @@ $("#more").addEventListener("click", () => handle(null, () => loadNotes(false)))
 
 async function loadProfile() {
   const { data } = await api("/profile/");
+  noteAccount(data);
   const f = $("#profile-form");
   for (const name of ["username", "email", "first_name", "last_name", "bio"]) f[name].value = data[name];
   f.remove_cover.checked = false;
