@@ -15,26 +15,29 @@ trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev
 go build -o "$work/jwtnotes" .
 # DATA_DIR: the README's `go run . keys ...` find this server's keys.
 export DATA_DIR="$work/data"
-"$work/jwtnotes" -data "$work/data" -addr 127.0.0.1:8001 -public-url http://127.0.0.1:8000 >"$work/server.log" 2>&1 &
+# server.log in the repository's folder: the README has the reader keep the
+# log there (go run . 2>&1 | tee server.log) to take a mailed link from it.
+trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" server.log' EXIT
+"$work/jwtnotes" -data "$work/data" -addr 127.0.0.1:8001 -public-url http://127.0.0.1:8000 >server.log 2>&1 &
 server=$!
 curl -sS --retry 60 --retry-connrefused --retry-delay 0 --retry-max-time 30 -o /dev/null http://127.0.0.1:8001/healthz
 .ci/prism.sh start "$work" 8000 http://127.0.0.1:8001
 awk '/^```sh walkthrough$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$work/walkthrough.sh"
 blocks=$(grep -c '^```sh walkthrough$' README.md)
 echo "running $blocks blocks, $(wc -l <"$work/walkthrough.sh") lines"
-bash -euo pipefail "$work/walkthrough.sh"
+timeout 300 bash -euo pipefail "$work/walkthrough.sh"
 # The typed client: the blocks fenced "sh typescript" and "ts typescript",
 # in a folder inside e2e/ (whose node_modules hold the pinned tools).
 client=$(mktemp -d e2e/typescript-client.XXXXXX)
-trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" "$client"' EXIT
+trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" "$client" server.log' EXIT
 awk '/^```sh typescript$/ { on = 1; next } /^```$/ { on = 0 } on' README.md | grep -v '^npm install' >"$client/generate.sh"
 awk '/^```ts typescript$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$client/example.ts"
 echo '{"compilerOptions": {"target": "es2022", "module": "esnext", "moduleResolution": "bundler", "strict": true, "outDir": "out"}}' >"$client/tsconfig.json"
 (cd "$client" && bash -euo pipefail generate.sh && echo '{"type": "module"}' >package.json &&
     ../node_modules/.bin/tsc -p . && cp package.json out/ && node out/example.js) | tee "$work/client.out"
 grep -q "'Beach', 'Holiday'" "$work/client.out"
-if grep -q 'level=ERROR' "$work/server.log"; then
-    echo "the server logged an error:"; cat "$work/server.log"; exit 1
+if grep -q 'level=ERROR' server.log; then
+    echo "the server logged an error:"; cat server.log; exit 1
 fi
 .ci/prism.sh check "$work"
 echo "walkthrough: ok"
