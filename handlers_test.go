@@ -85,6 +85,7 @@ func newTestEnv(t testing.TB, configure ...func(*config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.mail.delay = 0                                    // tests wait for the queue (mail.wait), not for the clock
 	t.Cleanup(func() { srv.close(context.Background()) }) // before the store closes: cleanups run last first
 	return &testEnv{t: t, srv: srv, handler: recordAnswers(t, srv.routes()), clock: clock, logs: logs}
 }

@@ -6,9 +6,12 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -549,5 +552,55 @@ func TestMailShutdown(t *testing.T) {
 	}
 	if e.srv.mail.send(func(context.Context) (letter, bool, error) { return letter{}, false, nil }) {
 		t.Error("a stopped mailer took a letter")
+	}
+}
+
+var resetTiming = flag.Bool("reset-timing", false, "run TestResetTiming: reset requests for an account's address and for nobody's, timed")
+
+// TestResetTiming (with -reset-timing) times reset requests over HTTP,
+// alternating an address that has an account with ones that have none,
+// with the mail queue as in production (mailDelay, the log backend), and
+// as a control the same with two addresses of nobody. It reports the ratio
+// of their percentiles: about 1 for both pairs when the answer reveals
+// nothing. A measurement, not a pass/fail test (the machine is shared).
+//
+//	go test -run TestResetTiming -reset-timing -v .
+func TestResetTiming(t *testing.T) {
+	if !*resetTiming {
+		t.Skip("a measurement: run with -reset-timing")
+	}
+	for _, first := range []string{"known@example.com", "constant@example.com"} {
+		e := newTestEnv(t, func(c *config) { c.ipLimit, c.mailLimit = 0, 0 })
+		e.srv.mail.delay = mailDelay
+		e.register("known")
+		srv := httptest.NewServer(e.handler)
+		var a, b []time.Duration
+		for i := range 1500 {
+			for j, email := range []string{first, fmt.Sprintf("nobody%d@example.com", i)} {
+				time.Sleep(3 * time.Millisecond) // the pace of a patient client, so the mail queue never fills
+				start := time.Now()
+				res, err := http.Post(srv.URL+"/api/password/reset/", "application/json", strings.NewReader(`{"email":"`+email+`"}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					t.Fatalf("%d", res.StatusCode)
+				}
+				if j == 0 {
+					a = append(a, time.Since(start))
+				} else {
+					b = append(b, time.Since(start))
+				}
+			}
+		}
+		srv.Close()
+		slices.Sort(a)
+		slices.Sort(b)
+		for _, p := range []float64{0.5, 0.9} {
+			i := int(p * float64(len(a)-1))
+			t.Logf("%s vs nobody's: p%.0f %v / %v = %.3f", first, p*100, a[i], b[i], float64(a[i])/float64(b[i]))
+		}
 	}
 }
