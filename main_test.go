@@ -46,12 +46,39 @@ func TestRunRefusesBadCommandLine(t *testing.T) {
 		{[]string{"jwtnotes", "-access-ttl", "0s"}, nil},
 		{[]string{"jwtnotes"}, map[string]string{"ACCESS_TOKEN_LIFETIME": "soon"}},
 		{[]string{"jwtnotes"}, map[string]string{"LOGIN_LIMIT": "many"}},
+		{[]string{"jwtnotes", "-reset-ttl", "0s"}, nil},
+		{[]string{"jwtnotes", "-smtp-port", "70000"}, nil},
+		{[]string{"jwtnotes", "-mail-limit", "-1"}, nil},
+		{[]string{"jwtnotes"}, map[string]string{"SMTP_PASSWORD": "secret"}}, // and no SMTP_USER
 	} {
 		err := run(context.Background(), tc.args, envOf(tc.env), io.Discard, io.Discard)
 		var usage *usageError
 		if !errors.As(err, &usage) {
 			t.Errorf("run(%q, %v) = %v, want a usage error", tc.args, tc.env, err)
 		}
+	}
+}
+
+// TestMailConfig: the mail flags fall back to their variables, the password
+// comes from SMTP_PASSWORD only, and a From that is no address is refused
+// at start, with the flag named.
+func TestMailConfig(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseConfig([]string{"-smtp-host", "mail.example.com"}, envOf(map[string]string{
+		"SMTP_HOST": "other.example.com", "SMTP_PORT": "2525", "SMTP_USER": "me", "SMTP_PASSWORD": "pw",
+		"PASSWORD_RESET_TIMEOUT": "10m", "REQUIRE_VERIFIED_EMAIL": "1",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mailConfig{host: "mail.example.com", port: 2525, user: "me", password: "pw", from: "jwtnotes <jwtnotes@localhost>"}
+	if cfg.mail != want || cfg.resetTTL != 10*time.Minute || cfg.verifyTTL != 72*time.Hour || !cfg.requireVerifiedEmail || cfg.mailLimit != 5 {
+		t.Errorf("config = %+v", cfg)
+	}
+	err = run(context.Background(), []string{"jwtnotes", "-data", t.TempDir(), "-addr", "127.0.0.1:0", "-mail-from", "not an address"},
+		envOf(nil), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-mail-from") {
+		t.Errorf("run with a bad -mail-from = %v", err)
 	}
 }
 

@@ -174,6 +174,12 @@ func TestResetLinkDies(t *testing.T) {
 	expired := e.askReset(sink, "alice@example.com")
 	e.clock.advance(30*time.Minute + time.Second)
 	want(t, e.postJSON("/api/password/reset/confirm/", confirmBody(expired, newPassword)), 400, bodyBadLink)
+	if _, _, err := e.srv.store.flushExpired(context.Background(), e.clock.now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(`SELECT count(*) FROM account_tokens WHERE purpose = 'reset'`); n != 0 {
+		t.Errorf("%d expired reset tokens left after the flush", n)
+	}
 
 	token := e.askReset(sink, "alice@example.com")
 	tokens := e.login("alice")
