@@ -571,18 +571,7 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 			return err
 		}
 	}
-	password := in.text(errs, "new_password", textRule{required: true, raw: true, check: func(p string) []string {
-		return s.passwordProblems(p, u.Username, u.Email, u.FirstName, u.LastName)
-	}})
-	password2 := in.text(errs, "new_password2", textRule{required: true, raw: true})
-	if errs.any() {
-		return errs
-	}
-	if password != password2 {
-		errs.add("new_password2", "Password fields didn't match.")
-		return errs
-	}
-	hash, err := s.passwords.hash(r.Context(), password)
+	hash, err := s.newPasswordHash(r.Context(), in, errs, &u)
 	if err != nil {
 		return err
 	}
@@ -594,6 +583,29 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return err
 	}
 	return writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// newPasswordHash reads new_password and new_password2, as a password
+// change and a reset take them, after the fields already read into errs:
+// the registration validators with u's attributes (u nil: there is no
+// account to compare with, and the answer is field errors anyway), the two
+// the same; then it hashes the password.
+func (s *server) newPasswordHash(ctx context.Context, in *input, errs *fieldErrors, u *user) (string, error) {
+	password := in.text(errs, "new_password", textRule{required: true, raw: true, check: func(p string) []string {
+		if u == nil {
+			return nil
+		}
+		return s.passwordProblems(p, u.Username, u.Email, u.FirstName, u.LastName)
+	}})
+	password2 := in.text(errs, "new_password2", textRule{required: true, raw: true})
+	if errs.any() {
+		return "", errs
+	}
+	if password != password2 {
+		errs.add("new_password2", "Password fields didn't match.")
+		return "", errs
+	}
+	return s.passwords.hash(ctx, password)
 }
 
 // deleteAccount is DELETE /api/profile/ with the password: the user and

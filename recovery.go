@@ -228,34 +228,24 @@ func (s *server) confirmPasswordReset(w http.ResponseWriter, r *http.Request, _ 
 		return err
 	}
 	errs := &fieldErrors{}
-	var u user
+	var owner *user // the token's, once it is known to be live
 	var tokenHash []byte
 	if token := in.text(errs, "token", textRule{required: true}); token != "" {
 		var ok bool
+		var u user
 		if tokenHash, ok = accountTokenHash(token); ok {
 			u, err = s.store.accountTokenUser(r.Context(), resetPurpose, tokenHash, s.now())
 		}
-		if !ok || errors.Is(err, errNotFound) {
+		switch {
+		case !ok || errors.Is(err, errNotFound):
 			errs.add("token", msgBadLink)
-		} else if err != nil {
+		case err != nil:
 			return err
+		default:
+			owner = &u
 		}
 	}
-	password := in.text(errs, "new_password", textRule{required: true, raw: true, check: func(p string) []string {
-		if u.ID == 0 {
-			return nil // no account to compare with
-		}
-		return s.passwordProblems(p, u.Username, u.Email, u.FirstName, u.LastName)
-	}})
-	password2 := in.text(errs, "new_password2", textRule{required: true, raw: true})
-	if errs.any() {
-		return errs
-	}
-	if password != password2 {
-		errs.add("new_password2", "Password fields didn't match.")
-		return errs
-	}
-	hash, err := s.passwords.hash(r.Context(), password)
+	hash, err := s.newPasswordHash(r.Context(), in, errs, owner) // field errors unless the token is live: no hash
 	if err != nil {
 		return err
 	}
