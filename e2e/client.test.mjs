@@ -78,11 +78,13 @@ async function startMailServer(port) {
   });
 }
 
-// mailsTo is the messages to address so far, their text decoded
-// (quoted-printable).
+// mailsTo is the messages to address that have arrived whole so far (the
+// output comes in chunks), their text decoded (quoted-printable).
 function mailsTo(address) {
+  const end = "------------ END MESSAGE ------------";
   return smtpOut.split("---------- MESSAGE FOLLOWS ----------").slice(1)
-    .map((m) => m.split("------------ END MESSAGE ------------")[0])
+    .filter((m) => m.includes(end))
+    .map((m) => m.split(end)[0])
     .filter((m) => m.includes(`\nTo: <${address}>`))
     .map((m) => m.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16))));
 }
