@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -608,5 +610,30 @@ func TestResetTiming(t *testing.T) {
 			i := int(p * float64(len(a)-1))
 			t.Logf("%s vs nobody's: p%.0f %v / %v = %.3f", first, p*100, a[i], b[i], float64(a[i])/float64(b[i]))
 		}
+	}
+}
+
+// TestStopSendsQueuedMail: the real binary, stopped by SIGTERM right after
+// it acknowledged a reset request (its letter still waiting out mailDelay),
+// sends the mail before it exits 0.
+func TestStopSendsQueuedMail(t *testing.T) {
+	t.Parallel()
+	sink := newMailSink(t)
+	p := startServer(t, t.TempDir(), "-smtp-host", "127.0.0.1", "-smtp-port", strconv.Itoa(sink.port))
+	p.registerAndLogin(http.DefaultClient, "alice")
+	status, body, err := call(http.DefaultClient, "POST", p.base+"/api/password/reset/", "", "application/json",
+		strings.NewReader(`{"email":"alice@example.com"}`))
+	if err != nil || status != 200 {
+		t.Fatalf("reset request: %d %s %v", status, body, err)
+	}
+	if code := p.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, p.stderr)
+	}
+	subjects := map[string]bool{}
+	for len(sink.received) > 0 {
+		subjects[(<-sink.received).header.Get("Subject")] = true
+	}
+	if !subjects["Reset your jwtnotes password"] || !subjects["Confirm your email address for jwtnotes"] {
+		t.Errorf("mails sent before the exit: %v\n%s", subjects, p.stderr)
 	}
 }
