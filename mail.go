@@ -130,11 +130,12 @@ func (m *mailer) send(write writeLetter) bool {
 	if m.closing {
 		return false
 	}
+	m.inFlight.Add(1) // before the letter is in the queue: the sender may be done with it at once
 	select {
 	case m.queue <- queued{write: write, due: time.Now().Add(m.delay/2 + rand.N(m.delay+1))}:
-		m.inFlight.Add(1)
 		return true
 	default:
+		m.inFlight.Done()
 		return false
 	}
 }
