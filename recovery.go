@@ -46,8 +46,7 @@ func (s *server) requestPasswordReset(w http.ResponseWriter, r *http.Request, _ 
 	if err != nil {
 		return err
 	}
-	base := s.baseURL(r)
-	if !s.mail.send(func(ctx context.Context) (letter, bool, error) { return s.resetLetter(ctx, email, base) }) {
+	if !s.mail.send(s.toAccountOf(email, s.baseURL(r), s.resetLetter)) {
 		return errMailBusy
 	}
 	return writeJSON(w, http.StatusOK, detail{msgResetSent})
@@ -61,17 +60,7 @@ func (s *server) resendVerification(w http.ResponseWriter, r *http.Request, _ *c
 	if err != nil {
 		return err
 	}
-	base := s.baseURL(r)
-	if !s.mail.send(func(ctx context.Context) (letter, bool, error) {
-		id, err := s.store.userIDByEmail(ctx, email)
-		if errors.Is(err, errNotFound) {
-			return letter{}, false, nil
-		}
-		if err != nil {
-			return letter{}, false, err
-		}
-		return s.verifyLetter(ctx, id, base)
-	}) {
+	if !s.mail.send(s.toAccountOf(email, s.baseURL(r), s.verifyLetter)) {
 		return errMailBusy
 	}
 	return writeJSON(w, http.StatusOK, detail{msgVerifySent})
@@ -124,25 +113,44 @@ func (s *server) mailVerification(r *http.Request, u user) {
 
 // ---- the letters ----
 
-// resetLetter writes the reset mail for the account with this email, if
-// there is an active one: to the address as stored, not as asked.
-func (s *server) resetLetter(ctx context.Context, email, base string) (letter, bool, error) {
-	id, err := s.store.userIDByEmail(ctx, email)
-	if errors.Is(err, errNotFound) {
-		return letter{}, false, nil
+// toAccountOf is a letter for the account with this email, if there is
+// one, written by write when its turn in the mail queue comes: the lookup
+// is not the request's work.
+func (s *server) toAccountOf(email, base string, write func(ctx context.Context, id int64, base string) (letter, bool, error)) writeLetter {
+	return func(ctx context.Context) (letter, bool, error) {
+		id, err := s.store.userIDByEmail(ctx, email)
+		if errors.Is(err, errNotFound) {
+			return letter{}, false, nil
+		}
+		if err != nil {
+			return letter{}, false, err
+		}
+		return write(ctx, id, base)
 	}
-	if err != nil {
-		return letter{}, false, err
-	}
+}
+
+// newLink issues a token of purpose for user id, living ttl, and returns
+// the user as it was bound (the mail goes to their email as stored, not as
+// asked) and the link. ok is false when there is nothing to send: the user
+// is inactive or gone, or (a verification) verified already.
+func (s *server) newLink(ctx context.Context, purpose string, id int64, ttl time.Duration, base string) (u user, link string, ok bool, err error) {
 	token, tokenHash := newAccountToken()
-	u, err := s.store.issueAccountToken(ctx, resetPurpose, id, tokenHash, s.now().Add(s.cfg.resetTTL))
+	u, err = s.store.issueAccountToken(ctx, purpose, id, tokenHash, s.now().Add(ttl))
 	if errors.Is(err, errNotFound) {
-		return letter{}, false, nil // inactive, or deleted meanwhile
+		return user{}, "", false, nil
 	}
 	if err != nil {
+		return user{}, "", false, err
+	}
+	return u, base + "/#" + purpose + "/" + token, true, nil
+}
+
+// resetLetter writes the reset mail of user id.
+func (s *server) resetLetter(ctx context.Context, id int64, base string) (letter, bool, error) {
+	u, link, ok, err := s.newLink(ctx, resetPurpose, id, s.cfg.resetTTL, base)
+	if !ok {
 		return letter{}, false, err
 	}
-	link := base + "/#reset/" + token
 	return letter{to: u.Email, subject: "Reset your jwtnotes password", link: link, text: fmt.Sprintf(`Hello %s,
 
 someone asked to reset the password of your jwtnotes account. To choose a
@@ -158,15 +166,10 @@ stays as it is.
 // verifyLetter writes the verification mail of user id's email as it is
 // now, unless it is verified already.
 func (s *server) verifyLetter(ctx context.Context, id int64, base string) (letter, bool, error) {
-	token, tokenHash := newAccountToken()
-	u, err := s.store.issueAccountToken(ctx, verifyPurpose, id, tokenHash, s.now().Add(s.cfg.verifyTTL))
-	if errors.Is(err, errNotFound) {
-		return letter{}, false, nil
-	}
-	if err != nil {
+	u, link, ok, err := s.newLink(ctx, verifyPurpose, id, s.cfg.verifyTTL, base)
+	if !ok {
 		return letter{}, false, err
 	}
-	link := base + "/#verify/" + token
 	return letter{to: u.Email, subject: "Confirm your email address for jwtnotes", link: link, text: fmt.Sprintf(`Hello %s,
 
 to confirm that this address, %s,
