@@ -58,6 +58,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &answer):
 	case errors.Is(err, errUserGone): // deleted while its request ran
 		answer = errUserNotFound
+	case errors.Is(err, errPasswordChanged): // reset while its request ran, which ended its session too
+		answer = errBlacklistedAnswer
 	case errors.Is(err, errTooManyNotes):
 		answer = detailError(http.StatusForbidden, fmt.Sprintf("Note quota reached: an account keeps at most %d notes.", s.cfg.maxNotes))
 	case errors.Is(err, errTooManyBytes):

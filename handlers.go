@@ -576,9 +576,6 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return err
 	}
 	err = s.store.changePassword(r.Context(), u.ID, oldHash, hash, c.claims.SessionID, s.now())
-	if errors.Is(err, errPasswordChanged) {
-		return errBlacklistedAnswer // reset meanwhile, which ended this session too
-	}
 	if err != nil {
 		return err
 	}
@@ -628,9 +625,6 @@ func (s *server) deleteAccount(w http.ResponseWriter, r *http.Request, c *caller
 		return err
 	}
 	err = s.store.deleteUser(r.Context(), c.user.ID, hash)
-	if errors.Is(err, errPasswordChanged) {
-		return errBlacklistedAnswer // reset meanwhile, which ended this session too
-	}
 	if err != nil {
 		return err
 	}
