@@ -716,6 +716,8 @@ func describeSchema(t *testing.T, st *store) string {
 		UNION ALL
 		SELECT 'table ' || name || ' ' || iif(sql LIKE '%WITHOUT ROWID', 'without rowid', 'rowid')
 		FROM sqlite_schema WHERE type = 'table'
+		UNION ALL
+		SELECT 'trigger ' || name || ' on ' || tbl_name || ': ' || sql FROM sqlite_schema WHERE type = 'trigger'
 		ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)

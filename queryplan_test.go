@@ -15,10 +15,12 @@ import (
 )
 
 // fullScan matches a query-plan step that reads a whole table of ours:
-// "SCAN users", "SCAN s" (an alias), with or without an index. Walking an
+// "SCAN users", "SCAN s" (an alias), with or without an index, or every
+// note on one side of an id. Walking an
 // index in its order is a scan too, and is fine only where a LIMIT stops it
 // (the notes list).
-var fullScan = regexp.MustCompile(`^SCAN (users|u|sessions|s|blacklist|notes|n|account_tokens|t)\b`)
+var fullScan = regexp.MustCompile(`^SCAN (users|u|sessions|s|blacklist|notes|n|account_tokens|t)\b` +
+	`|^SEARCH (notes|n) USING INTEGER PRIMARY KEY \(rowid[<>]`) // every note below or above an id
 
 // TestEveryQueryUsesAnIndex drives every route (and the store paths no
 // route reaches on its own), then asks SQLite for the plan of every
@@ -54,6 +56,7 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 			t.Fatalf("%s %s: %d %s", r.method, r.path, res.status, res.body)
 		}
 	}
+	e.catchUp() // the search index's batch: a note written, one updated, one gone
 	e.rotate(bob.Refresh)
 	e.rotate(bob.Refresh) // again, within the grace period
 	want(t, e.postJSON("/api/token/verify/", `{"token":"`+bob.Access+`"}`), 200, `{}`)
@@ -153,6 +156,21 @@ func TestListQueryPlan(t *testing.T) {
 			if strings.Contains(step, "TEMP B-TREE") || strings.Contains(step, "notes") && !strings.Contains(step, "USING INDEX") {
 				t.Errorf("%+v: plan %q has %q", q, plan, step)
 			}
+		}
+	}
+}
+
+// TestIndexedSearchQueryPlan: a search answered from the trigram index
+// looks up each candidate by its id, for everyone's notes and for one
+// user's: never a walk over all of someone's notes.
+func TestIndexedSearchQueryPlan(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	for _, q := range []noteQuery{{viewer: 1, limit: 21}, {viewer: 1, owner: 2, limit: 21, offset: 20}} {
+		query := indexedSearchQuery(q)
+		plan := queryPlan(t, e.srv.store.db.read.db, query, nullArgs(query)...)
+		if plan[0] != "SEARCH notes USING INTEGER PRIMARY KEY (rowid=?)" || !slices.Contains(plan, "SCAN notes_search VIRTUAL TABLE INDEX 0:M1") {
+			t.Errorf("%+v: plan %q does not look up the index's candidates by id", q, plan)
 		}
 	}
 }

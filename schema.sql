@@ -13,7 +13,7 @@
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- schema version 7
+-- schema version 8
 
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
@@ -121,6 +121,32 @@ CREATE INDEX account_tokens_expires ON account_tokens(expires);
 CREATE INDEX notes_cover_image ON notes(cover_image) WHERE cover_image IS NOT NULL;
 CREATE INDEX users_cover_photo ON users(cover_photo) WHERE cover_photo IS NOT NULL;
 
+-- ?q= of three characters or more: every trigram (three characters in a
+-- row) of notes.search and where it is, in an FTS5 table that holds no text
+-- of its own (content=''); rows go by their id (contentless_delete). search.go keeps it in batches: the
+-- triggers below only write down, in the transaction of the change, which
+-- notes were written since (pending; indexed: the index holds an older
+-- version of the note) and which went while the index still holds them
+-- (gone). A search reads the pending notes as well as the index.
+CREATE VIRTUAL TABLE notes_search USING fts5(search, content='', contentless_delete=1,
+    tokenize='trigram case_sensitive 1');
+CREATE TABLE notes_search_pending (
+    note_id INTEGER PRIMARY KEY,
+    indexed INTEGER NOT NULL
+);
+CREATE TABLE notes_search_gone (note_id INTEGER PRIMARY KEY);
+CREATE TRIGGER notes_search_insert AFTER INSERT ON notes BEGIN
+    INSERT INTO notes_search_pending (note_id, indexed) VALUES (new.id, 0);
+END;
+CREATE TRIGGER notes_search_update AFTER UPDATE OF search ON notes WHEN new.search IS NOT old.search BEGIN
+    INSERT OR IGNORE INTO notes_search_pending (note_id, indexed) VALUES (new.id, 1);
+END;
+CREATE TRIGGER notes_search_delete AFTER DELETE ON notes BEGIN
+    INSERT INTO notes_search_gone (note_id) SELECT old.id
+        WHERE NOT EXISTS (SELECT 1 FROM notes_search_pending WHERE note_id = old.id AND indexed = 0);
+    DELETE FROM notes_search_pending WHERE note_id = old.id;
+END;
+
 -- upgrade to version 2
 -- Notes.
 CREATE TABLE notes (
@@ -176,3 +202,32 @@ CREATE TABLE account_tokens (
 ) WITHOUT ROWID;
 CREATE INDEX account_tokens_user ON account_tokens(user_id);
 CREATE INDEX account_tokens_expires ON account_tokens(expires);
+
+-- upgrade to version 8
+-- The trigram index of ?q=, filled from the notes there are.
+-- ?q= of three characters or more: every trigram (three characters in a
+-- row) of notes.search and where it is, in an FTS5 table that holds no text
+-- of its own (content=''); rows go by their id (contentless_delete). search.go keeps it in batches: the
+-- triggers below only write down, in the transaction of the change, which
+-- notes were written since (pending; indexed: the index holds an older
+-- version of the note) and which went while the index still holds them
+-- (gone). A search reads the pending notes as well as the index.
+CREATE VIRTUAL TABLE notes_search USING fts5(search, content='', contentless_delete=1,
+    tokenize='trigram case_sensitive 1');
+CREATE TABLE notes_search_pending (
+    note_id INTEGER PRIMARY KEY,
+    indexed INTEGER NOT NULL
+);
+CREATE TABLE notes_search_gone (note_id INTEGER PRIMARY KEY);
+CREATE TRIGGER notes_search_insert AFTER INSERT ON notes BEGIN
+    INSERT INTO notes_search_pending (note_id, indexed) VALUES (new.id, 0);
+END;
+CREATE TRIGGER notes_search_update AFTER UPDATE OF search ON notes WHEN new.search IS NOT old.search BEGIN
+    INSERT OR IGNORE INTO notes_search_pending (note_id, indexed) VALUES (new.id, 1);
+END;
+CREATE TRIGGER notes_search_delete AFTER DELETE ON notes BEGIN
+    INSERT INTO notes_search_gone (note_id) SELECT old.id
+        WHERE NOT EXISTS (SELECT 1 FROM notes_search_pending WHERE note_id = old.id AND indexed = 0);
+    DELETE FROM notes_search_pending WHERE note_id = old.id;
+END;
+INSERT INTO notes_search (rowid, search) SELECT id, search FROM notes;

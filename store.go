@@ -71,7 +71,8 @@ type session struct {
 
 type store struct {
 	db       *sqliteDB
-	media    *os.Root // DATA_DIR/media: uploaded images; nothing outside it can be reached
+	search   *searchIndex // keeps the trigram index of ?q= (search.go)
+	media    *os.Root     // DATA_DIR/media: uploaded images; nothing outside it can be reached
 	removals mediaRemovals
 }
 
@@ -94,7 +95,7 @@ func openStore(ctx context.Context, dataDir string, checkpoints walCheckpoints) 
 		media.Close()
 		return nil, err
 	}
-	st := &store{db: db, media: media}
+	st := &store{db: db, media: media, search: startSearchIndex(db)}
 	st.removals.lock = lock
 	st.removals.done.L = &st.removals.mu
 	return st, nil
@@ -109,6 +110,7 @@ func (s *store) Close() error {
 		r.lock.Close()
 	}
 	r.mu.Unlock()
+	s.search.close()
 	return errors.Join(s.db.close(), s.media.Close())
 }
 
@@ -528,6 +530,7 @@ func (s *store) deleteUser(ctx context.Context, id int64, verifiedHash string) e
 		return nil
 	})
 	if err == nil {
+		s.search.changed(1) // their notes went
 		s.removeMedia(files...)
 	}
 	return err
@@ -847,6 +850,9 @@ func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now 
 			return err
 		})
 	})
+	if err == nil {
+		s.search.changed(1)
+	}
 	return n, err
 }
 
@@ -902,6 +908,7 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 	if err != nil {
 		return note{}, err
 	}
+	s.search.changed(1)
 	s.removeMedia(oldImage)
 	return n, nil
 }
@@ -922,6 +929,7 @@ func (s *store) deleteNote(ctx context.Context, id, owner int64) error {
 		return chargeNotes(ctx, tx, owner, -1, -size, quota{})
 	})
 	if err == nil {
+		s.search.changed(1)
 		s.removeMedia(image.String)
 	}
 	return err
@@ -950,9 +958,21 @@ func (s *store) listNotes(ctx context.Context, q noteQuery) ([]note, error) {
 	if strings.ContainsRune(q.search, 0) {
 		return nil, nil // NUL only separates title from body: it matches no text
 	}
-	rows, err := s.db.query(ctx, listQuery(q), sql.Named("viewer", q.viewer), sql.Named("owner", q.owner),
-		sql.Named("search", foldKey(q.search)), sql.Named("limit", q.limit),
-		sql.Named("offset", q.offset))
+	search := foldKey(q.search)
+	query, args := listQuery(q), []any{sql.Named("viewer", q.viewer), sql.Named("owner", q.owner),
+		sql.Named("search", search), sql.Named("limit", q.limit), sql.Named("offset", q.offset)}
+	if match, ok := trigramMatch(search); ok {
+		// A substring that few notes could hold is found by the trigram
+		// index (search.go); a common one, by the walks, soon enough.
+		few, err := indexAnswers(ctx, s.db, match)
+		if err != nil {
+			return nil, err
+		}
+		if few {
+			query, args = indexedSearchQuery(q), append(args, sql.Named("match", match))
+		}
+	}
+	rows, err := s.db.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
