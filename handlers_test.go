@@ -228,7 +228,7 @@ func (e *testEnv) usersInEveryState() (alice, gone, idle tokenPair) {
 // exec changes the database behind the API's back, as an admin would.
 func (e *testEnv) exec(query string, args ...any) {
 	e.t.Helper()
-	err := e.srv.store.db.inWriteTx(context.Background(), func(tx *txn) error {
+	err := e.srv.store.accountWrite(context.Background(), func(tx *txn) error { // as the server's own write
 		_, err := tx.ExecContext(context.Background(), query, args...)
 		return err
 	})

@@ -72,6 +72,7 @@ type session struct {
 type store struct {
 	db       *sqliteDB
 	search   *searchIndex // keeps the trigram index of ?q= (search.go)
+	access   *accessCache // userForAccess's recent answers (accesscache.go)
 	media    *os.Root     // DATA_DIR/media: uploaded images; nothing outside it can be reached
 	removals mediaRemovals
 }
@@ -95,7 +96,7 @@ func openStore(ctx context.Context, dataDir string, checkpoints walCheckpoints) 
 		media.Close()
 		return nil, err
 	}
-	st := &store{db: db, media: media, search: startSearchIndex(db)}
+	st := &store{db: db, media: media, search: startSearchIndex(db), access: newAccessCache()}
 	st.removals.lock = lock
 	st.removals.done.L = &st.removals.mu
 	return st, nil
@@ -233,7 +234,7 @@ func (s *store) credentials(ctx context.Context, username string) (user, string,
 // deleted) since, no session is made and it returns errNotFound, so a login
 // racing a password change cannot outlive it.
 func (s *store) createSession(ctx context.Context, sess session, verifiedHash string) error {
-	return s.db.inWriteTx(ctx, func(tx *txn) error {
+	return s.accountWrite(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO sessions
 				(id, user_id, created, last_used, expires, user_agent, ip)
 			SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password = ? AND is_active`,
@@ -256,14 +257,33 @@ const liveSession = `s.revoked IS NULL AND s.expires > ?`
 
 // userForAccess is the check every authenticated request makes, in one
 // indexed lookup: the user (errNotFound if deleted) and whether the token's
-// session is live and theirs.
+// session is live and theirs. Recent answers are kept in s.access, which
+// every write that changes a user or revokes a session clears (forget).
 func (s *store) userForAccess(ctx context.Context, userID int64, sessionID string, now time.Time) (user, bool, error) {
+	if u, ok := s.access.lookup(userID, sessionID, now); ok {
+		return u, true, nil
+	}
+	gen := s.access.generation()
 	var u user
-	var live bool
+	var ends sql.NullInt64 // the session's end, if it is theirs and not revoked
 	err := scanUser(s.db.queryRow(ctx, `SELECT `+userColumns+`,
-			EXISTS(SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = u.id AND `+liveSession+`)
-		FROM users u WHERE u.id = ?`, sessionID, micros(now), userID), &u, &live)
+			(SELECT s.expires FROM sessions s WHERE s.id = ? AND s.user_id = u.id AND s.revoked IS NULL)
+		FROM users u WHERE u.id = ?`, sessionID, userID), &u, &ends)
+	live := err == nil && ends.Valid && ends.Int64 > micros(now)
+	if live {
+		s.access.keep(sessionID, u, fromMicros(ends.Int64), gen, now)
+	}
 	return u, live, err
+}
+
+// accountWrite runs fn in a write transaction that changes a user or
+// revokes sessions, then clears s.access before the caller answers. Every
+// such write goes through it, but for createUser (a new user is in no
+// entry), rotateRefresh (which forgets when it revokes), and flushExpired
+// (which deletes only sessions that are over, and rotated tokens).
+func (s *store) accountWrite(ctx context.Context, fn func(tx *txn) error) error {
+	defer s.access.forget()
+	return s.db.inWriteTx(ctx, fn)
 }
 
 // tokenRevoked reports whether a signed token can no longer be used: its jti
@@ -343,6 +363,9 @@ func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, gr
 			return revokeSession(ctx, tx, sess.ID, now)
 		}
 	})
+	if rot.outcome == refreshRevoked { // a rotation changes nothing s.access holds; a revocation does
+		s.access.forget()
+	}
 	return rot, err
 }
 
@@ -370,7 +393,7 @@ func revokeSession(ctx context.Context, tx *txn, sessionID string, now time.Time
 // "Token is blacklisted".
 func (s *store) logout(ctx context.Context, old claims, now time.Time) (bool, error) {
 	var ok bool
-	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+	err := s.accountWrite(ctx, func(tx *txn) error {
 		var live, rotated bool
 		err := tx.QueryRowContext(ctx, `SELECT
 				EXISTS(SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = ? AND `+liveSession+`),
@@ -415,7 +438,7 @@ func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (
 	var u user
 	var oldPhoto, oldEmailKey string
 	err := s.withNewFile(coversFolder, c.CoverPhoto, func(newPhoto *string) error {
-		return s.db.inWriteTx(ctx, func(tx *txn) error {
+		return s.accountWrite(ctx, func(tx *txn) error {
 			err := tx.QueryRowContext(ctx, `SELECT coalesce(cover_photo, ''), email_key FROM users WHERE id = ?`, id).Scan(&oldPhoto, &oldEmailKey)
 			if errors.Is(err, sql.ErrNoRows) {
 				return errUserGone
@@ -483,7 +506,7 @@ func (s *store) passwordHash(ctx context.Context, id int64) (string, error) {
 // keep too), it returns errPasswordChanged and changes nothing: two changes
 // at the same moment cannot both win.
 func (s *store) changePassword(ctx context.Context, id int64, oldHash, hash, keep string, now time.Time) error {
-	return s.db.inWriteTx(ctx, func(tx *txn) error {
+	return s.accountWrite(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ? AND password = ?`, hash, id, oldHash)
 		if err != nil {
 			return err
@@ -503,7 +526,7 @@ func (s *store) changePassword(ctx context.Context, id int64, oldHash, hash, kee
 // once that is committed.
 func (s *store) deleteUser(ctx context.Context, id int64, verifiedHash string) error {
 	var files []string
-	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+	err := s.accountWrite(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT cover_photo FROM users WHERE id = ?1 AND cover_photo IS NOT NULL
 			UNION ALL SELECT cover_image FROM notes WHERE user_id = ?1 AND cover_image IS NOT NULL`, id)
 		if err != nil {
@@ -576,7 +599,7 @@ func (s *store) liveSessions(ctx context.Context, id int64, now time.Time) ([]se
 // revokeUserSession revokes one live session of user id; errNotFound if
 // there is no such session.
 func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID string, now time.Time) error {
-	return s.db.inWriteTx(ctx, func(tx *txn) error {
+	return s.accountWrite(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE sessions AS s SET revoked = ?
 			WHERE s.id = ? AND s.user_id = ? AND `+liveSession, micros(now), sessionID, id, micros(now))
 		if err != nil {
@@ -591,7 +614,7 @@ func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID strin
 
 // revokeAllSessions logs user id out everywhere.
 func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time) error {
-	return s.db.inWriteTx(ctx, func(tx *txn) error {
+	return s.accountWrite(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE user_id = ? AND revoked IS NULL`,
 			micros(now), id)
 		return err
@@ -736,7 +759,7 @@ func tokenOwner(ctx context.Context, queryRow func(context.Context, string, ...a
 // and revokes all their sessions.
 func (s *store) resetPassword(ctx context.Context, tokenHash []byte, newHash string, now time.Time) (user, error) {
 	var u user
-	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+	err := s.accountWrite(ctx, func(tx *txn) error {
 		var err error
 		if u, err = tokenOwner(ctx, tx.QueryRowContext, resetPurpose, tokenHash, now); err != nil {
 			return err
@@ -758,7 +781,7 @@ func (s *store) resetPassword(ctx context.Context, tokenHash []byte, newHash str
 // and their verification tokens go.
 func (s *store) verifyEmail(ctx context.Context, tokenHash []byte, now time.Time) (user, error) {
 	var u user
-	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+	err := s.accountWrite(ctx, func(tx *txn) error {
 		var err error
 		if u, err = tokenOwner(ctx, tx.QueryRowContext, verifyPurpose, tokenHash, now); err != nil {
 			return err
