@@ -45,6 +45,7 @@ type server struct {
 	mailsTo      *limiter    // mails per recipient address (and per account), and reset requests per address asked for
 	bodies       *bodyBudget // memory that request bodies may hold at once
 	mail         *mailer     // mail.go: sends in the background
+	pages        *pageCache  // pagecache.go: recent pages of the notes list
 	now          func() time.Time
 	log          *slog.Logger
 }
@@ -71,6 +72,7 @@ func newServer(cfg config, st *store, tokens *tokenSigner, log *slog.Logger, now
 		mailsTo:      newLimiter(cfg.mailLimit, time.Hour),
 		bodies:       &bodyBudget{free: cfg.bodyMemory},
 		mail:         mail,
+		pages:        newPageCache(),
 		now:          now,
 		log:          log,
 	}, nil
@@ -864,20 +866,32 @@ func (s *server) userNotes(w http.ResponseWriter, r *http.Request, c *caller) er
 // writeNotesPage answers one page of q. It asks for one note more than the
 // page holds: if it comes, there is a next page, and the Link header says
 // where (an absolute URL that keeps the other query parameters).
+// A page answered moments ago, with no note written since that it could
+// hold, comes from s.pages (pagecache.go).
 func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQuery, p page) error {
-	q.limit, q.offset = p.limit+1, p.offset
-	notes, err := s.store.listNotes(r.Context(), q)
-	if err != nil {
-		return err
+	key, version, now := pageKey{q.viewer, q.owner, q.search, p.limit, p.offset}, s.store.lists.version(q.viewer), s.now()
+	body, more, ok := s.pages.get(key, version, now)
+	if !ok {
+		q.limit, q.offset = p.limit+1, p.offset
+		notes, err := s.store.listNotes(r.Context(), q)
+		if err != nil {
+			return err
+		}
+		if more = len(notes) > p.limit; more {
+			notes = notes[:p.limit]
+		}
+		if body, err = marshalJSON(notesJSON(notes)); err != nil {
+			return err
+		}
+		s.pages.put(key, version, now, body, more)
 	}
-	if len(notes) > p.limit {
-		notes = notes[:p.limit]
+	if more {
 		next := r.URL.Query()
 		next.Set("limit", strconv.Itoa(p.limit))
 		next.Set("offset", strconv.Itoa(p.offset+p.limit))
 		w.Header().Set("Link", fmt.Sprintf(`<%s%s?%s>; rel="next"`, s.baseURL(r), r.URL.EscapedPath(), next.Encode()))
 	}
-	return writeJSON(w, http.StatusOK, notesJSON(notes))
+	return writeBody(w, http.StatusOK, body)
 }
 
 // ---- media and health ----

@@ -232,6 +232,7 @@ func (e *testEnv) exec(query string, args ...any) {
 		_, err := tx.ExecContext(context.Background(), query, args...)
 		return err
 	})
+	e.srv.store.lists.changed(0, true) // it may have written notes: every page is forgotten
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -73,6 +73,7 @@ type store struct {
 	db       *sqliteDB
 	search   *searchIndex // keeps the trigram index of ?q= (search.go)
 	access   *accessCache // userForAccess's recent answers (accesscache.go)
+	lists    listVersions // note writes counted for the page cache (pagecache.go)
 	media    *os.Root     // DATA_DIR/media: uploaded images; nothing outside it can be reached
 	removals mediaRemovals
 }
@@ -554,6 +555,7 @@ func (s *store) deleteUser(ctx context.Context, id int64, verifiedHash string) e
 	})
 	if err == nil {
 		s.search.changed(1) // their notes went
+		s.lists.changed(id, true)
 		s.removeMedia(files...)
 	}
 	return err
@@ -875,6 +877,7 @@ func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now 
 	})
 	if err == nil {
 		s.search.changed(1)
+		s.lists.changed(userID, n.IsPublic)
 	}
 	return n, err
 }
@@ -895,6 +898,7 @@ func (s *store) noteFor(ctx context.Context, id, viewer int64) (note, error) {
 func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, now time.Time, q quota) (note, error) {
 	var n note
 	var oldImage string
+	var wasPublic bool
 	err := s.withNewFile(imagesFolder, f.Image, func(newImage *string) error {
 		return s.db.inWriteTx(ctx, func(tx *txn) error {
 			var oldSize int64
@@ -903,6 +907,7 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 			if err != nil {
 				return err
 			}
+			wasPublic = n.IsPublic
 			imageBytes := oldSize - noteSize(n.Title, n.Body, 0) // what the kept image counts
 			if f.Title != nil {                                  // "" is a title too
 				n.Title = *f.Title
@@ -932,6 +937,7 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 		return note{}, err
 	}
 	s.search.changed(1)
+	s.lists.changed(owner, wasPublic || n.IsPublic)
 	s.removeMedia(oldImage)
 	return n, nil
 }
@@ -939,10 +945,11 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 // deleteNote deletes note id of owner, and then its image.
 func (s *store) deleteNote(ctx context.Context, id, owner int64) error {
 	var image sql.NullString
+	var public bool
 	err := s.db.inWriteTx(ctx, func(tx *txn) error {
 		var size int64
-		err := tx.QueryRowContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ? RETURNING cover_image, size`,
-			id, owner).Scan(&image, &size)
+		err := tx.QueryRowContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ? RETURNING cover_image, size, is_public`,
+			id, owner).Scan(&image, &size, &public)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errNotFound
 		}
@@ -953,6 +960,7 @@ func (s *store) deleteNote(ctx context.Context, id, owner int64) error {
 	})
 	if err == nil {
 		s.search.changed(1)
+		s.lists.changed(owner, public)
 		s.removeMedia(image.String)
 	}
 	return err
