@@ -13,6 +13,9 @@
 #       'tuned=/tmp/ab/tuned -addr 127.0.0.1:$PORT -data $DATA -ip-limit 0 -write-limit 0' \
 #       'plain=/tmp/ab/plain -addr 127.0.0.1:$PORT -data $DATA -ip-limit 0 -write-limit 0'
 #
+# (Add -max-notes 0 -max-notes-mb 0 for long runs: the note quota's 403s
+# would otherwise answer create-note once an account holds 10,000 notes.)
+#
 # Each argument is NAME=COMMAND; COMMAND runs under bash (exec'd: put
 # environment in front with env, as in 'env GOGC=100 ...') with PORT and DATA
 # set (a free port and a fresh data folder). The first target is the one
