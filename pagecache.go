@@ -30,8 +30,11 @@ const (
 	// pageCacheTTL is how long a page is used at most: notes written by
 	// another process (the sqlite3 shell) show after it.
 	pageCacheTTL = time.Second
-	// pageCacheBytes bounds the bodies kept; when full, all go.
-	pageCacheBytes = 4 << 20
+	// pageCacheBytes bounds the bodies kept, and pageCacheEntries the
+	// pages (many empty pages, ?offset= past the end, hold few bytes each);
+	// when either is full, all go.
+	pageCacheBytes   = 4 << 20
+	pageCacheEntries = 10_000
 	// pageCacheMaxBody: a larger page is not kept.
 	pageCacheMaxBody = 64 << 10
 	// pageCacheMaxSearch: a page of a longer ?q= is not kept (its key
@@ -91,7 +94,7 @@ func (c *pageCache) put(key pageKey, version listVersion, now time.Time, body []
 	if old, ok := c.pages[key]; ok {
 		c.bytes -= len(old.body)
 	}
-	if c.bytes+len(body) > pageCacheBytes {
+	if c.bytes+len(body) > pageCacheBytes || len(c.pages) >= pageCacheEntries {
 		clear(c.pages)
 		c.bytes = 0
 	}

@@ -80,7 +80,8 @@ func TestPageCacheForgetsOnEveryNoteWrite(t *testing.T) {
 }
 
 // TestPageCacheBounds: pages that are large, or of a long search, are not
-// kept, the bodies kept stay under pageCacheBytes, and a page is used only
+// kept, the bodies kept stay under pageCacheBytes and the pages under
+// pageCacheEntries, and a page is used only
 // under its version, for pageCacheTTL.
 func TestPageCacheBounds(t *testing.T) {
 	t.Parallel()
@@ -95,6 +96,12 @@ func TestPageCacheBounds(t *testing.T) {
 		c.put(pageKey{viewer: int64(i)}, v, now, make([]byte, pageCacheMaxBody), false)
 		if c.bytes > pageCacheBytes {
 			t.Fatalf("%d bytes kept, more than %d", c.bytes, pageCacheBytes)
+		}
+	}
+	for i := range 2 * pageCacheEntries { // empty pages: few bytes, many keys
+		c.put(pageKey{viewer: 1, offset: i}, v, now, []byte("[]"), false)
+		if len(c.pages) > pageCacheEntries {
+			t.Fatalf("%d pages kept, more than %d", len(c.pages), pageCacheEntries)
 		}
 	}
 	c.put(pageKey{viewer: 1}, v, now, []byte("[]"), false)
