@@ -327,12 +327,20 @@ func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, gr
 	err := s.db.inWriteTx(ctx, func(tx *txn) error {
 		rot = rotation{}
 		u, sess := &rot.user, &rot.session
-		var sessionLive bool
-		var expires int64
+		// One statement reads all a rotation decides on: the user, the
+		// session's end if it is theirs and not revoked, and the token's
+		// blacklist row if it has one (blacklisted_at is never NULL in a
+		// row). Scalar subqueries, not a LEFT JOIN: SQLite recompiles a
+		// LEFT JOIN of this shape whenever the user id bound is 1.
+		var ends, blacklistedAt sql.NullInt64
+		var replacement sql.NullString
 		err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+`,
-				coalesce(s.id, ''), coalesce(s.expires, 0), coalesce(`+liveSession+`, 0)
-			FROM users u LEFT JOIN sessions s ON s.id = ? AND s.user_id = u.id
-			WHERE u.id = ?`, micros(now), old.SessionID, old.UserID), u, &sess.ID, &expires, &sessionLive)
+				(SELECT s.expires FROM sessions s WHERE s.id = :sid AND s.user_id = u.id AND s.revoked IS NULL),
+				(SELECT b.blacklisted_at FROM blacklist b WHERE b.jti = :jti),
+				(SELECT b.replacement FROM blacklist b WHERE b.jti = :jti)
+			FROM users u WHERE u.id = :uid`,
+			sql.Named("sid", old.SessionID), sql.Named("jti", old.JTI), sql.Named("uid", old.UserID)),
+			u, &ends, &blacklistedAt, &replacement)
 		if errors.Is(err, errNotFound) || err == nil && !u.IsActive {
 			rot.outcome = refreshNoAccount
 			return nil
@@ -340,23 +348,16 @@ func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, gr
 		if err != nil {
 			return err
 		}
-		if !sessionLive {
-			rot.outcome = refreshRevoked
+		if !ends.Valid || ends.Int64 <= micros(now) {
+			rot.outcome = refreshRevoked // already over: nothing to revoke
 			return nil
 		}
-		sess.UserID, sess.Expires = u.ID, fromMicros(expires)
-
-		var replacement sql.NullString
-		var blacklistedAt int64
-		err = tx.QueryRowContext(ctx, `SELECT replacement, blacklisted_at FROM blacklist WHERE jti = ?`,
-			old.JTI).Scan(&replacement, &blacklistedAt)
+		*sess = session{ID: old.SessionID, UserID: u.ID, Expires: fromMicros(ends.Int64)}
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		case !blacklistedAt.Valid:
 			rot.outcome, rot.unsigned = refreshRotated, mint(*u, *sess)
 			return rotate(ctx, tx, old, sess.ID, rot.unsigned, now)
-		case err != nil:
-			return err
-		case replacement.Valid && now.Sub(fromMicros(blacklistedAt)) <= grace:
+		case replacement.Valid && now.Sub(fromMicros(blacklistedAt.Int64)) <= grace:
 			rot.outcome, rot.unsigned = refreshGrace, replacement.String
 			return nil
 		default:
