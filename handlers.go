@@ -321,8 +321,11 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 func (s *server) rotateRefresh(r *http.Request, old claims) (signedPair, error) {
 	now := s.now()
 	rot, err := s.store.rotateRefresh(r.Context(), old, now, s.cfg.reuseGrace,
-		func(u user, sess session) string {
-			return s.tokens.unsigned(s.newClaims(refreshToken, u, sess, now))
+		func(u user, sess session) (unsigned, kept string) {
+			c := s.newClaims(refreshToken, u, sess, now)
+			unsigned = s.tokens.unsigned(c)
+			header, _, _ := strings.Cut(unsigned, ".")
+			return unsigned, header + "." + c.JTI
 		})
 	if err != nil {
 		return signedPair{}, err
@@ -332,12 +335,32 @@ func (s *server) rotateRefresh(r *http.Request, old claims) (signedPair, error) 
 		return signedPair{}, errNoAccountForToken
 	case refreshRevoked:
 		return signedPair{}, errBlacklistedAnswer
+	case refreshGrace:
+		rot.unsigned = s.rebuildReplacement(rot)
 	}
 	return signedPair{
 		access:  s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, now)),
 		refresh: s.tokens.signInput(rot.unsigned),
 		grace:   rot.outcome == refreshGrace,
 	}, nil
+}
+
+// rebuildReplacement is the signing input of the token that replaced a
+// rotated one, from what its blacklist row kept: header.jti. The header
+// names the key that signed it; its other claims are those newClaims gave
+// it, from the user and session (as they are now: the same unless the name
+// or email changed meanwhile) and the time of the rotation. So the row holds
+// no personal data, and the grace answer is the very token the first answer
+// gave. Rows of older servers kept the signing input whole (header.payload,
+// or the payload alone), which is used as it is.
+func (s *server) rebuildReplacement(rot rotation) string {
+	header, jti, found := strings.Cut(rot.kept, ".")
+	if !found || !isTokenID(jti) {
+		return rot.kept
+	}
+	c := s.newClaims(refreshToken, rot.user, rot.session, rot.rotatedAt)
+	c.JTI = jti
+	return header + "." + encodeClaims(c)
 }
 
 // verifyToken is POST /api/token/verify/: 200 {} for a live access or

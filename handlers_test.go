@@ -696,6 +696,31 @@ func TestRefreshRotates(t *testing.T) {
 	}
 }
 
+// TestGraceAnswerOfAnOlderServersRow: blacklist rows written before
+// version 9 keep the replacement whole without its signature (header.payload,
+// or the payload alone from before key ids); a grace answer still gives that
+// token.
+func TestGraceAnswerOfAnOlderServersRow(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.register("alice")
+	for _, keptWhole := range []func(unsigned string) string{
+		func(unsigned string) string { return unsigned },
+		func(unsigned string) string { _, payload, _ := strings.Cut(unsigned, "."); return payload },
+	} {
+		first := e.login("alice")
+		second := e.rotate(first.Refresh)
+		unsigned := second.Refresh[:strings.LastIndex(second.Refresh, ".")]
+		e.exec(`UPDATE blacklist SET replacement = ? WHERE jti = ?`, keptWhole(unsigned), decodeClaims(t, first.Refresh)["jti"])
+		var again tokenPair
+		res := e.refresh(first.Refresh)
+		decode(t, res.body, &again)
+		if res.status != 200 || again.Refresh != second.Refresh {
+			t.Errorf("grace answer from %q: %d %s, want the first answer's token", keptWhole("header.payload"), res.status, res.body)
+		}
+	}
+}
+
 func TestRefreshChainKeepsWorking(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)

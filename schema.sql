@@ -13,7 +13,7 @@
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- schema version 8
+-- schema version 9
 
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
@@ -62,18 +62,23 @@ CREATE INDEX sessions_expires ON sessions(expires);
 CREATE INDEX sessions_revoked ON sessions(revoked) WHERE revoked IS NOT NULL;
 
 -- Refresh tokens that can no longer be used, keyed by their jti. A row is
--- written when a token is rotated (replacement holds the token that replaced
--- it without its signature, header.payload, for the grace period; rows of
--- servers before key rotation hold the payload alone) or logged out
--- (replacement NULL). Rows can go once the token has expired anyway.
+-- written when a token is rotated or logged out, and goes once the token has
+-- expired anyway. replacement is what rebuilds, for the grace period, the
+-- token that replaced a rotated one: its header and jti, header.jti (its
+-- other claims are the user's and the session's, its iat blacklisted_at's);
+-- NULL for a logged-out token. Rows of servers before version 9 hold the
+-- replacement whole without its signature, header.payload, or the payload
+-- alone.
+-- A row names no user and no session, and is not deleted with them: a token
+-- of a session that is over is refused by the session check, and every
+-- rotation stays one row appended at the end of the table and its index
+-- (the index by session it had before cost a page written per rotation).
 CREATE TABLE blacklist (
     jti            TEXT    PRIMARY KEY,
-    session_id     TEXT    NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
     expires        INTEGER NOT NULL, -- the token's own exp
     blacklisted_at INTEGER NOT NULL,
     replacement    TEXT
 ) WITHOUT ROWID;
-CREATE INDEX blacklist_session ON blacklist(session_id);
 CREATE INDEX blacklist_expires ON blacklist(expires);
 
 -- Notes: private to their owner, or public to every user.
@@ -231,3 +236,23 @@ CREATE TRIGGER notes_search_delete AFTER DELETE ON notes BEGIN
     DELETE FROM notes_search_pending WHERE note_id = old.id;
 END;
 INSERT INTO notes_search (rowid, search) SELECT id, search FROM notes;
+
+-- upgrade to version 9
+-- The blacklist without its tie to sessions (no session_id, no index by it,
+-- no cascade), so that a rotation writes one row at the table's end. A
+-- replacement kept whole holds the user's name and email, which no longer
+-- go with the user: kept only where a grace answer might still need it
+-- (rotated in the last hour; the grace period is seconds).
+CREATE TABLE blacklist_v9 (
+    jti            TEXT    PRIMARY KEY,
+    expires        INTEGER NOT NULL,
+    blacklisted_at INTEGER NOT NULL,
+    replacement    TEXT
+) WITHOUT ROWID;
+INSERT INTO blacklist_v9 (jti, expires, blacklisted_at, replacement)
+    SELECT jti, expires, blacklisted_at,
+        CASE WHEN blacklisted_at > (unixepoch() - 3600) * 1000000 THEN replacement END
+    FROM blacklist;
+DROP TABLE blacklist;
+ALTER TABLE blacklist_v9 RENAME TO blacklist;
+CREATE INDEX blacklist_expires ON blacklist(expires);

@@ -297,10 +297,12 @@ func (s *store) tokenRevoked(ctx context.Context, c claims, now time.Time) (bool
 
 // rotation is what became of a refresh request.
 type rotation struct {
-	outcome  refreshOutcome
-	user     user    // the token's user as they are now (rotated and grace)
-	session  session // the token's session (rotated and grace)
-	unsigned string  // the replacement's signing input, to be signed (rotated and grace)
+	outcome   refreshOutcome
+	user      user      // the token's user as they are now (rotated and grace)
+	session   session   // the token's session (rotated and grace)
+	unsigned  string    // the replacement's signing input, to be signed (rotated)
+	kept      string    // what mint kept of the replacement (grace)
+	rotatedAt time.Time // when that was (grace)
 }
 
 type refreshOutcome int
@@ -316,13 +318,15 @@ const (
 // of any number of concurrent calls with one token exactly one rotates.
 //
 // A token seen for the first time is blacklisted and replaced by the
-// unsigned token that mint returns (mint runs inside the transaction, so the new claims come
-// from the user row as it is now). A token rotated no longer than grace ago
-// gets the replacement it got then, so that two tabs refreshing at once end up
-// with the same token. Any other reuse means the token was copied: the whole
-// session is revoked, and with it every token it issued.
+// unsigned token that mint returns, with what mint says to keep of it in
+// the blacklist row (mint runs inside the transaction, so the new claims
+// come from the user row as it is now). A token rotated no longer than grace
+// ago gets what was kept then, and when, for its replacement to be rebuilt,
+// so that two tabs refreshing at once end up with the same token. Any other
+// reuse means the token was copied: the whole session is revoked, and with
+// it every token it issued.
 func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, grace time.Duration,
-	mint func(user, session) string) (rotation, error) {
+	mint func(user, session) (unsigned, kept string)) (rotation, error) {
 	var rot rotation
 	err := s.db.inWriteTx(ctx, func(tx *txn) error {
 		rot = rotation{}
@@ -355,10 +359,12 @@ func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, gr
 		*sess = session{ID: old.SessionID, UserID: u.ID, Expires: fromMicros(ends.Int64)}
 		switch {
 		case !blacklistedAt.Valid:
-			rot.outcome, rot.unsigned = refreshRotated, mint(*u, *sess)
-			return rotate(ctx, tx, old, sess.ID, rot.unsigned, now)
+			var kept string
+			rot.outcome = refreshRotated
+			rot.unsigned, kept = mint(*u, *sess)
+			return rotate(ctx, tx, old, sess.ID, kept, now)
 		case replacement.Valid && now.Sub(fromMicros(blacklistedAt.Int64)) <= grace:
-			rot.outcome, rot.unsigned = refreshGrace, replacement.String
+			rot.outcome, rot.kept, rot.rotatedAt = refreshGrace, replacement.String, fromMicros(blacklistedAt.Int64)
 			return nil
 		default:
 			rot.outcome = refreshRevoked
@@ -371,11 +377,11 @@ func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, gr
 	return rot, err
 }
 
-// rotate blacklists the old token, remembering its replacement, and marks the
-// session used.
-func rotate(ctx context.Context, tx *txn, old claims, sessionID, replacement string, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO blacklist (jti, session_id, expires, blacklisted_at, replacement)
-		VALUES (?, ?, ?, ?, ?)`, old.JTI, sessionID, micros(time.Unix(old.Exp, 0)), micros(now), replacement)
+// rotate blacklists the old token, keeping what rebuilds its replacement,
+// and marks the session used.
+func rotate(ctx context.Context, tx *txn, old claims, sessionID, kept string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO blacklist (jti, expires, blacklisted_at, replacement)
+		VALUES (?, ?, ?, ?)`, old.JTI, micros(time.Unix(old.Exp, 0)), micros(now), kept)
 	if err != nil {
 		return err
 	}
@@ -411,8 +417,8 @@ func (s *store) logout(ctx context.Context, old claims, now time.Time) (bool, er
 			return nil
 		}
 		ok = true
-		_, err = tx.ExecContext(ctx, `INSERT INTO blacklist (jti, session_id, expires, blacklisted_at)
-			VALUES (?, ?, ?, ?)`, old.JTI, old.SessionID, micros(time.Unix(old.Exp, 0)), micros(now))
+		_, err = tx.ExecContext(ctx, `INSERT INTO blacklist (jti, expires, blacklisted_at)
+			VALUES (?, ?, ?)`, old.JTI, micros(time.Unix(old.Exp, 0)), micros(now))
 		return err
 	})
 	return ok, err
@@ -632,19 +638,17 @@ func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time) 
 func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessions int64, err error) {
 	var mailed int64 // expired tokens of mailed links: not worth a count of their own
 	// Each DELETE finds its rows by an index: counting the blacklist before
-	// and after would read all of it. The blacklist rows of the sessions
-	// that go are deleted first, by hand, so that they are counted too (the
-	// ON DELETE CASCADE would take them silently). Each step runs in
-	// transactions of at most flushBatch rows, so that a million expired
-	// rows never hold the one writer for long: other writes go in between.
+	// and after would read all of it. Each step runs in transactions of at
+	// most flushBatch rows, so that a million expired rows never hold the one
+	// writer for long: other writes go in between. (A session's blacklist
+	// rows do not go with it: they name no session, and go when their
+	// tokens expire.)
 	overSessions := `SELECT id FROM sessions WHERE revoked IS NOT NULL
 		UNION ALL SELECT id FROM sessions WHERE expires <= :now`
 	for _, step := range []struct {
 		query string
 		count *int64
 	}{
-		{`DELETE FROM blacklist WHERE jti IN (SELECT b.jti FROM (` + overSessions + `) AS s
-			JOIN blacklist b ON b.session_id = s.id LIMIT :batch)`, &tokens},
 		{`DELETE FROM sessions WHERE id IN (` + overSessions + ` LIMIT :batch)`, &sessions},
 		{`DELETE FROM blacklist WHERE jti IN (SELECT jti FROM blacklist WHERE expires <= :now LIMIT :batch)`, &tokens},
 		{`DELETE FROM account_tokens WHERE token_hash IN
