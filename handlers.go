@@ -324,8 +324,7 @@ func (s *server) rotateRefresh(r *http.Request, old claims) (signedPair, error) 
 		func(u user, sess session) (unsigned, kept string) {
 			c := s.newClaims(refreshToken, u, sess, now)
 			unsigned = s.tokens.unsigned(c)
-			header, _, _ := strings.Cut(unsigned, ".")
-			return unsigned, header + "." + c.JTI
+			return unsigned, keptOfReplacement(unsigned, c.JTI)
 		})
 	if err != nil {
 		return signedPair{}, err
@@ -343,6 +342,14 @@ func (s *server) rotateRefresh(r *http.Request, old claims) (signedPair, error) 
 		refresh: s.tokens.signInput(rot.unsigned),
 		grace:   rot.outcome == refreshGrace,
 	}, nil
+}
+
+// keptOfReplacement is what a blacklist row keeps of the token that
+// replaced its rotated one (unsigned, with token id jti): header.jti, which
+// rebuildReplacement makes whole again.
+func keptOfReplacement(unsigned, jti string) string {
+	header, _, _ := strings.Cut(unsigned, ".")
+	return header + "." + jti
 }
 
 // rebuildReplacement is the signing input of the token that replaced a
