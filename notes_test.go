@@ -705,10 +705,10 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 	}
 }
 
-// describeSchema lists every table's columns and foreign keys and every
-// index (its SQL, with white space folded), one line each, in name order:
-// what makes two databases the same shape whatever the comments in their
-// CREATE statements.
+// describeSchema lists every table's columns and foreign keys, every index
+// (its SQL, with white space folded) and the search index's settings, one
+// line each, in name order: what makes two databases the same shape
+// whatever the comments in their CREATE statements.
 func describeSchema(t *testing.T, st *store) string {
 	t.Helper()
 	rows, err := st.db.read.db.Query(`
@@ -727,6 +727,8 @@ func describeSchema(t *testing.T, st *store) string {
 		FROM sqlite_schema WHERE type = 'table'
 		UNION ALL
 		SELECT 'trigger ' || name || ' on ' || tbl_name || ': ' || sql FROM sqlite_schema WHERE type = 'trigger'
+		UNION ALL
+		SELECT 'search index setting ' || k || ' = ' || v FROM notes_search_config
 		ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)

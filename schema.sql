@@ -13,7 +13,7 @@
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- schema version 9
+-- schema version 10
 
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
@@ -135,6 +135,12 @@ CREATE INDEX users_cover_photo ON users(cover_photo) WHERE cover_photo IS NOT NU
 -- (gone). A search reads the pending notes as well as the index.
 CREATE VIRTUAL TABLE notes_search USING fts5(search, content='', contentless_delete=1,
     tokenize='trigram case_sensitive 1');
+-- Each batch becomes a segment of the index; FTS5 merges segments of one
+-- size into one of the next once 16 of them are there (its default is 4).
+-- A trigram is then copied about half as many times on its way to the big
+-- segments, for a few more segments to look in until the indexer's merge
+-- after a catch-up (search.go has the figures).
+INSERT INTO notes_search (notes_search, rank) VALUES ('automerge', 16);
 CREATE TABLE notes_search_pending (
     note_id INTEGER PRIMARY KEY,
     indexed INTEGER NOT NULL
@@ -256,3 +262,7 @@ INSERT INTO blacklist_v9 (jti, expires, blacklisted_at, replacement)
 DROP TABLE blacklist;
 ALTER TABLE blacklist_v9 RENAME TO blacklist;
 CREATE INDEX blacklist_expires ON blacklist(expires);
+
+-- upgrade to version 10
+-- The search index merges its segments 16 at a time (see notes_search).
+INSERT INTO notes_search (notes_search, rank) VALUES ('automerge', 16);
