@@ -774,11 +774,18 @@ func (s *server) createNote(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err := s.throttleWrites(c); err != nil {
 		return err
 	}
-	n, err := s.store.createNote(r.Context(), c.user.ID, fields, s.now(), s.quota())
+	n, moved, err := s.store.createNote(r.Context(), c.user.ID, fields, s.now(), s.quota())
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, newNoteJSON(n))
+	body, err := marshalJSON(newNoteJSON(n))
+	if err != nil {
+		return err
+	}
+	if !n.IsPublic {
+		s.pages.created(n.UserID, moved, orderOf(n), body) // pagecache.go
+	}
+	return writeBody(w, http.StatusCreated, body)
 }
 
 // getNote is GET /api/notes/{id}/: one's own note or a public one.
@@ -910,10 +917,12 @@ func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQu
 		if more = len(notes) > p.limit; more {
 			notes = notes[:p.limit]
 		}
-		if body, err = marshalJSON(notesJSON(notes)); err != nil {
+		page, err := newNotesPage(notes)
+		if err != nil {
 			return err
 		}
-		s.pages.put(key, version, now, body, more)
+		body = page.body
+		s.pages.put(key, version, now, page, more)
 	}
 	if more {
 		next := r.URL.Query()

@@ -691,7 +691,7 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 		queryInt64(t, upgraded, `SELECT count(*) FROM blacklist WHERE jti = 'old' AND replacement IS NULL`); kept != 2 {
 		t.Errorf("after the upgrade the blacklist is %d rows of 2 as due", kept)
 	}
-	if _, err := upgraded.createNote(context.Background(), 1, noteFields{}, time.Now(), quota{notes: 1, bytes: 1}); err != nil {
+	if _, _, err := upgraded.createNote(context.Background(), 1, noteFields{}, time.Now(), quota{notes: 1, bytes: 1}); err != nil {
 		t.Errorf("a note in the upgraded database: %v", err)
 	}
 

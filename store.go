@@ -854,16 +854,17 @@ func deref[T any](p *T) (v T) {
 }
 
 // createNote stores a new note of user userID within q, or returns
-// errUserGone or a quota error.
+// errUserGone or a quota error. It returns the user's list version that
+// counts the note too (pagecache.go).
 //
 // The note is built here from what was inserted, not read back with
 // RETURNING: SQLite collects RETURNING rows in a temporary table, which cost
 // as much again as the insert, inside the one writer.
-func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now time.Time, q quota) (note, error) {
-	n := note{UserID: userID, Title: deref(f.Title), Body: deref(f.Body), IsPublic: deref(f.IsPublic),
+func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now time.Time, q quota) (n note, moved listVersion, err error) {
+	n = note{UserID: userID, Title: deref(f.Title), Body: deref(f.Body), IsPublic: deref(f.IsPublic),
 		Created: fromMicros(micros(now)), Updated: fromMicros(micros(now))}
 	size := noteSize(n.Title, n.Body, f.Image.size())
-	err := s.withNewFile(imagesFolder, f.Image, func(image *string) error {
+	err = s.withNewFile(imagesFolder, f.Image, func(image *string) error {
 		n.CoverImage = deref(image)
 		return s.db.inWriteTx(ctx, func(tx *txn) error {
 			if err := chargeNotes(ctx, tx, userID, 1, size, q); err != nil {
@@ -882,9 +883,9 @@ func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now 
 	})
 	if err == nil {
 		s.search.changed(1)
-		s.lists.changed(userID, n.IsPublic)
+		moved = s.lists.changed(userID, n.IsPublic)
 	}
-	return n, err
+	return n, moved, err
 }
 
 // noteFor returns note id if viewer may read it: their own, or public.
