@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestConcurrentNoteWrites: 64 goroutines write notes at once; every write
@@ -315,7 +319,7 @@ func TestPragmas(t *testing.T) {
 	}{
 		{st.db.write.db, "journal_mode", "wal"},
 		{st.db.write.db, "synchronous", "1"}, // NORMAL
-		{st.db.write.db, "wal_autocheckpoint", "1000"},
+		{st.db.write.db, "wal_autocheckpoint", strconv.Itoa(walCheckpointPages)},
 		{st.db.write.db, "foreign_keys", "1"},
 		{st.db.write.db, "busy_timeout", "10000"},
 		{st.db.read.db, "query_only", "1"},
@@ -340,4 +344,40 @@ func TestPragmas(t *testing.T) {
 	if err := st2.db.write.db.QueryRow("PRAGMA wal_autocheckpoint").Scan(&got); err != nil || got != "0" {
 		t.Errorf("with -litestream, PRAGMA wal_autocheckpoint = %s (%v), want 0", got, err)
 	}
+}
+
+// TestCheckpointerKeepsTheLogShort: the checkpointer copies the log back
+// beside the writer, and the writer's own checkpoint at walCheckpointPages
+// lets the log start over: notes.db-wal stays near that size while many
+// times as many pages are written. With -litestream nobody checkpoints.
+func TestCheckpointerKeepsTheLogShort(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	id := e.register("alice")
+	st := e.srv.store
+	ctx := context.Background()
+	body := "a note"
+	wal := filepath.Join(e.srv.cfg.dataDir, "notes.db-wal")
+	const pageBytes = 4096 + 24 // a page and its frame header
+	var largest int64
+	writes := 0
+	// Each write changes three pages or more (the note, the index by user,
+	// the user's totals): three times as many as the log may hold.
+	for ; writes < walCheckpointPages; writes++ {
+		if _, _, err := st.createNote(ctx, id, noteFields{Body: &body}, time.Now(), quota{1 << 40, 1 << 50}); err != nil {
+			t.Fatal(err)
+		}
+		info, err := os.Stat(wal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		largest = max(largest, info.Size())
+	}
+	if st.db.checkpointed.Load() == 0 {
+		t.Errorf("%d writes, and the checkpointer never checkpointed", writes)
+	}
+	if limit := int64(walCheckpointPages+walCheckpointPages/4) * pageBytes; largest > limit {
+		t.Errorf("notes.db-wal grew to %d bytes over %d writes, more than %d", largest, writes, limit)
+	}
+	t.Logf("%d writes, %d checkpoints, notes.db-wal at most %d bytes", writes, st.db.checkpointed.Load(), largest)
 }
