@@ -673,10 +673,13 @@ func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessio
 }
 
 // flushBatch is how many rows one flush transaction deletes at most: about
-// a millisecond of the writer. With 1,000 (6 ms) the p99 of note creates
-// beside a flush of a million rows was 3.3 times their p99 alone; with 200
-// it is 1.9 times, and the flush takes 7 s (TestScaleFlush, -scale).
-const flushBatch = 200
+// half a millisecond of the writer. With 1,000 (6 ms) the p99 of note
+// creates beside a flush of a million rows was 3.3 times their p99 alone.
+// Once the checkpointer (sqlite.go) had taken the disk's waits out of the
+// creates' p99 alone (14.7 ms became 4-5 ms), 200 made it 1.62-2.19 times
+// in four runs; 100 makes it 1.30-1.93 times and the flush takes 5-6.5 s,
+// 50 no better at 7.6-8.9 s (TestScaleFlush, -scale, 2026-12-03).
+const flushBatch = 100
 
 // ---- mailed links: password reset and email verification ----
 
