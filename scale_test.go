@@ -132,7 +132,7 @@ func TestScale(t *testing.T) {
 		{"notes list", 300, get("/api/notes/")},
 		{"notes list, mine=1", 300, get("/api/notes/?mine=1")},
 		{"search, many matches", 300, get("/api/notes/?q=words")},
-		{"search, no match", 20, get("/api/notes/?q=zebra")},
+		{"search, no match", 300, get("/api/notes/?q=zebra")},
 		{"user notes", 300, get("/api/users/1/notes/")},
 		{"profile", 100, get("/api/profile/")},
 		{"create note", 300, func(e *testEnv, s *scaleState) response {
