@@ -350,6 +350,12 @@ func TestPragmas(t *testing.T) {
 // beside the writer, and the writer's own checkpoint at walCheckpointPages
 // lets the log start over: notes.db-wal stays near that size while many
 // times as many pages are written. With -litestream nobody checkpoints.
+//
+// The bound is twice walCheckpointPages: the log outgrows that size while
+// the writer's checkpoint waits for the checkpointer's to end (up to 1.30×
+// in twenty runs on an idle machine; a bound of 1.25× failed one run in
+// four). A log that never starts over, as with autocheckpoint 0, grew to
+// 89 MB here.
 func TestCheckpointerKeepsTheLogShort(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
@@ -376,7 +382,7 @@ func TestCheckpointerKeepsTheLogShort(t *testing.T) {
 	if st.db.checkpointed.Load() == 0 {
 		t.Errorf("%d writes, and the checkpointer never checkpointed", writes)
 	}
-	if limit := int64(walCheckpointPages+walCheckpointPages/4) * pageBytes; largest > limit {
+	if limit := int64(2*walCheckpointPages) * pageBytes; largest > limit {
 		t.Errorf("notes.db-wal grew to %d bytes over %d writes, more than %d", largest, writes, limit)
 	}
 	t.Logf("%d writes, %d checkpoints, notes.db-wal at most %d bytes", writes, st.db.checkpointed.Load(), largest)
