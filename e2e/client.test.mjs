@@ -539,6 +539,9 @@ test("the guide's cookie wrapper logs in, calls, restores the session after a re
 test("logging out clears the cookie; a cross-site form and a cross-origin fetch cannot refresh", async () => {
   const page = await newPage();
   await logIn(page, "alice", newPassword);
+  // Away from the app, so that its own refresh (the access token lasts 2 s
+  // here) cannot rotate the cookie while the other site tries.
+  await page.goto("about:blank");
   const before = (await refreshCookie(page)).value;
 
   // Another site (another origin: 127.0.0.1 on another port is even the
@@ -572,6 +575,8 @@ test("logging out clears the cookie; a cross-site form and a cross-origin fetch 
   await evilPage.close();
   assert.equal((await refreshCookie(page)).value, before, "nothing rotated the cookie");
 
+  await page.goto(base + "/"); // the app gets its session back from the cookie
+  await page.locator("#notes-view").waitFor();
   await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Log in" }).waitFor();
   assert.equal(await refreshCookie(page), undefined, "logout cleared the cookie");
