@@ -1066,7 +1066,7 @@ func (s *server) authenticate(r *http.Request) (*caller, error) {
 		}}
 	}
 	now := s.now()
-	c, err := s.tokens.verify(parts[1], accessToken, now)
+	c, err := s.tokens.verifyAccess(parts[1], now)
 	if errors.Is(err, errTokenNoUser) {
 		return nil, tokenRefused(err)
 	}

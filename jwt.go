@@ -119,10 +119,13 @@ type tokenSigner struct {
 	// made by another process since the ring was loaded); nil: nothing to
 	// reload. It rate-limits itself.
 	unknownKid func()
+	// verified is the access tokens verified before (tokencache.go), for
+	// verifyAccess; nil keeps none.
+	verified *verifiedTokens
 }
 
 func newTokenSigner(ring *keyring) *tokenSigner {
-	s := &tokenSigner{}
+	s := &tokenSigner{verified: newVerifiedTokens()}
 	s.ring.Store(ring)
 	return s
 }
@@ -194,31 +197,42 @@ func mac(secret []byte, signingInput string) []byte {
 //     iat/nbf is errTokenInvalid;
 //  3. the claims simplejwt requires: exp, jti, token_type, then the type.
 func (s *tokenSigner) verify(token, want string, now time.Time) (claims, error) {
-	payload, err := s.verifySigned(token, now)
-	if err != nil {
-		return claims{}, err
-	}
-	return readPayload(payload, want, now)
+	c, _, err := s.verifyWith(token, want, now)
+	return c, err
 }
 
-// verifySigned checks the envelope of a token and returns its decoded payload:
-// exactly three segments of canonical unpadded base64url, a JSON header whose
-// alg is exactly "HS256", that has no "crit" and whose kid names a key of the
-// ring that verifies at now, and a signature by that key that matches,
-// compared in constant time. The signature is computed over the segments as
-// received, never over re-encoded JSON.
-func (s *tokenSigner) verifySigned(token string, now time.Time) ([]byte, error) {
+// verifyWith is verify, and also returns the key that verified the token.
+func (s *tokenSigner) verifyWith(token, want string, now time.Time) (claims, *tokenKey, error) {
+	payload, k, err := s.verifySigned(token, now)
+	if err != nil {
+		return claims{}, nil, err
+	}
+	c, err := readPayload(payload, want, now)
+	if err != nil {
+		return claims{}, nil, err
+	}
+	return c, k, nil
+}
+
+// verifySigned checks the envelope of a token and returns its decoded payload
+// and the key that verified it. The envelope must be exactly three segments
+// of canonical unpadded base64url, a JSON header whose alg is exactly
+// "HS256", that has no "crit" and whose kid names a key of the ring that
+// verifies at now, and a signature by that key that matches, compared in
+// constant time. The signature is computed over the segments as received,
+// never over re-encoded JSON.
+func (s *tokenSigner) verifySigned(token string, now time.Time) ([]byte, *tokenKey, error) {
 	headerSeg, rest, ok := strings.Cut(token, ".")
 	if !ok {
-		return nil, errTokenInvalid
+		return nil, nil, errTokenInvalid
 	}
 	payloadSeg, sigSeg, ok := strings.Cut(rest, ".")
 	if !ok || strings.Contains(sigSeg, ".") {
-		return nil, errTokenInvalid
+		return nil, nil, errTokenInvalid
 	}
 	kid, hasKid, err := checkHeader(headerSeg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	k := s.ring.Load().key(kid, hasKid, now)
 	if k == nil && hasKid && s.unknownKid != nil && s.ring.Load().byID[kid] == nil {
@@ -226,17 +240,21 @@ func (s *tokenSigner) verifySigned(token string, now time.Time) ([]byte, error) 
 		k = s.ring.Load().key(kid, hasKid, now)
 	}
 	if k == nil {
-		return nil, errTokenInvalid
+		return nil, nil, errTokenInvalid
 	}
 	sig, err := decodeSegment(sigSeg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	signingInput := token[:len(headerSeg)+1+len(payloadSeg)]
 	if !hmac.Equal(sig, mac(k.secret, signingInput)) {
-		return nil, errTokenInvalid
+		return nil, nil, errTokenInvalid
 	}
-	return decodeSegment(payloadSeg)
+	payload, err := decodeSegment(payloadSeg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return payload, k, nil
 }
 
 // checkHeader reads a header segment: JSON whose alg is exactly "HS256",

@@ -104,7 +104,7 @@ func TestVerifyRFC7515Example(t *testing.T) {
 	}
 	s := singleKeySigner(key)
 
-	payload, err := s.verifySigned(example.Compact, time.Date(2011, 3, 22, 18, 42, 59, 0, time.UTC))
+	payload, _, err := s.verifySigned(example.Compact, time.Date(2011, 3, 22, 18, 42, 59, 0, time.UTC))
 	if err != nil {
 		t.Fatalf("verifySigned: %v", err)
 	}
@@ -124,7 +124,7 @@ func TestVerifyRFC7515Example(t *testing.T) {
 		t.Errorf("verify at exp: %v, want %v", err, errTokenInvalid)
 	}
 	// Another key, or one flipped signature bit, and it fails.
-	if _, err := singleKeySigner(testKey).verifySigned(example.Compact, before); !errors.Is(err, errTokenInvalid) {
+	if _, _, err := singleKeySigner(testKey).verifySigned(example.Compact, before); !errors.Is(err, errTokenInvalid) {
 		t.Errorf("verify with another key: %v, want %v", err, errTokenInvalid)
 	}
 }
