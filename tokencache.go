@@ -32,9 +32,12 @@ import (
 )
 
 const (
-	// verifiedTokensSize bounds the entries; when full, all go. An entry
-	// is a token's text and its claims: under 2 KB (maxCachedToken).
-	verifiedTokensSize = 4096
+	// verifiedTokensSize bounds the entries, and verifiedTokensBytes the
+	// text they hold (the tokens and their claims' strings); when either
+	// would be passed, all go. A token of this server is about 400 bytes
+	// with a short name and email.
+	verifiedTokensSize  = 4096
+	verifiedTokensBytes = 4 << 20
 	// maxCachedToken: a longer token is verified every time, so that a
 	// client cannot make the map hash or hold large keys. This server's
 	// tokens are under 1.5 KB: a username of 150 characters and an email
@@ -47,6 +50,7 @@ const (
 type verifiedTokens struct {
 	mu      sync.Mutex
 	entries map[string]verifiedToken
+	bytes   int // of text held by entries (textSize)
 }
 
 type verifiedToken struct {
@@ -99,10 +103,21 @@ func (v *verifiedTokens) keep(token string, e verifiedToken) {
 	if v == nil || len(token) > maxCachedToken {
 		return
 	}
+	size := textSize(token, e.claims)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if len(v.entries) >= verifiedTokensSize {
+	if _, ok := v.entries[token]; ok {
+		return // another request kept it meanwhile
+	}
+	if len(v.entries) >= verifiedTokensSize || v.bytes+size > verifiedTokensBytes {
 		clear(v.entries)
+		v.bytes = 0
 	}
 	v.entries[token] = e
+	v.bytes += size
+}
+
+// textSize is the memory an entry's strings take.
+func textSize(token string, c claims) int {
+	return len(token) + len(c.TokenType) + len(c.JTI) + len(c.Username) + len(c.Email) + len(c.SessionID)
 }

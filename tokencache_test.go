@@ -86,18 +86,32 @@ func TestVerifyAccessAnswersAsVerify(t *testing.T) {
 }
 
 // TestVerifiedTokensAreBounded: however many tokens verify, at most
-// verifiedTokensSize are kept.
+// verifiedTokensSize are kept, holding at most verifiedTokensBytes of text,
+// whether the tokens are short or as long as this server signs.
 func TestVerifiedTokensAreBounded(t *testing.T) {
 	t.Parallel()
 	s := singleKeySigner(testKey)
-	for i := range 2*verifiedTokensSize + 1 {
-		c := testClaims(accessToken)
-		c.JTI = fmt.Sprint(i)
-		if _, err := s.verifyAccess(s.sign(c), testNow); err != nil {
-			t.Fatal(err)
-		}
-		if n := len(s.verified.entries); n > verifiedTokensSize {
-			t.Fatalf("%d tokens kept, more than %d", n, verifiedTokensSize)
+	for _, long := range []bool{false, true} {
+		for i := range 2*verifiedTokensSize + 1 {
+			c := testClaims(accessToken)
+			c.JTI = fmt.Sprint(i)
+			if long { // the longest name and email a user may have
+				c.Username = strings.Repeat("𠀀", 150) // 4 bytes each
+				c.Email = strings.Repeat("e", 242) + "@example.com"
+			}
+			token := s.sign(c)
+			if _, err := s.verifyAccess(token, testNow); err != nil {
+				t.Fatal(err)
+			}
+			if long && i == 0 && len(token) > maxCachedToken {
+				t.Fatalf("a token of the longest name is %d bytes, over maxCachedToken: it would never be kept", len(token))
+			}
+			s.verified.mu.Lock()
+			n, bytes := len(s.verified.entries), s.verified.bytes
+			s.verified.mu.Unlock()
+			if n > verifiedTokensSize || bytes > verifiedTokensBytes {
+				t.Fatalf("%d tokens kept, holding %d bytes: more than %d or %d", n, bytes, verifiedTokensSize, verifiedTokensBytes)
+			}
 		}
 	}
 }
