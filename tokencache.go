@@ -16,13 +16,16 @@ package main
 // An entry holds no more than verify would answer. It is the token's exact
 // text, so a token that differs in one byte is a different key and is
 // verified in full. It answers only while the ring of keys that verified it
-// is the ring in use, since a key revoked or added is a new ring (keys.go);
-// and only from the moment it was verified (a token's iat and nbf were
-// before then) until the token's exp or its key's end, whichever comes
-// first. Only tokens that verified are kept, so a forged or broken one
-// costs its full check every time. What the token stands for, its user and
-// its session, is not judged here: authenticate asks the store on every
-// request (which keeps answers of its own: accesscache.go).
+// is the ring in use: a key revoked or added makes a new ring (keys.go), and
+// so does any reload, even of the same keys (a token naming an unknown kid
+// makes one at most once a second), after which each token kept is checked
+// in full once more. And it answers only from the moment it was verified (a
+// token's iat and nbf were before then) until the token's exp or its key's
+// end, whichever comes first. Only tokens that verified are kept, so a
+// forged or broken one costs its full check every time. What the token
+// stands for, its user and its session, is not judged here: authenticate
+// asks the store on every request (which keeps answers of its own:
+// accesscache.go).
 //
 // It knows tokens, claims and rings, not HTTP and not SQL.
 
