@@ -110,8 +110,9 @@ func (v *verifiedTokens) keep(token string, e verifiedToken) {
 	size := textSize(token, e.claims)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if _, ok := v.entries[token]; ok {
-		return // another request kept it meanwhile
+	if old, ok := v.entries[token]; ok { // kept under an older ring, or by a request meanwhile
+		delete(v.entries, token)
+		v.bytes -= textSize(token, old.claims)
 	}
 	if len(v.entries) >= verifiedTokensSize || v.bytes+size > verifiedTokensBytes {
 		clear(v.entries)

@@ -85,6 +85,31 @@ func TestVerifyAccessAnswersAsVerify(t *testing.T) {
 	}
 }
 
+// TestKeptTokenIsKeptAgainAfterAReload: a token kept under a ring that was
+// since replaced is checked in full once, then answered from memory again.
+func TestKeptTokenIsKeptAgainAfterAReload(t *testing.T) {
+	t.Parallel()
+	key := &tokenKey{id: "k", secret: testKey}
+	s := newTokenSigner(newKeyring(key))
+	token := s.sign(testClaims(accessToken))
+	if _, err := s.verifyAccess(token, testNow); err != nil {
+		t.Fatal(err)
+	}
+	s.ring.Store(newKeyring(key)) // a reload of the same key
+	if _, kept := s.verified.lookup(token, s.ring.Load(), testNow); kept {
+		t.Fatal("a token kept under the old ring is answered under the new one")
+	}
+	if _, err := s.verifyAccess(token, testNow); err != nil {
+		t.Fatal(err)
+	}
+	if _, kept := s.verified.lookup(token, s.ring.Load(), testNow); !kept {
+		t.Error("after its check under the new ring, the token is not kept")
+	}
+	if want := textSize(token, testClaims(accessToken)); s.verified.bytes != want {
+		t.Errorf("%d bytes counted for one token, want %d", s.verified.bytes, want)
+	}
+}
+
 // TestVerifiedTokensAreBounded: however many tokens verify, at most
 // verifiedTokensSize are kept, holding at most verifiedTokensBytes of text,
 // whether the tokens are short or as long as this server signs.
