@@ -71,7 +71,7 @@ func TestAccessCacheForgetsOnEveryAccountWrite(t *testing.T) {
 			if before.status != 200 || strings.Contains(before.body, tt.body) {
 				t.Fatalf("before: %d %s", before.status, before.body)
 			}
-			if _, ok := e.srv.store.access.lookup(id, decodeClaims(t, a.tokens.Access)["sid"].(string), e.clock.now()); !ok {
+			if _, ok := e.srv.store.access.lookup(id, decodeClaims(t, a.tokens.Access)["sid"].(string), e.srv.store.accounts.Load(), e.clock.now()); !ok {
 				t.Fatal("the request before the write left nothing in the cache: this test would test nothing")
 			}
 			tt.action(a)
@@ -95,18 +95,18 @@ func TestAccessCacheEntries(t *testing.T) {
 	e.register("bob")
 	tokens := e.login("alice")
 	sid := decodeClaims(t, tokens.Refresh)["sid"].(string)
-	ctx, now := context.Background(), e.clock.now()
+	ctx, now, version := context.Background(), e.clock.now(), st.accounts.Load()
 	if _, live, err := st.userForAccess(ctx, aliceID, sid, now); err != nil || !live {
 		t.Fatalf("userForAccess: %v %v", live, err)
 	}
-	if _, ok := st.access.lookup(aliceID, sid, now); !ok {
+	if _, ok := st.access.lookup(aliceID, sid, version, now); !ok {
 		t.Fatal("a live session's answer is not kept")
 	}
-	if _, ok := st.access.lookup(aliceID+1, sid, now); ok {
+	if _, ok := st.access.lookup(aliceID+1, sid, version, now); ok {
 		t.Error("an entry answers for another user's id")
 	}
 	ends := now.Add(e.srv.cfg.refreshTTL)
-	if _, ok := st.access.lookup(aliceID, sid, ends); ok {
+	if _, ok := st.access.lookup(aliceID, sid, version, ends); ok {
 		t.Error("an entry outlives its session")
 	}
 	// Revoked behind the server's back: the entry answers until it is
@@ -123,11 +123,10 @@ func TestAccessCacheEntries(t *testing.T) {
 	if _, live, _ := st.userForAccess(ctx, aliceID, sid, now.Add(accessCacheTTL)); live {
 		t.Error("a session revoked by another process is still live after accessCacheTTL")
 	}
-	// A reader that asked the database before a forget keeps nothing.
-	gen := st.access.generation()
-	st.access.forget()
-	st.access.keep("x", user{ID: 1}, ends, gen, now)
-	if _, ok := st.access.lookup(1, "x", now); ok {
-		t.Error("an answer read before a forget was kept")
+	// An answer read before an account write commits is not used after it.
+	st.access.keep("x", user{ID: 1}, ends, version, now)
+	st.committed(changed{account: true})
+	if _, ok := st.access.lookup(1, "x", st.accounts.Load(), now); ok {
+		t.Error("an answer read before an account write was used after it")
 	}
 }

@@ -141,7 +141,7 @@ func TestDeleteAccount(t *testing.T) {
 	e.register("bob")
 	tokens := e.login("alice")
 	other := e.login("alice")
-	e.rotate(other.Refresh)
+	rotated := e.rotate(other.Refresh)
 
 	want(t, e.withToken("DELETE", "/api/profile/", tokens.Access, ``), 400, `{"password":["This field is required."]}`)
 	want(t, e.withToken("DELETE", "/api/profile/", tokens.Access, `{"password":"nope"}`), 400, `{"password":["Wrong password."]}`)
@@ -157,17 +157,17 @@ func TestDeleteAccount(t *testing.T) {
 		}
 	}
 	// The rotated token's blacklist row stays until the token expires, but
-	// holds nothing of hers: its replacement is kept as header.jti, no
-	// payload (which would carry her name and email).
+	// holds nothing of hers: its replacement is named by its jti and kid,
+	// no payload (which would carry her name and email).
 	if n := e.count(`SELECT count(*) FROM blacklist`); n != 1 {
 		t.Errorf("%d blacklist rows, want the rotation's", n)
 	}
-	var kept string
-	if err := e.srv.store.db.queryRow(context.Background(), `SELECT replacement FROM blacklist`).Scan(&kept); err != nil {
+	var nextJTI, nextKid string
+	if err := e.srv.store.db.queryRow(context.Background(), `SELECT next_jti, next_kid FROM blacklist`).Scan(&nextJTI, &nextKid); err != nil {
 		t.Fatal(err)
 	}
-	if header, jti, _ := strings.Cut(kept, "."); header != strings.Split(other.Refresh, ".")[0] || !isTokenID(jti) {
-		t.Errorf("the blacklist keeps %q, want the replacement's header.jti", kept)
+	if nextJTI != decodeClaims(t, rotated.Refresh)["jti"] || nextKid != headerKid(t, rotated.Refresh) {
+		t.Errorf("the blacklist names %q of key %q, want the replacement's jti and kid", nextJTI, nextKid)
 	}
 	if n := e.count(`SELECT count(*) FROM users`); n != 1 {
 		t.Errorf("users = %d, want bob left", n)

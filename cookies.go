@@ -54,7 +54,7 @@ func (s *server) cookieRefresh(w http.ResponseWriter, r *http.Request, _ *caller
 	if err != nil {
 		return err
 	}
-	tokens, err := s.rotateRefresh(r, old)
+	tokens, err := s.refreshPair(r, old)
 	if err != nil {
 		if isTokenRefusal(err) {
 			s.clearRefreshCookie(w, r) // it will never work again
@@ -117,7 +117,7 @@ func isTokenRefusal(err error) bool {
 
 // answerWithCookie answers {"access": ...} and sets the refresh cookie.
 func (s *server) answerWithCookie(w http.ResponseWriter, r *http.Request, tokens signedPair) error {
-	exp := time.Unix(readUnverifiedExp(tokens.refresh), 0)
+	exp := time.Unix(tokens.refreshExp, 0)
 	http.SetCookie(w, &http.Cookie{
 		Name: refreshCookieName, Value: tokens.refresh, Path: refreshCookiePath,
 		MaxAge: max(1, int(exp.Sub(s.now()).Seconds())), HttpOnly: true,
@@ -138,21 +138,6 @@ func (s *server) clearRefreshCookie(w http.ResponseWriter, r *http.Request) {
 // ends TLS).
 func (s *server) secureCookie(r *http.Request) bool {
 	return r.TLS != nil || s.cfg.secureCookie || strings.HasPrefix(s.cfg.publicURL, "https://")
-}
-
-// readUnverifiedExp is the exp of a token this server just signed.
-func readUnverifiedExp(token string) int64 {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return 0
-	}
-	payload, err := decodeSegment(parts[1])
-	if err != nil {
-		return 0
-	}
-	members, _ := readObject(payload)
-	exp, _ := jsonSeconds(members["exp"])
-	return exp
 }
 
 // ---- CSRF and CORS for the cookie routes ----

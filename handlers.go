@@ -14,20 +14,16 @@ package main
 // recovery.go (password reset and email verification by mail).
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -37,6 +33,7 @@ type server struct {
 	cfg          config
 	store        *store
 	tokens       *tokenSigner
+	verified     *verifiedTokens // tokencache.go: access tokens verified before
 	passwords    *passwordHasher
 	common       commonPasswords
 	perAddress   *limiter    // login and register requests per client address
@@ -64,6 +61,7 @@ func newServer(cfg config, st *store, tokens *tokenSigner, log *slog.Logger, now
 		cfg:          cfg,
 		store:        st,
 		tokens:       tokens,
+		verified:     newVerifiedTokens(tokens),
 		passwords:    newPasswordHasher(hashSlots(runtime.NumCPU())),
 		common:       common,
 		perAddress:   newLimiter(cfg.ipLimit, time.Minute),
@@ -161,11 +159,12 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 	}{tokens.refresh, tokens.access})
 }
 
-// signedPair is a refresh and an access token, signed. grace marks a
-// refresh answered within the grace period: the same new refresh token as
-// the first answer.
+// signedPair is a refresh and an access token, signed, and the refresh
+// token's exp. grace marks a refresh answered within the grace period: the
+// same new refresh token as the first answer.
 type signedPair struct {
 	refresh, access string
+	refreshExp      int64
 	grace           bool
 }
 
@@ -209,9 +208,10 @@ func (s *server) startSession(w http.ResponseWriter, r *http.Request) (signedPai
 	if err != nil {
 		return signedPair{}, err
 	}
+	refresh := s.newClaims(refreshToken, u, sess, now)
 	return signedPair{
-		refresh: s.tokens.sign(s.newClaims(refreshToken, u, sess, now)),
-		access:  s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
+		refresh: s.tokens.sign(refresh), refreshExp: refresh.Exp,
+		access: s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
 	}, nil
 }
 
@@ -306,7 +306,7 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 	if err != nil {
 		return err
 	}
-	tokens, err := s.rotateRefresh(r, old)
+	tokens, err := s.refreshPair(r, old)
 	if err != nil {
 		return err
 	}
@@ -316,58 +316,30 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 	}{tokens.access, tokens.refresh})
 }
 
-// rotateRefresh rotates a verified refresh token (see store.rotateRefresh)
-// for a new pair, or refuses it.
-func (s *server) rotateRefresh(r *http.Request, old claims) (signedPair, error) {
+// refreshPair exchanges a verified refresh token for a new pair, or refuses
+// it. The new refresh token's jti and key are chosen here; the store
+// decides, in one transaction, whether the token rotates to it, gets the
+// replacement it rotated to moments ago, or is refused; either replacement
+// is then signed the same way.
+func (s *server) refreshPair(r *http.Request, old claims) (signedPair, error) {
 	now := s.now()
-	rot, err := s.store.rotateRefresh(r.Context(), old, now, s.cfg.reuseGrace,
-		func(u user, sess session) (unsigned, kept string) {
-			c := s.newClaims(refreshToken, u, sess, now)
-			unsigned = s.tokens.unsigned(c)
-			return unsigned, keptOfReplacement(unsigned, c.JTI)
-		})
-	if err != nil {
+	next := replacement{jti: tokenID(now), kid: s.tokens.currentKid(), at: now}
+	rot, err := s.store.rotateRefresh(r.Context(), old, next, s.cfg.reuseGrace)
+	switch {
+	case err != nil:
 		return signedPair{}, err
-	}
-	switch rot.outcome {
-	case refreshNoAccount:
+	case rot.outcome == refreshNoAccount:
 		return signedPair{}, errNoAccountForToken
-	case refreshRevoked:
+	case rot.outcome == refreshRevoked:
 		return signedPair{}, errBlacklistedAnswer
-	case refreshGrace:
-		rot.unsigned = s.rebuildReplacement(rot)
 	}
+	refresh := s.newClaims(refreshToken, rot.user, rot.session, rot.next.at)
+	refresh.JTI = rot.next.jti
 	return signedPair{
-		access:  s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, now)),
-		refresh: s.tokens.signInput(rot.unsigned),
-		grace:   rot.outcome == refreshGrace,
+		refresh: s.tokens.signWith(rot.next.kid, refresh), refreshExp: refresh.Exp,
+		access: s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, now)),
+		grace:  rot.outcome == refreshGrace,
 	}, nil
-}
-
-// keptOfReplacement is what a blacklist row keeps of the token that
-// replaced its rotated one (unsigned, with token id jti): header.jti, which
-// rebuildReplacement makes whole again.
-func keptOfReplacement(unsigned, jti string) string {
-	header, _, _ := strings.Cut(unsigned, ".")
-	return header + "." + jti
-}
-
-// rebuildReplacement is the signing input of the token that replaced a
-// rotated one, from what its blacklist row kept: header.jti. The header
-// names the key that signed it; its other claims are those newClaims gave
-// it, from the user and session (as they are now: the same unless the name
-// or email changed meanwhile) and the time of the rotation. So the row holds
-// no personal data, and the grace answer is the very token the first answer
-// gave. Rows of older servers kept the signing input whole (header.payload,
-// or the payload alone), which is used as it is.
-func (s *server) rebuildReplacement(rot rotation) string {
-	header, jti, found := strings.Cut(rot.kept, ".")
-	if !found || !isTokenID(jti) {
-		return rot.kept
-	}
-	c := s.newClaims(refreshToken, rot.user, rot.session, rot.rotatedAt)
-	c.JTI = jti
-	return header + "." + encodeClaims(c)
 }
 
 // verifyToken is POST /api/token/verify/: 200 {} for a live access or
@@ -935,64 +907,6 @@ func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQu
 
 // ---- media and health ----
 
-// mediaFileName matches the names saveMedia gives: nothing else is served.
-var mediaFileName = regexp.MustCompile(`^[0-9a-f]{32}\.(png|jpg|gif)$`)
-
-var mediaTypes = map[string]string{"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif"}
-
-// serveMedia is GET /media/covers/{name} and /media/images/{name}: an
-// uploaded image, with the type detected at upload. The headers make a
-// browser treat it as an image and nothing else.
-func (s *server) serveMedia(folder string) handler {
-	return func(w http.ResponseWriter, r *http.Request, _ *caller) error {
-		name := r.PathValue("name")
-		m := mediaFileName.FindStringSubmatch(name)
-		if m == nil {
-			return errNotFoundAnswer
-		}
-		f, err := s.store.openMediaFile(folder + "/" + name)
-		if errors.Is(err, errNotFound) {
-			return errNotFoundAnswer
-		}
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		info, err := f.Stat()
-		if err != nil || !info.Mode().IsRegular() {
-			return errNotFoundAnswer
-		}
-		h := w.Header()
-		h.Set("Content-Type", mediaTypes[m[1]])
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
-		h.Set("Cache-Control", "public, max-age=31536000, immutable") // a name is never reused
-		http.ServeContent(w, r, "", info.ModTime(), f)
-		return nil
-	}
-}
-
-// openAPIDocument is openapi.json, the API described in OpenAPI 3.1: every
-// route of the table above (openapi_test.go fails when they differ, or when
-// a test sees an answer it does not list). Compacted once, as every answer.
-//
-//go:embed openapi.json
-var openAPIDocument []byte
-
-// serveSchema is GET /api/schema/ (as drf-spectacular's view: an invalid
-// token is refused, none is fine).
-func (s *server) serveSchema(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	return writeBody(w, http.StatusOK, openAPICompact())
-}
-
-var openAPICompact = sync.OnceValue(func() []byte {
-	var b bytes.Buffer
-	if err := json.Compact(&b, openAPIDocument); err != nil {
-		panic("openapi.json: " + err.Error()) // a test parses it: unreachable in a build that passed
-	}
-	return b.Bytes()
-})
-
 // healthz is GET /healthz: 200 while the database answers.
 func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -1066,7 +980,7 @@ func (s *server) authenticate(r *http.Request) (*caller, error) {
 		}}
 	}
 	now := s.now()
-	c, err := s.tokens.verifyAccess(parts[1], now)
+	c, err := s.verified.verifyAccess(parts[1], now)
 	if errors.Is(err, errTokenNoUser) {
 		return nil, tokenRefused(err)
 	}

@@ -2,23 +2,23 @@ package main
 
 // jwt.go: HS256 JSON Web Tokens, signed and verified by hand on crypto/hmac.
 //
-// Read it in this order: sign turns claims into a compact token
-// (header.payload.signature); verify checks a token strictly and returns its
-// claims, or a named error whose text is the message simplejwt gives for the
-// same fault; then the checks verify makes, from the envelope to each claim.
+// Read it in this order: the claims and the ring of keys; sign, which turns
+// claims into a compact token (header.payload.signature); verify, which
+// checks a token strictly and returns its claims or a named error whose
+// text is simplejwt's message for the same fault; then the checks verify
+// makes, from the envelope to each claim.
 //
-// It knows tokens and their keys (a key ring: the current key signs, each
-// key verifies the tokens that name it by kid), not HTTP, SQL, where tokens
-// are kept or where the keys come from (keys.go). Their JSON is read
-// strictly by readObject (strictjson.go).
+// It knows tokens and a ring of keys (the current key signs; each key
+// verifies the tokens that name it by kid), not HTTP, SQL, where the keys
+// come from (keys.go) or what is remembered of tokens verified before
+// (tokencache.go). Their JSON is read strictly by readObject
+// (strictjson.go); the two files build alone (bench/ links just them).
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -97,6 +97,101 @@ func newKeyring(current *tokenKey, others ...*tokenKey) *keyring {
 	return ring
 }
 
+// tokenSigner signs with the current key of its ring and verifies with any
+// key of it. The ring is replaced whole (keys.go reloads it), so a token is
+// signed or verified under one ring throughout.
+type tokenSigner struct {
+	ring atomic.Pointer[keyring]
+}
+
+func newTokenSigner(ring *keyring) *tokenSigner {
+	s := &tokenSigner{}
+	s.ring.Store(ring)
+	return s
+}
+
+// currentKid names the key that signs new tokens.
+func (s *tokenSigner) currentKid() string { return s.ring.Load().current.id }
+
+// sign returns the compact serialisation header.payload.signature of c,
+// signed by the current key.
+func (s *tokenSigner) sign(c claims) string { return s.signWith("", c) }
+
+// signWith signs c with the key kid names, or with the current key if kid
+// is "" or its key has left the ring since (revoked: a valid token with the
+// same claims). Signing is deterministic: the same claims and key always
+// give the same token.
+func (s *tokenSigner) signWith(kid string, c claims) string {
+	ring := s.ring.Load()
+	k := ring.byID[kid]
+	if k == nil {
+		k = ring.current
+	}
+	payload, _ := json.Marshal(c) // a struct of strings and ints cannot fail
+	input := k.header + "." + b64.EncodeToString(payload)
+	return input + "." + b64.EncodeToString(mac(k.secret, input))
+}
+
+// mac is HMAC-SHA256 of signingInput with secret.
+func mac(secret []byte, signingInput string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(signingInput))
+	return m.Sum(nil)
+}
+
+// verify checks token and returns its claims. want is the token type the
+// caller expects ("access" or "refresh"); "" accepts either of the two.
+// now is the verifier's clock, passed in so that expiry is testable.
+func (s *tokenSigner) verify(token, want string, now time.Time) (claims, error) {
+	c, _, err := s.verifyKey(token, want, now)
+	return c, err
+}
+
+// verifyKey is verify, and also returns the key that verified the token.
+//
+// The checks run in the order PyJWT and simplejwt run them, so that each
+// fault gets the same message as in the original:
+//  1. the signed envelope (verifySigned): anything wrong is errTokenInvalid;
+//  2. the time claims exp, iat and nbf: a wrong type, a past exp or a
+//     future iat or nbf is errTokenInvalid;
+//  3. the claims simplejwt requires: exp, jti, token_type, then the type.
+func (s *tokenSigner) verifyKey(token, want string, now time.Time) (claims, *tokenKey, error) {
+	payload, k, err := s.verifySigned(token, now)
+	if err != nil {
+		return claims{}, nil, err
+	}
+	c, err := readPayload(payload, want, now)
+	return c, k, err
+}
+
+// verifySigned checks the envelope of a token and returns its decoded payload
+// and the key that verified it. The envelope must be exactly three segments
+// of canonical unpadded base64url, a header that checkHeader accepts whose
+// kid names a key of the ring that verifies at now, and a signature by that
+// key, compared in constant time. The signature is computed over the
+// segments as received, never over re-encoded JSON.
+func (s *tokenSigner) verifySigned(token string, now time.Time) ([]byte, *tokenKey, error) {
+	headerSeg, rest, _ := strings.Cut(token, ".")
+	payloadSeg, sigSeg, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(sigSeg, ".") {
+		return nil, nil, errTokenInvalid
+	}
+	kid, hasKid, err := checkHeader(headerSeg)
+	if err != nil {
+		return nil, nil, err
+	}
+	k := s.ring.Load().key(kid, hasKid, now)
+	if k == nil {
+		return nil, nil, errTokenInvalid
+	}
+	sig, err := decodeSegment(sigSeg)
+	if err != nil || !hmac.Equal(sig, mac(k.secret, token[:len(headerSeg)+1+len(payloadSeg)])) {
+		return nil, nil, errTokenInvalid
+	}
+	payload, err := decodeSegment(payloadSeg)
+	return payload, k, err
+}
+
 // key is the key that verifies a token naming kid (hasKid false: naming
 // none) at now, or nil.
 func (ring *keyring) key(kid string, hasKid bool, now time.Time) *tokenKey {
@@ -108,153 +203,6 @@ func (ring *keyring) key(kid string, hasKid bool, now time.Time) *tokenKey {
 		return nil
 	}
 	return k
-}
-
-// tokenSigner signs with the current key of its ring and verifies with any
-// key of it. It is the only thing that knows the keys. The ring is replaced
-// whole (keys.go reloads it), so a request sees one ring throughout.
-type tokenSigner struct {
-	ring atomic.Pointer[keyring]
-	// unknownKid is called when a token names a kid the ring lacks (a key
-	// made by another process since the ring was loaded); nil: nothing to
-	// reload. It rate-limits itself.
-	unknownKid func()
-	// verified is the access tokens verified before (tokencache.go), for
-	// verifyAccess; nil keeps none.
-	verified *verifiedTokens
-}
-
-func newTokenSigner(ring *keyring) *tokenSigner {
-	s := &tokenSigner{verified: newVerifiedTokens()}
-	s.ring.Store(ring)
-	return s
-}
-
-// sign returns the compact serialisation header.payload.signature, signed
-// by the current key.
-func (s *tokenSigner) sign(c claims) string {
-	return s.signInput(s.unsigned(c))
-}
-
-// unsigned is the signing input of a token with claims c: header.payload,
-// the header naming the current key. It is no usable token; signInput makes
-// one of it.
-func (s *tokenSigner) unsigned(c claims) string {
-	return s.ring.Load().current.header + "." + encodeClaims(c)
-}
-
-// encodeClaims returns the payload segment of a token with claims c.
-func encodeClaims(c claims) string {
-	payload, _ := json.Marshal(c) // a struct of strings and ints cannot fail
-	return b64.EncodeToString(payload)
-}
-
-// signInput signs a signing input made by unsigned, with the key its header
-// names. Signing is deterministic: the same input always gives the same
-// token, so a rotated token's replacement can be kept unsigned and the very
-// same token rebuilt from it later; whoever holds only the inputs holds no
-// usable token. An input whose key has left the ring since (or a bare
-// payload segment, as kept before tokens had a kid) is signed by the
-// current key instead: a valid token with the same claims.
-func (s *tokenSigner) signInput(input string) string {
-	ring := s.ring.Load()
-	k := ring.current
-	header, payload, found := strings.Cut(input, ".")
-	if !found {
-		payload = header
-	} else if named := ring.byHeader(header); named != nil {
-		k = named
-	}
-	input = k.header + "." + payload
-	return input + "." + b64.EncodeToString(mac(k.secret, input))
-}
-
-// byHeader is the key whose header is h, or nil.
-func (ring *keyring) byHeader(h string) *tokenKey {
-	for _, k := range ring.byID {
-		if k.header == h {
-			return k
-		}
-	}
-	return nil
-}
-
-// mac is HMAC-SHA256 of signingInput with secret.
-func mac(secret []byte, signingInput string) []byte {
-	m := hmac.New(sha256.New, secret)
-	io.WriteString(m, signingInput)
-	return m.Sum(nil)
-}
-
-// verify checks token and returns its claims. want is the token type the
-// caller expects ("access" or "refresh"); "" accepts either of the two.
-// now is the verifier's clock, passed in so that expiry is testable.
-//
-// The checks run in the order PyJWT and simplejwt run them, so that each
-// fault gets the same message as in the original:
-//  1. the signed envelope (verifySigned): anything wrong is errTokenInvalid;
-//  2. the time claims exp, iat and nbf: wrong type, past exp or a future
-//     iat/nbf is errTokenInvalid;
-//  3. the claims simplejwt requires: exp, jti, token_type, then the type.
-func (s *tokenSigner) verify(token, want string, now time.Time) (claims, error) {
-	c, _, err := s.verifyWith(token, want, now)
-	return c, err
-}
-
-// verifyWith is verify, and also returns the key that verified the token.
-func (s *tokenSigner) verifyWith(token, want string, now time.Time) (claims, *tokenKey, error) {
-	payload, k, err := s.verifySigned(token, now)
-	if err != nil {
-		return claims{}, nil, err
-	}
-	c, err := readPayload(payload, want, now)
-	if err != nil {
-		return claims{}, nil, err
-	}
-	return c, k, nil
-}
-
-// verifySigned checks the envelope of a token and returns its decoded payload
-// and the key that verified it. The envelope must be exactly three segments
-// of canonical unpadded base64url, a JSON header whose alg is exactly
-// "HS256", that has no "crit" and whose kid names a key of the ring that
-// verifies at now, and a signature by that key that matches, compared in
-// constant time. The signature is computed over the segments as received,
-// never over re-encoded JSON.
-func (s *tokenSigner) verifySigned(token string, now time.Time) ([]byte, *tokenKey, error) {
-	headerSeg, rest, ok := strings.Cut(token, ".")
-	if !ok {
-		return nil, nil, errTokenInvalid
-	}
-	payloadSeg, sigSeg, ok := strings.Cut(rest, ".")
-	if !ok || strings.Contains(sigSeg, ".") {
-		return nil, nil, errTokenInvalid
-	}
-	kid, hasKid, err := checkHeader(headerSeg)
-	if err != nil {
-		return nil, nil, err
-	}
-	k := s.ring.Load().key(kid, hasKid, now)
-	if k == nil && hasKid && s.unknownKid != nil && s.ring.Load().byID[kid] == nil {
-		s.unknownKid() // perhaps a key made since the ring was loaded
-		k = s.ring.Load().key(kid, hasKid, now)
-	}
-	if k == nil {
-		return nil, nil, errTokenInvalid
-	}
-	sig, err := decodeSegment(sigSeg)
-	if err != nil {
-		return nil, nil, err
-	}
-	signingInput := token[:len(headerSeg)+1+len(payloadSeg)]
-	if !hmac.Equal(sig, mac(k.secret, signingInput)) {
-		return nil, nil, errTokenInvalid
-	}
-	payload, err := decodeSegment(payloadSeg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return payload, k, nil
 }
 
 // checkHeader reads a header segment: JSON whose alg is exactly "HS256",
@@ -313,88 +261,58 @@ func decodeSegment(seg string) ([]byte, error) {
 	return b, nil
 }
 
-// readPayload checks the claims of a verified payload: readObject cuts the
-// payload into its members; each claim is then read by hand, which keeps
-// apart "missing" (nil), "wrong type" and "present".
+// readPayload checks the claims of a verified payload. Each claim is read
+// by hand from readObject's members, which keeps apart "missing" (nil),
+// "wrong type" and "present".
 func readPayload(payload []byte, want string, now time.Time) (claims, error) {
-	members, ok := readObject(payload)
+	m, ok := readObject(payload)
 	if !ok {
 		return claims{}, errTokenInvalid
 	}
-	raw := struct{ TokenType, Exp, Iat, Nbf, JTI, UserID, Username, Email, SessionID json.RawMessage }{
-		members["token_type"], members["exp"], members["iat"], members["nbf"], members["jti"],
-		members["user_id"], members["username"], members["email"], members["sid"],
-	}
-
-	var c claims
 	unix := now.Unix()
-	if raw.Exp != nil {
-		exp, ok := jsonSeconds(raw.Exp)
-		if !ok || exp <= unix {
-			return claims{}, errTokenInvalid
-		}
-		c.Exp = exp
+	exp, expOK := jsonSeconds(m["exp"])
+	iat, iatOK := jsonSeconds(m["iat"])
+	nbf, nbfOK := jsonSeconds(m["nbf"])
+	if m["exp"] != nil && (!expOK || exp <= unix) || m["iat"] != nil && (!iatOK || iat > unix) ||
+		m["nbf"] != nil && (!nbfOK || nbf > unix) {
+		return claims{}, errTokenInvalid
 	}
-	if raw.Iat != nil {
-		iat, ok := jsonSeconds(raw.Iat)
-		if !ok || iat > unix {
-			return claims{}, errTokenInvalid
-		}
-		c.Iat = iat
-	}
-	if raw.Nbf != nil {
-		nbf, ok := jsonSeconds(raw.Nbf)
-		if !ok || nbf > unix {
-			return claims{}, errTokenInvalid
-		}
-	}
-
 	switch {
-	case raw.Exp == nil:
+	case m["exp"] == nil:
 		return claims{}, errTokenNoExp
-	case raw.JTI == nil:
+	case m["jti"] == nil:
 		return claims{}, errTokenNoID
-	case raw.TokenType == nil:
+	case m["token_type"] == nil:
 		return claims{}, errTokenNoType
 	}
-	c.TokenType = jsonString(raw.TokenType) // a non-string gives "": wrong type
-	if c.TokenType != accessToken && c.TokenType != refreshToken || want != "" && c.TokenType != want {
+	tokenType := jsonString(m["token_type"]) // a non-string gives "": wrong type
+	if tokenType != accessToken && tokenType != refreshToken || want != "" && tokenType != want {
 		return claims{}, errTokenWrongType
 	}
-
 	// The rest identify the user and the session. A token we signed always
-	// has them; one signed with a leaked key might not.
-	userID, err := strconv.ParseInt(string(raw.UserID), 10, 64)
+	// has them; one signed with a leaked key might not. A missing sid, or
+	// one that is not a string, is "", which names no session.
+	userID, err := strconv.ParseInt(string(m["user_id"]), 10, 64)
 	if err != nil {
 		return claims{}, errTokenNoUser
 	}
-	c.UserID = userID
-	c.JTI = jsonString(raw.JTI)
-	c.Username = jsonString(raw.Username)
-	c.Email = jsonString(raw.Email)
-	c.SessionID = jsonString(raw.SessionID) // missing or not a string: "", which names no session
-	return c, nil
+	return claims{TokenType: tokenType, Exp: exp, Iat: iat, JTI: jsonString(m["jti"]), UserID: userID,
+		Username: jsonString(m["username"]), Email: jsonString(m["email"]), SessionID: jsonString(m["sid"])}, nil
 }
 
-// jsonString reads a JSON string; anything else (or nothing) is "". A string
-// without escapes, as every one this server writes, needs no decoder.
+// jsonString reads a JSON string; anything else (or nothing) is "".
 func jsonString(raw json.RawMessage) string {
-	if len(raw) < 2 || raw[0] != '"' {
+	var s string
+	if len(raw) < 2 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
 		return ""
 	}
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1])
-	}
-	var s string
-	json.Unmarshal(raw, &s)
 	return s
 }
 
 // jsonSeconds reads a NumericDate: a JSON number, truncated to whole seconds
 // as PyJWT's int() does, between 0 and the end of the year 9999. Strings,
 // booleans, null and numbers outside that range are refused: a time beyond
-// it would overflow the microseconds the store keeps (an exp of 1e19 once
-// became a blacklist row that had "expired" in 1969).
+// it would overflow the microseconds the store keeps.
 func jsonSeconds(raw json.RawMessage) (int64, bool) {
 	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
 		return 0, false

@@ -224,7 +224,6 @@ type keyWatcher struct {
 
 	mu       sync.Mutex
 	stamp    fileStamp // of the file last loaded
-	lastTry  time.Time // of the last reload for an unknown kid
 	reloaded func()    // tests: called after every load
 }
 
@@ -248,12 +247,10 @@ func stampOf(path string) fileStamp {
 }
 
 // watchKeys follows the keys file of dataDir for signer until done closes:
-// once a second, and at once on each value of hup (SIGHUP). A token naming
-// an unknown kid asks for a reload too, at most once a second.
+// once a second, and at once on each value of hup (SIGHUP).
 func watchKeys(dataDir string, signer *tokenSigner, log *slog.Logger, hup <-chan os.Signal, done <-chan struct{}) *keyWatcher {
 	w := &keyWatcher{path: filepath.Join(dataDir, keysFileName), signer: signer, log: log}
 	w.stamp = stampOf(w.path)
-	signer.unknownKid = w.unknownKid
 	go func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
@@ -271,18 +268,6 @@ func watchKeys(dataDir string, signer *tokenSigner, log *slog.Logger, hup <-chan
 		}
 	}()
 	return w
-}
-
-func (w *keyWatcher) unknownKid() {
-	w.mu.Lock()
-	recent := time.Since(w.lastTry) < time.Second
-	if !recent {
-		w.lastTry = time.Now()
-	}
-	w.mu.Unlock()
-	if !recent {
-		w.reload("a token named an unknown key")
-	}
 }
 
 // reload reads the keys file and replaces the ring. A file that cannot be

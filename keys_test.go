@@ -10,12 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -278,43 +276,6 @@ func TestKidIsLookedUpExactly(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
 		}
-	}
-}
-
-// TestUnknownKidReloadsAtMostOnceASecond: a token naming a key made by
-// another process since the ring was loaded verifies at once; tokens
-// naming kids that exist nowhere read the file at most once a second.
-func TestUnknownKidReloadsAtMostOnceASecond(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	cfg := keysConfig(t, dir)
-	ring, err := loadKeyring(envOf(nil), dir, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newTokenSigner(ring)
-	done := make(chan struct{})
-	defer close(done)
-	w := watchKeys(dir, s, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, done)
-	var reloads atomic.Int32
-	kid, _, err := rotateKeys(cfg, envOf(nil), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.mu.Lock()
-	w.reloaded = func() { reloads.Add(1) }
-	w.stamp = stampOf(w.path) // as if loaded: the ticker leaves it to the unknown kid
-	w.mu.Unlock()
-	token := forgeWithKid(t, dir, kid, claimsAt(time.Now()))
-	if _, err := s.verify(token, accessToken, time.Now()); err != nil {
-		t.Fatalf("a token of a key made after the ring was loaded: %v", err)
-	}
-	before := reloads.Load()
-	for range 100 {
-		s.verify(forge(testKey, `{"alg":"HS256","kid":"nowhere"}`, mustJSON(t, claimsAt(time.Now()))), accessToken, time.Now())
-	}
-	if n := reloads.Load() - before; n > 1 {
-		t.Errorf("100 unknown kids at once read the file %d times, want at most 1", n)
 	}
 }
 

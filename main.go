@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -134,24 +133,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "keys":
 		return manageKeys(cfg, getenv, keysCommand, kid, stdout)
 	case "backup":
-		start := time.Now()
-		sum, err := backupDataDir(ctx, cfg.dataDir, folder, withKeys, getenv)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "backed up %s to %s in %v\n", sum, folder, time.Since(start).Round(time.Millisecond))
-		return nil
+		return backupCommand(ctx, cfg, folder, withKeys, getenv, stdout)
 	case "restore":
-		sum, err := restoreDataDir(ctx, folder, cfg.dataDir)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "restored %s into %s\n", sum, cfg.dataDir)
-		if !sum.keys && getenv("JWT_SECRET") == "" {
-			fmt.Fprintf(stdout, "the backup holds no signing keys: put the old jwt.keys into %s, or run jwtnotes keys rotate -data %s "+
-				"(every session will have to log in again)\n", cfg.dataDir, cfg.dataDir)
-		}
-		return nil
+		return restoreCommand(ctx, cfg, folder, getenv, stdout)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if cfg.cpuProfile != "" {
@@ -166,116 +150,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer pprof.StopCPUProfile()
 	}
 	return serve(ctx, cfg, getenv, log)
-}
-
-// flushExpiredTokens is the command of the same name (simplejwt's management
-// command): it deletes expired blacklist rows and ended sessions, once.
-func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error {
-	// Opening would create an empty database where there is none: a typo in
-	// -data would then "succeed" and delete nothing.
-	if _, err := os.Stat(filepath.Join(cfg.dataDir, "notes.db")); err != nil {
-		return fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
-	}
-	st, err := openStore(ctx, cfg.dataDir, cfg.checkpoints())
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	tokens, sessions, err := st.flushExpired(ctx, time.Now())
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "deleted %d blacklisted tokens and %d sessions\n", tokens, sessions)
-	return nil
-}
-
-// manageKeys is the keys command: rotate, list or revoke (keys.go).
-func manageKeys(cfg config, getenv func(string) string, command, kid string, stdout io.Writer) error {
-	now := time.Now()
-	switch command {
-	case "rotate":
-		kid, retired, err := rotateKeys(cfg, getenv, now)
-		if err != nil {
-			return err
-		}
-		if !retired {
-			fmt.Fprintf(stdout, "new current key %s, the first\n", kid)
-			return nil
-		}
-		fmt.Fprintf(stdout, "new current key %s; the previous one verifies its tokens until %s\n",
-			kid, now.Add(tokenWindow(cfg)).UTC().Truncate(time.Second).Format(time.RFC3339))
-	case "revoke":
-		replacement, err := revokeKey(cfg, getenv, kid, now)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "revoked %s: every token it signed is refused from now on\n", kid)
-		if replacement != "" {
-			fmt.Fprintf(stdout, "it was the current key: new current key %s\n", replacement)
-		}
-	case "list":
-		keys, current, err := listKeys(cfg, getenv, now)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%-16s  %-8s  %-9s  %s\n", "KID", "AGE", "STATE", "VERIFIES UNTIL")
-		for _, k := range keys {
-			until := "while current"
-			if k.Until != nil {
-				until = k.Until.Format(time.RFC3339)
-			}
-			state := "retired"
-			switch {
-			case k.Revoked != nil:
-				state, until = "revoked", "-"
-			case k.ID == current:
-				state = "current"
-			}
-			fmt.Fprintf(stdout, "%-16s  %-8s  %-9s  %s\n", k.ID, age(now.Sub(k.Created)), state, until)
-		}
-	}
-	return nil
-}
-
-// age is a duration as keys list shows it: days, else hours, else minutes.
-func age(d time.Duration) string {
-	switch {
-	case d >= 48*time.Hour:
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	case d >= time.Hour:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	default:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	}
-}
-
-// flushHourly runs the same clean-up once an hour until ctx ends, and drops
-// the signing keys whose window has passed from the keys file (keysDir; ""
-// when the key is JWT_SECRET).
-func flushHourly(ctx context.Context, st *store, keysDir string, log *slog.Logger) {
-	ticker := time.NewTicker(time.Hour)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			tokens, sessions, err := st.flushExpired(ctx, time.Now())
-			if err != nil && ctx.Err() == nil {
-				log.Error("flush expired tokens", "err", err)
-				continue
-			}
-			log.Info("flushed expired tokens", "tokens", tokens, "sessions", sessions)
-			if keysDir == "" {
-				continue
-			}
-			if dropped, err := pruneKeys(keysDir, time.Now()); err != nil {
-				log.Error("drop expired signing keys", "err", err)
-			} else if dropped > 0 {
-				log.Info("dropped signing keys past their window", "keys", dropped)
-			}
-		}
-	}
 }
 
 // usageText opens the answer to -h; the flags follow it.

@@ -659,8 +659,8 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 		`PRAGMA user_version = 1`,
 		`INSERT INTO users (username, username_key, email, email_key, password, date_joined) VALUES ('old', 'old', 'o@example.com', 'o@example.com', 'x', 1)`,
 		`INSERT INTO sessions (id, user_id, created, last_used, expires) VALUES ('s1', 1, 1, 1, 99999999999999999)`,
-		// Rotated a minute ago, and long ago: version 9 keeps a replacement
-		// kept whole only where a grace answer could still want it.
+		// Rotated a minute ago, and long ago: version 11 drops what older
+		// versions kept of the replacements.
 		fmt.Sprintf(`INSERT INTO blacklist (jti, session_id, expires, blacklisted_at, replacement)
 			VALUES ('recent', 's1', 99999999999999999, %d, 'header.payload'), ('old', 's1', 99999999999999999, 1, 'header.payload')`,
 			time.Now().Add(-time.Minute).UnixMicro()),
@@ -687,8 +687,7 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 		queryInt64(t, upgraded, `SELECT count(*) FROM sessions`); users != 1 || sessions != 1 {
 		t.Errorf("after the upgrade: %d users, %d sessions; want 1 and 1", users, sessions)
 	}
-	if kept := queryInt64(t, upgraded, `SELECT count(*) FROM blacklist WHERE jti = 'recent' AND replacement = 'header.payload'`) +
-		queryInt64(t, upgraded, `SELECT count(*) FROM blacklist WHERE jti = 'old' AND replacement IS NULL`); kept != 2 {
+	if kept := queryInt64(t, upgraded, `SELECT count(*) FROM blacklist WHERE next_jti IS NULL AND next_kid IS NULL`); kept != 2 {
 		t.Errorf("after the upgrade the blacklist is %d rows of 2 as due", kept)
 	}
 	if _, _, err := upgraded.createNote(context.Background(), 1, noteFields{}, time.Now(), quota{notes: 1, bytes: 1}); err != nil {

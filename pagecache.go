@@ -33,7 +33,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -238,32 +237,4 @@ func (c *pageCache) created(owner int64, moved listVersion, order noteOrder, ite
 		p.version = moved
 		c.pages[owner][key] = p
 	}
-}
-
-// listVersion is what a page of viewer's depends on: the count of writes
-// of public notes, and of private notes of viewer's.
-type listVersion struct{ public, private uint64 }
-
-// listVersions counts note writes, as the store reports them. Private
-// writes are counted in slots by owner: owners that share a slot forget
-// each other's pages too, which costs a read and is never wrong.
-type listVersions struct {
-	public  atomic.Uint64
-	private [1024]atomic.Uint64
-}
-
-// version is viewer's, taken before a page is read.
-func (v *listVersions) version(viewer int64) listVersion {
-	return listVersion{v.public.Load(), v.private[uint64(viewer)%uint64(len(v.private))].Load()}
-}
-
-// changed records a committed write of a note of owner's that is or was
-// public (public) or else private. It returns owner's version that counts
-// it: of a private write, the count before it was one less, all else equal.
-func (v *listVersions) changed(owner int64, public bool) listVersion {
-	if public {
-		return listVersion{v.public.Add(1), 0}
-	}
-	private := v.private[uint64(owner)%uint64(len(v.private))].Add(1)
-	return listVersion{v.public.Load(), private}
 }

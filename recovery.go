@@ -42,28 +42,27 @@ var errMailBusy = errBusy
 
 // requestPasswordReset is POST /api/password/reset/ {"email"}.
 func (s *server) requestPasswordReset(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	email, err := s.readMailRequest(w, r)
-	if err != nil {
-		return err
-	}
-	if !s.mail.send(s.toAccountOf(email, s.baseURL(r), s.resetLetter)) {
-		return errMailBusy
-	}
-	return writeJSON(w, http.StatusOK, detail{msgResetSent})
+	return s.mailLink(w, r, s.resetLetter, msgResetSent)
 }
 
 // resendVerification is POST /api/email/verify/resend/ {"email"}: the page's
 // "send again", which works logged out too (a login that refuses an
 // unverified email leaves no other way).
 func (s *server) resendVerification(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	return s.mailLink(w, r, s.verifyLetter, msgVerifySent)
+}
+
+// mailLink queues the letter that write makes for the account of the
+// body's email, if there is one, and answers sent whatever the address.
+func (s *server) mailLink(w http.ResponseWriter, r *http.Request, write func(context.Context, int64, string) (letter, bool, error), sent string) error {
 	email, err := s.readMailRequest(w, r)
 	if err != nil {
 		return err
 	}
-	if !s.mail.send(s.toAccountOf(email, s.baseURL(r), s.verifyLetter)) {
+	if !s.mail.send(s.toAccountOf(email, s.baseURL(r), write)) {
 		return errMailBusy
 	}
-	return writeJSON(w, http.StatusOK, detail{msgVerifySent})
+	return writeJSON(w, http.StatusOK, detail{sent})
 }
 
 // readMailRequest reads the email of a request for a link, after the

@@ -224,10 +224,11 @@ func (s *server) endpoint(who access, h handler) http.HandlerFunc {
 // ---- middleware: CORS, logging, panics ----
 
 // requestInfo is what the log line of a request needs from deeper down,
-// and what must be done once the request is answered.
+// and the room its body took from the body budget (body.go), given back
+// once it is answered.
 type requestInfo struct {
-	userID   int64
-	answered []func() // run in order after the handler returns
+	userID    int64
+	bodyBytes int64
 }
 
 type requestInfoKey struct{}
@@ -265,11 +266,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		info := &requestInfo{}
 		rec := &statusRecorder{ResponseWriter: w}
-		defer func() {
-			for _, f := range info.answered {
-				f()
-			}
-		}()
+		defer func() { s.bodies.give(info.bodyBytes) }()
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 			"duration", time.Since(start).Round(time.Microsecond), "user", info.userID)

@@ -13,7 +13,7 @@
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- schema version 10
+-- schema version 11
 
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
@@ -63,12 +63,10 @@ CREATE INDEX sessions_revoked ON sessions(revoked) WHERE revoked IS NOT NULL;
 
 -- Refresh tokens that can no longer be used, keyed by their jti. A row is
 -- written when a token is rotated or logged out, and goes once the token has
--- expired anyway. replacement is what rebuilds, for the grace period, the
--- token that replaced a rotated one: its header and jti, header.jti (its
--- other claims are the user's and the session's, its iat blacklisted_at's);
--- NULL for a logged-out token. Rows of servers before version 9 hold the
--- replacement whole without its signature, header.payload, or the payload
--- alone.
+-- expired anyway. next_jti and next_kid name the token that replaced a
+-- rotated one, for its grace answer: its jti and the key that signs it (its
+-- other claims are the user's and the session's, its iat blacklisted_at);
+-- NULL for a logged-out token.
 -- A row names no user and no session, and is not deleted with them: a token
 -- of a session that is over is refused by the session check, and every
 -- rotation stays one row appended at the end of the table and its index
@@ -77,7 +75,8 @@ CREATE TABLE blacklist (
     jti            TEXT    PRIMARY KEY,
     expires        INTEGER NOT NULL, -- the token's own exp
     blacklisted_at INTEGER NOT NULL,
-    replacement    TEXT
+    next_jti       TEXT,
+    next_kid       TEXT
 ) WITHOUT ROWID;
 CREATE INDEX blacklist_expires ON blacklist(expires);
 
@@ -266,3 +265,12 @@ CREATE INDEX blacklist_expires ON blacklist(expires);
 -- upgrade to version 10
 -- The search index merges its segments 16 at a time (see notes_search).
 INSERT INTO notes_search (notes_search, rank) VALUES ('automerge', 16);
+
+-- upgrade to version 11
+-- A rotated token's replacement is named by its jti and its key's kid.
+-- What older servers kept of it goes: a grace answer needs it only for
+-- seconds after the rotation, and a token presented again without it
+-- revokes its session, as any reuse does.
+ALTER TABLE blacklist DROP COLUMN replacement;
+ALTER TABLE blacklist ADD COLUMN next_jti TEXT;
+ALTER TABLE blacklist ADD COLUMN next_kid TEXT;

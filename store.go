@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -70,11 +71,17 @@ type session struct {
 }
 
 type store struct {
-	db       *sqliteDB
-	search   *searchIndex // keeps the trigram index of ?q= (search.go)
-	access   *accessCache // userForAccess's recent answers (accesscache.go)
-	lists    listVersions // note writes counted for the page cache (pagecache.go)
-	media    *os.Root     // DATA_DIR/media: uploaded images; nothing outside it can be reached
+	db     *sqliteDB
+	media  *os.Root     // DATA_DIR/media: uploaded images; nothing outside it can be reached
+	search *searchIndex // keeps the trigram index of ?q= (search.go)
+	access *accessCache // userForAccess's recent answers (accesscache.go)
+
+	// The counts of committed writes that answers kept in memory depend on
+	// (committed moves them): of accounts, for access; of notes, by who can
+	// see them, for the page cache (pagecache.go).
+	accounts atomic.Uint64
+	lists    listVersions
+
 	removals mediaRemovals
 }
 
@@ -176,7 +183,7 @@ type newUser struct {
 func (s *store) createUser(ctx context.Context, nu newUser, now time.Time) (user, error) {
 	var u user
 	err := s.withNewFile(coversFolder, nu.CoverPhoto, func(coverPhoto *string) error {
-		return s.db.inWriteTx(ctx, func(tx *txn) error {
+		return s.write(ctx, func(tx *txn, _ *changed) error { // a new user is in no answer kept
 			res, err := tx.ExecContext(ctx, `INSERT INTO users
 				(username, username_key, email, email_key, password, bio, cover_photo, date_joined)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -235,7 +242,8 @@ func (s *store) credentials(ctx context.Context, username string) (user, string,
 // deleted) since, no session is made and it returns errNotFound, so a login
 // racing a password change cannot outlive it.
 func (s *store) createSession(ctx context.Context, sess session, verifiedHash string) error {
-	return s.accountWrite(ctx, func(tx *txn) error {
+	return s.write(ctx, func(tx *txn, ch *changed) error {
+		ch.account = true // last_login
 		res, err := tx.ExecContext(ctx, `INSERT INTO sessions
 				(id, user_id, created, last_used, expires, user_agent, ip)
 			SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password = ? AND is_active`,
@@ -258,13 +266,13 @@ const liveSession = `s.revoked IS NULL AND s.expires > ?`
 
 // userForAccess is the check every authenticated request makes, in one
 // indexed lookup: the user (errNotFound if deleted) and whether the token's
-// session is live and theirs. Recent answers are kept in s.access, which
-// every write that changes a user or revokes a session clears (forget).
+// session is live and theirs. Recent answers are kept in s.access, each used
+// only while no account write has committed since it was read.
 func (s *store) userForAccess(ctx context.Context, userID int64, sessionID string, now time.Time) (user, bool, error) {
-	if u, ok := s.access.lookup(userID, sessionID, now); ok {
+	version := s.accounts.Load() // before the database is asked
+	if u, ok := s.access.lookup(userID, sessionID, version, now); ok {
 		return u, true, nil
 	}
-	gen := s.access.generation()
 	var u user
 	var ends sql.NullInt64 // the session's end, if it is theirs and not revoked
 	err := scanUser(s.db.queryRow(ctx, `SELECT `+userColumns+`,
@@ -272,19 +280,93 @@ func (s *store) userForAccess(ctx context.Context, userID int64, sessionID strin
 		FROM users u WHERE u.id = ?`, sessionID, userID), &u, &ends)
 	live := err == nil && ends.Valid && ends.Int64 > micros(now)
 	if live {
-		s.access.keep(sessionID, u, fromMicros(ends.Int64), gen, now)
+		s.access.keep(sessionID, u, fromMicros(ends.Int64), version, now)
 	}
 	return u, live, err
 }
 
-// accountWrite runs fn in a write transaction that changes a user or
-// revokes sessions, then clears s.access before the caller answers. Every
-// such write goes through it, but for createUser (a new user is in no
-// entry), rotateRefresh (which forgets when it revokes), and flushExpired
-// (which deletes only sessions that are over, and rotated tokens).
-func (s *store) accountWrite(ctx context.Context, fn func(tx *txn) error) error {
-	defer s.access.forget()
-	return s.db.inWriteTx(ctx, fn)
+// ---- writes, and what they change in memory ----
+
+// changed is what a write changed that memory holds answers of: the
+// caches (accesscache.go, pagecache.go), the search index (search.go) and
+// the media folder (media.go). Each write function says it as it writes;
+// committed tells them all, once the write is committed.
+type changed struct {
+	account bool        // a user's row, or a session revoked: the user and session answers
+	notes   []noteWrite // notes written or deleted: the pages that could hold them, the index
+	files   []string    // media files that no row names any more, to delete
+}
+
+// noteWrite is a note written or deleted: its owner, and whether it is or
+// was public (then every viewer's pages could hold it). listed, if not nil,
+// receives the owner's list version that counts the write (pagecache.go).
+type noteWrite struct {
+	owner  int64
+	public bool
+	listed *listVersion
+}
+
+// listVersion is what a page of viewer's depends on: the count of writes
+// of public notes, and of private notes of viewer's.
+type listVersion struct{ public, private uint64 }
+
+// listVersions counts note writes, as the store reports them. Private
+// writes are counted in slots by owner: owners that share a slot forget
+// each other's pages too, which costs a read and is never wrong.
+type listVersions struct {
+	public  atomic.Uint64
+	private [1024]atomic.Uint64
+}
+
+// version is viewer's, taken before a page is read.
+func (v *listVersions) version(viewer int64) listVersion {
+	return listVersion{v.public.Load(), v.private[uint64(viewer)%uint64(len(v.private))].Load()}
+}
+
+// changed records a committed write of a note of owner's that is or was
+// public (public) or else private. It returns owner's version that counts
+// it: of a private write, the count before it was one less, all else equal.
+func (v *listVersions) changed(owner int64, public bool) listVersion {
+	if public {
+		return listVersion{v.public.Add(1), 0}
+	}
+	private := v.private[uint64(owner)%uint64(len(v.private))].Add(1)
+	return listVersion{v.public.Load(), private}
+}
+
+// write runs fn in a write transaction (sqlite.go) and, once it has
+// committed, tells memory what fn says it changed. Every write of the
+// store goes through it.
+func (s *store) write(ctx context.Context, fn func(tx *txn, ch *changed) error) error {
+	var ch changed
+	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+		ch = changed{}
+		return fn(tx, &ch)
+	})
+	if err == nil {
+		s.committed(ch)
+	}
+	return err
+}
+
+// committed is the one place a committed write reaches memory, before its
+// request is answered. It moves the counts that kept answers depend on, so
+// that none read before the commit is used after it; it tells the search
+// index how many notes changed, and hands the files no row names any more
+// to be deleted.
+func (s *store) committed(ch changed) {
+	if ch.account {
+		s.accounts.Add(1)
+	}
+	for _, n := range ch.notes {
+		if v := s.lists.changed(n.owner, n.public); n.listed != nil {
+			*n.listed = v
+		}
+	}
+	if len(ch.notes) > 0 {
+		s.search.changed(int64(len(ch.notes)))
+	}
+	s.removeMedia(ch.files...)
 }
 
 // tokenRevoked reports whether a signed token can no longer be used: its jti
@@ -295,21 +377,29 @@ func (s *store) tokenRevoked(ctx context.Context, c claims, now time.Time) (bool
 		c.JTI, c.SessionID, c.UserID, micros(now))
 }
 
+// replacement names the refresh token that replaces a rotated one, as its
+// blacklist row keeps it: its jti, the kid of the key that signs it, and
+// the time of the rotation, its iat. Its other claims are the user's and
+// the session's, so a grace answer is the very token the first answer gave,
+// signed again.
+type replacement struct {
+	jti, kid string
+	at       time.Time
+}
+
 // rotation is what became of a refresh request.
 type rotation struct {
-	outcome   refreshOutcome
-	user      user      // the token's user as they are now (rotated and grace)
-	session   session   // the token's session (rotated and grace)
-	unsigned  string    // the replacement's signing input, to be signed (rotated)
-	kept      string    // what mint kept of the replacement (grace)
-	rotatedAt time.Time // when that was (grace)
+	outcome refreshOutcome
+	user    user        // the token's user as they are now (rotated and grace)
+	session session     // the token's session (rotated and grace)
+	next    replacement // the new token (rotated), or the one answered moments ago (grace)
 }
 
 type refreshOutcome int
 
 const (
-	refreshRotated   refreshOutcome = iota // the token was blacklisted and a replacement minted
-	refreshGrace                           // rotated moments ago: the same replacement again
+	refreshRotated   refreshOutcome = iota // the token was blacklisted, next names its replacement
+	refreshGrace                           // rotated moments ago: next is the same replacement again
 	refreshRevoked                         // reuse, or the session was already over: it is revoked
 	refreshNoAccount                       // the user is gone or inactive
 )
@@ -317,76 +407,63 @@ const (
 // rotateRefresh is refresh-token rotation, in one write transaction so that
 // of any number of concurrent calls with one token exactly one rotates.
 //
-// A token seen for the first time is blacklisted and replaced by the
-// unsigned token that mint returns, with what mint says to keep of it in
-// the blacklist row (mint runs inside the transaction, so the new claims
-// come from the user row as it is now). A token rotated no longer than grace
-// ago gets what was kept then, and when, for its replacement to be rebuilt,
-// so that two tabs refreshing at once end up with the same token. Any other
-// reuse means the token was copied: the whole session is revoked, and with
-// it every token it issued.
-func (s *store) rotateRefresh(ctx context.Context, old claims, now time.Time, grace time.Duration,
-	mint func(user, session) (unsigned, kept string)) (rotation, error) {
+// A token seen for the first time is blacklisted, its row naming next as its
+// replacement. A token rotated no longer than grace ago gets the
+// replacement its row names, so that two tabs refreshing at once end up
+// with the same token. Any other reuse means the token was copied: the
+// whole session is revoked, and with it every token it issued.
+func (s *store) rotateRefresh(ctx context.Context, old claims, next replacement, grace time.Duration) (rotation, error) {
 	var rot rotation
-	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+	next.at = fromMicros(micros(next.at)) // as the row keeps it, so a grace answer is the same token
+	err := s.write(ctx, func(tx *txn, ch *changed) error {
 		rot = rotation{}
-		u, sess := &rot.user, &rot.session
 		// One statement reads all a rotation decides on: the user, the
 		// session's end if it is theirs and not revoked, and the token's
 		// blacklist row if it has one (blacklisted_at is never NULL in a
 		// row). Scalar subqueries, not a LEFT JOIN: SQLite recompiles a
 		// LEFT JOIN of this shape whenever the user id bound is 1.
-		var ends, blacklistedAt sql.NullInt64
-		var replacement sql.NullString
+		var ends, rotatedAt sql.NullInt64
+		var nextJTI, nextKid sql.NullString
 		err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+`,
 				(SELECT s.expires FROM sessions s WHERE s.id = :sid AND s.user_id = u.id AND s.revoked IS NULL),
 				(SELECT b.blacklisted_at FROM blacklist b WHERE b.jti = :jti),
-				(SELECT b.replacement FROM blacklist b WHERE b.jti = :jti)
+				(SELECT b.next_jti FROM blacklist b WHERE b.jti = :jti),
+				(SELECT b.next_kid FROM blacklist b WHERE b.jti = :jti)
 			FROM users u WHERE u.id = :uid`,
 			sql.Named("sid", old.SessionID), sql.Named("jti", old.JTI), sql.Named("uid", old.UserID)),
-			u, &ends, &blacklistedAt, &replacement)
-		if errors.Is(err, errNotFound) || err == nil && !u.IsActive {
+			&rot.user, &ends, &rotatedAt, &nextJTI, &nextKid)
+		switch {
+		case errors.Is(err, errNotFound) || err == nil && !rot.user.IsActive:
 			rot.outcome = refreshNoAccount
 			return nil
-		}
-		if err != nil {
+		case err != nil:
 			return err
-		}
-		if !ends.Valid || ends.Int64 <= micros(now) {
-			rot.outcome = refreshRevoked // already over: nothing to revoke
+		case !ends.Valid || ends.Int64 <= micros(next.at):
+			rot.outcome = refreshRevoked // over already: nothing to revoke
 			return nil
 		}
-		*sess = session{ID: old.SessionID, UserID: u.ID, Expires: fromMicros(ends.Int64)}
+		rot.session = session{ID: old.SessionID, UserID: rot.user.ID, Expires: fromMicros(ends.Int64)}
 		switch {
-		case !blacklistedAt.Valid:
-			var kept string
-			rot.outcome = refreshRotated
-			rot.unsigned, kept = mint(*u, *sess)
-			return rotate(ctx, tx, old, sess.ID, kept, now)
-		case replacement.Valid && now.Sub(fromMicros(blacklistedAt.Int64)) <= grace:
-			rot.outcome, rot.kept, rot.rotatedAt = refreshGrace, replacement.String, fromMicros(blacklistedAt.Int64)
+		case !rotatedAt.Valid:
+			rot.outcome, rot.next = refreshRotated, next
+			_, err := tx.ExecContext(ctx, `INSERT INTO blacklist (jti, expires, blacklisted_at, next_jti, next_kid)
+				VALUES (?, ?, ?, ?, ?)`, old.JTI, micros(time.Unix(old.Exp, 0)), micros(next.at), next.jti, next.kid)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `UPDATE sessions SET last_used = ? WHERE id = ?`, micros(next.at), old.SessionID)
+			return err
+		case nextJTI.Valid && next.at.Sub(fromMicros(rotatedAt.Int64)) <= grace:
+			rot.outcome = refreshGrace
+			rot.next = replacement{jti: nextJTI.String, kid: nextKid.String, at: fromMicros(rotatedAt.Int64)}
 			return nil
 		default:
 			rot.outcome = refreshRevoked
-			return revokeSession(ctx, tx, sess.ID, now)
+			ch.account = true
+			return revokeSession(ctx, tx, old.SessionID, next.at)
 		}
 	})
-	if rot.outcome == refreshRevoked { // a rotation changes nothing s.access holds; a revocation does
-		s.access.forget()
-	}
 	return rot, err
-}
-
-// rotate blacklists the old token, keeping what rebuilds its replacement,
-// and marks the session used.
-func rotate(ctx context.Context, tx *txn, old claims, sessionID, kept string, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO blacklist (jti, expires, blacklisted_at, replacement)
-		VALUES (?, ?, ?, ?)`, old.JTI, micros(time.Unix(old.Exp, 0)), micros(now), kept)
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `UPDATE sessions SET last_used = ? WHERE id = ?`, micros(now), sessionID)
-	return err
 }
 
 func revokeSession(ctx context.Context, tx *txn, sessionID string, now time.Time) error {
@@ -395,13 +472,13 @@ func revokeSession(ctx context.Context, tx *txn, sessionID string, now time.Time
 	return err
 }
 
-// logout handles POST /api/token/blacklist/: it revokes the token's session.
-// It reports false if the token was already unusable (rotated out or its
+// logout revokes the session of a refresh token. It reports false if the token was already unusable (rotated out or its
 // session over): the session is revoked all the same, and the caller answers
 // "Token is blacklisted".
 func (s *store) logout(ctx context.Context, old claims, now time.Time) (bool, error) {
 	var ok bool
-	err := s.accountWrite(ctx, func(tx *txn) error {
+	err := s.write(ctx, func(tx *txn, ch *changed) error {
+		ch.account = true
 		var live, rotated bool
 		err := tx.QueryRowContext(ctx, `SELECT
 				EXISTS(SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = ? AND `+liveSession+`),
@@ -446,7 +523,8 @@ func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (
 	var u user
 	var oldPhoto, oldEmailKey string
 	err := s.withNewFile(coversFolder, c.CoverPhoto, func(newPhoto *string) error {
-		return s.accountWrite(ctx, func(tx *txn) error {
+		return s.write(ctx, func(tx *txn, ch *changed) error {
+			ch.account = true
 			err := tx.QueryRowContext(ctx, `SELECT coalesce(cover_photo, ''), email_key FROM users WHERE id = ?`, id).Scan(&oldPhoto, &oldEmailKey)
 			if errors.Is(err, sql.ErrNoRows) {
 				return errUserGone
@@ -477,15 +555,12 @@ func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (
 			if err != nil {
 				return err
 			}
-			if !photoChanges {
-				oldPhoto = "" // kept, not replaced
+			if photoChanges && oldPhoto != "" {
+				ch.files = append(ch.files, oldPhoto)
 			}
 			return scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
 		})
 	})
-	if err == nil {
-		s.removeMedia(oldPhoto) // only once the new state is committed
-	}
 	return u, err == nil && foldKey(u.Email) != oldEmailKey, err
 }
 
@@ -514,7 +589,8 @@ func (s *store) passwordHash(ctx context.Context, id int64) (string, error) {
 // keep too), it returns errPasswordChanged and changes nothing: two changes
 // at the same moment cannot both win.
 func (s *store) changePassword(ctx context.Context, id int64, oldHash, hash, keep string, now time.Time) error {
-	return s.accountWrite(ctx, func(tx *txn) error {
+	return s.write(ctx, func(tx *txn, ch *changed) error {
+		ch.account = true
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ? AND password = ?`, hash, id, oldHash)
 		if err != nil {
 			return err
@@ -533,8 +609,9 @@ func (s *store) changePassword(ctx context.Context, id int64, oldHash, hash, kee
 // their notes, sessions and blacklist rows with them, and their files go
 // once that is committed.
 func (s *store) deleteUser(ctx context.Context, id int64, verifiedHash string) error {
-	var files []string
-	err := s.accountWrite(ctx, func(tx *txn) error {
+	return s.write(ctx, func(tx *txn, ch *changed) error {
+		ch.account = true
+		ch.notes = append(ch.notes, noteWrite{owner: id, public: true}) // their notes, public ones too
 		rows, err := tx.QueryContext(ctx, `SELECT cover_photo FROM users WHERE id = ?1 AND cover_photo IS NOT NULL
 			UNION ALL SELECT cover_image FROM notes WHERE user_id = ?1 AND cover_image IS NOT NULL`, id)
 		if err != nil {
@@ -546,7 +623,7 @@ func (s *store) deleteUser(ctx context.Context, id int64, verifiedHash string) e
 			if err := rows.Scan(&f); err != nil {
 				return err
 			}
-			files = append(files, f)
+			ch.files = append(ch.files, f)
 		}
 		if err := rows.Err(); err != nil {
 			return err
@@ -560,12 +637,6 @@ func (s *store) deleteUser(ctx context.Context, id int64, verifiedHash string) e
 		}
 		return nil
 	})
-	if err == nil {
-		s.search.changed(1) // their notes went
-		s.lists.changed(id, true)
-		s.removeMedia(files...)
-	}
-	return err
 }
 
 // userGoneOr is errUserGone if user id is no more, else err: why a write
@@ -608,7 +679,8 @@ func (s *store) liveSessions(ctx context.Context, id int64, now time.Time) ([]se
 // revokeUserSession revokes one live session of user id; errNotFound if
 // there is no such session.
 func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID string, now time.Time) error {
-	return s.accountWrite(ctx, func(tx *txn) error {
+	return s.write(ctx, func(tx *txn, ch *changed) error {
+		ch.account = true
 		res, err := tx.ExecContext(ctx, `UPDATE sessions AS s SET revoked = ?
 			WHERE s.id = ? AND s.user_id = ? AND `+liveSession, micros(now), sessionID, id, micros(now))
 		if err != nil {
@@ -623,7 +695,8 @@ func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID strin
 
 // revokeAllSessions logs user id out everywhere.
 func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time) error {
-	return s.accountWrite(ctx, func(tx *txn) error {
+	return s.write(ctx, func(tx *txn, ch *changed) error {
+		ch.account = true
 		_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE user_id = ? AND revoked IS NULL`,
 			micros(now), id)
 		return err
@@ -655,7 +728,7 @@ func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessio
 			(SELECT token_hash FROM account_tokens WHERE expires <= :now LIMIT :batch)`, &mailed},
 	} {
 		for deleted := int64(flushBatch); deleted == flushBatch; {
-			err := s.db.inWriteTx(ctx, func(tx *txn) error {
+			err := s.write(ctx, func(tx *txn, _ *changed) error { // only what no answer kept holds
 				res, err := tx.ExecContext(ctx, step.query, sql.Named("now", micros(now)), sql.Named("batch", flushBatch))
 				if err != nil {
 					return err
@@ -718,7 +791,7 @@ func (s *store) userIDByEmail(ctx context.Context, email string) (int64, error) 
 // for a verification of an email already verified.
 func (s *store) issueAccountToken(ctx context.Context, purpose string, id int64, tokenHash []byte, expires time.Time) (user, error) {
 	var u user
-	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+	err := s.write(ctx, func(tx *txn, _ *changed) error {
 		var hash, emailKey string
 		err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+`, u.password, u.email_key
 			FROM users u WHERE u.id = ?`, id), &u, &hash, &emailKey)
@@ -769,7 +842,8 @@ func tokenOwner(ctx context.Context, queryRow func(context.Context, string, ...a
 // and revokes all their sessions.
 func (s *store) resetPassword(ctx context.Context, tokenHash []byte, newHash string, now time.Time) (user, error) {
 	var u user
-	err := s.accountWrite(ctx, func(tx *txn) error {
+	err := s.write(ctx, func(tx *txn, ch *changed) error {
+		ch.account = true
 		var err error
 		if u, err = tokenOwner(ctx, tx.QueryRowContext, resetPurpose, tokenHash, now); err != nil {
 			return err
@@ -791,7 +865,8 @@ func (s *store) resetPassword(ctx context.Context, tokenHash []byte, newHash str
 // and their verification tokens go.
 func (s *store) verifyEmail(ctx context.Context, tokenHash []byte, now time.Time) (user, error) {
 	var u user
-	err := s.accountWrite(ctx, func(tx *txn) error {
+	err := s.write(ctx, func(tx *txn, ch *changed) error {
+		ch.account = true
 		var err error
 		if u, err = tokenOwner(ctx, tx.QueryRowContext, verifyPurpose, tokenHash, now); err != nil {
 			return err
@@ -863,13 +938,14 @@ func deref[T any](p *T) (v T) {
 // The note is built here from what was inserted, not read back with
 // RETURNING: SQLite collects RETURNING rows in a temporary table, which cost
 // as much again as the insert, inside the one writer.
-func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now time.Time, q quota) (n note, moved listVersion, err error) {
+func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now time.Time, q quota) (n note, listed listVersion, err error) {
 	n = note{UserID: userID, Title: deref(f.Title), Body: deref(f.Body), IsPublic: deref(f.IsPublic),
 		Created: fromMicros(micros(now)), Updated: fromMicros(micros(now))}
 	size := noteSize(n.Title, n.Body, f.Image.size())
 	err = s.withNewFile(imagesFolder, f.Image, func(image *string) error {
 		n.CoverImage = deref(image)
-		return s.db.inWriteTx(ctx, func(tx *txn) error {
+		return s.write(ctx, func(tx *txn, ch *changed) error {
+			ch.notes = append(ch.notes, noteWrite{owner: userID, public: n.IsPublic, listed: &listed})
 			if err := chargeNotes(ctx, tx, userID, 1, size, q); err != nil {
 				return err
 			}
@@ -884,11 +960,7 @@ func (s *store) createNote(ctx context.Context, userID int64, f noteFields, now 
 			return err
 		})
 	})
-	if err == nil {
-		s.search.changed(1)
-		moved = s.lists.changed(userID, n.IsPublic)
-	}
-	return n, moved, err
+	return n, listed, err
 }
 
 // noteFor returns note id if viewer may read it: their own, or public.
@@ -906,17 +978,15 @@ func (s *store) noteFor(ctx context.Context, id, viewer int64) (note, error) {
 // or removed image is deleted after commit.
 func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, now time.Time, q quota) (note, error) {
 	var n note
-	var oldImage string
-	var wasPublic bool
 	err := s.withNewFile(imagesFolder, f.Image, func(newImage *string) error {
-		return s.db.inWriteTx(ctx, func(tx *txn) error {
+		return s.write(ctx, func(tx *txn, ch *changed) error {
 			var oldSize int64
 			err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+`, size FROM notes n
 				WHERE n.id = ? AND n.user_id = ?`, id, owner), &n, &oldSize)
 			if err != nil {
 				return err
 			}
-			wasPublic = n.IsPublic
+			wasPublic := n.IsPublic
 			imageBytes := oldSize - noteSize(n.Title, n.Body, 0) // what the kept image counts
 			if f.Title != nil {                                  // "" is a title too
 				n.Title = *f.Title
@@ -928,14 +998,17 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 				n.IsPublic = *f.IsPublic
 			}
 			if newImage != nil || f.RemoveImage {
-				oldImage, n.CoverImage = n.CoverImage, deref(newImage)
-				imageBytes = int64(f.Image.size())
+				if n.CoverImage != "" {
+					ch.files = append(ch.files, n.CoverImage)
+				}
+				n.CoverImage, imageBytes = deref(newImage), int64(f.Image.size())
 			}
 			n.Updated = now
 			size := noteSize(n.Title, n.Body, int(imageBytes))
 			if err := chargeNotes(ctx, tx, owner, 0, size-oldSize, q); err != nil {
 				return err
 			}
+			ch.notes = append(ch.notes, noteWrite{owner: owner, public: wasPublic || n.IsPublic})
 			_, err = tx.ExecContext(ctx, `UPDATE notes SET title = ?, body = ?, search = ?, is_public = ?,
 				cover_image = nullif(?, ''), updated = ?, size = ? WHERE id = ?`,
 				n.Title, n.Body, searchKey(n.Title, n.Body), n.IsPublic, n.CoverImage, micros(now), size, id)
@@ -945,18 +1018,15 @@ func (s *store) updateNote(ctx context.Context, id, owner int64, f noteFields, n
 	if err != nil {
 		return note{}, err
 	}
-	s.search.changed(1)
-	s.lists.changed(owner, wasPublic || n.IsPublic)
-	s.removeMedia(oldImage)
 	return n, nil
 }
 
 // deleteNote deletes note id of owner, and then its image.
 func (s *store) deleteNote(ctx context.Context, id, owner int64) error {
-	var image sql.NullString
-	var public bool
-	err := s.db.inWriteTx(ctx, func(tx *txn) error {
+	return s.write(ctx, func(tx *txn, ch *changed) error {
+		var image sql.NullString
 		var size int64
+		var public bool
 		err := tx.QueryRowContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ? RETURNING cover_image, size, is_public`,
 			id, owner).Scan(&image, &size, &public)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -965,14 +1035,12 @@ func (s *store) deleteNote(ctx context.Context, id, owner int64) error {
 		if err != nil {
 			return err
 		}
+		ch.notes = append(ch.notes, noteWrite{owner: owner, public: public})
+		if image.Valid {
+			ch.files = append(ch.files, image.String)
+		}
 		return chargeNotes(ctx, tx, owner, -1, -size, quota{})
 	})
-	if err == nil {
-		s.search.changed(1)
-		s.lists.changed(owner, public)
-		s.removeMedia(image.String)
-	}
-	return err
 }
 
 // noteQuery selects a page of the notes viewer may see.

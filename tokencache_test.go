@@ -16,6 +16,7 @@ func TestVerifyAccessAnswersAsVerify(t *testing.T) {
 	current := &tokenKey{id: "current", secret: testKey}
 	retiring := &tokenKey{id: "retiring", secret: []byte(strings.Repeat("r", 32)), until: testNow.Add(30 * time.Minute)}
 	s := newTokenSigner(newKeyring(current, retiring))
+	v := newVerifiedTokens(s)
 	withKey := func(k *tokenKey, payload string) string {
 		return forge(k.secret, `{"alg":"HS256","kid":"`+k.id+`","typ":"JWT"}`, payload)
 	}
@@ -66,10 +67,10 @@ func TestVerifyAccessAnswersAsVerify(t *testing.T) {
 		for name, token := range tokens {
 			wantClaims, wantErr := s.verify(token, accessToken, now)
 			for try := range 2 { // the second try can only be answered from memory
-				if _, kept := s.verified.lookup(token, s.ring.Load(), now); kept && try == 1 {
+				if _, kept := v.lookup(token, s.ring.Load(), now); kept && try == 1 {
 					hits++
 				}
-				got, err := s.verifyAccess(token, now)
+				got, err := v.verifyAccess(token, now)
 				if got != wantClaims || err != wantErr {
 					t.Errorf("%s, token %s, try %d: verifyAccess = %+v, %v; verify = %+v, %v",
 						step.name, name, try+1, got, err, wantClaims, wantErr)
@@ -80,7 +81,7 @@ func TestVerifyAccessAnswersAsVerify(t *testing.T) {
 	if hits == 0 {
 		t.Error("no token was ever answered from memory")
 	}
-	if _, kept := s.verified.lookup(tokens["too long to keep"], s.ring.Load(), testNow.Add(time.Second)); kept {
+	if _, kept := v.lookup(tokens["too long to keep"], s.ring.Load(), testNow.Add(time.Second)); kept {
 		t.Error("a token over maxCachedToken was kept")
 	}
 }
@@ -91,22 +92,23 @@ func TestKeptTokenIsKeptAgainAfterAReload(t *testing.T) {
 	t.Parallel()
 	key := &tokenKey{id: "k", secret: testKey}
 	s := newTokenSigner(newKeyring(key))
+	v := newVerifiedTokens(s)
 	token := s.sign(testClaims(accessToken))
-	if _, err := s.verifyAccess(token, testNow); err != nil {
+	if _, err := v.verifyAccess(token, testNow); err != nil {
 		t.Fatal(err)
 	}
 	s.ring.Store(newKeyring(key)) // a reload of the same key
-	if _, kept := s.verified.lookup(token, s.ring.Load(), testNow); kept {
+	if _, kept := v.lookup(token, s.ring.Load(), testNow); kept {
 		t.Fatal("a token kept under the old ring is answered under the new one")
 	}
-	if _, err := s.verifyAccess(token, testNow); err != nil {
+	if _, err := v.verifyAccess(token, testNow); err != nil {
 		t.Fatal(err)
 	}
-	if _, kept := s.verified.lookup(token, s.ring.Load(), testNow); !kept {
+	if _, kept := v.lookup(token, s.ring.Load(), testNow); !kept {
 		t.Error("after its check under the new ring, the token is not kept")
 	}
-	if want := textSize(token, testClaims(accessToken)); s.verified.bytes != want {
-		t.Errorf("%d bytes counted for one token, want %d", s.verified.bytes, want)
+	if want := textSize(token, testClaims(accessToken)); v.bytes != want {
+		t.Errorf("%d bytes counted for one token, want %d", v.bytes, want)
 	}
 }
 
@@ -115,7 +117,8 @@ func TestKeptTokenIsKeptAgainAfterAReload(t *testing.T) {
 // whether the tokens are short or as long as this server signs.
 func TestVerifiedTokensAreBounded(t *testing.T) {
 	t.Parallel()
-	s := singleKeySigner(testKey)
+	v := newVerifiedTokens(singleKeySigner(testKey))
+	s := v.signer
 	for _, long := range []bool{false, true} {
 		for i := range 2*verifiedTokensSize + 1 {
 			c := testClaims(accessToken)
@@ -125,15 +128,15 @@ func TestVerifiedTokensAreBounded(t *testing.T) {
 				c.Email = strings.Repeat("e", 242) + "@example.com"
 			}
 			token := s.sign(c)
-			if _, err := s.verifyAccess(token, testNow); err != nil {
+			if _, err := v.verifyAccess(token, testNow); err != nil {
 				t.Fatal(err)
 			}
 			if long && i == 0 && len(token) > maxCachedToken {
 				t.Fatalf("a token of the longest name is %d bytes, over maxCachedToken: it would never be kept", len(token))
 			}
-			s.verified.mu.Lock()
-			n, bytes := len(s.verified.entries), s.verified.bytes
-			s.verified.mu.Unlock()
+			v.mu.Lock()
+			n, bytes := len(v.entries), v.bytes
+			v.mu.Unlock()
 			if n > verifiedTokensSize || bytes > verifiedTokensBytes {
 				t.Fatalf("%d tokens kept, holding %d bytes: more than %d or %d", n, bytes, verifiedTokensSize, verifiedTokensBytes)
 			}

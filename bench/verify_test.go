@@ -53,19 +53,6 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 
-	// The same token again, as authenticate asks: answered from memory
-	// (tokencache.go) after the first time.
-	b.Run("jwtnotes-kept", func(b *testing.B) {
-		s := benchSigner()
-		b.ReportAllocs()
-		for b.Loop() {
-			c, err := s.verifyAccess(token, benchNow)
-			if err != nil || c.UserID != 7 {
-				b.Fatal(c, err)
-			}
-		}
-	})
-
 	b.Run("golang-jwt-v5", func(b *testing.B) {
 		parser := jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(), jwt.WithTimeFunc(func() time.Time { return benchNow }))

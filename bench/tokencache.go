@@ -1,1 +1,0 @@
-../tokencache.go
