@@ -385,28 +385,22 @@ func FuzzReadObject(f *testing.F) {
 	})
 }
 
-// hasRepeatedName reports whether the top level of a JSON object names a
-// member twice: json.Unmarshal into a map keeps one member of the two, so
-// the map is smaller than the count of names written.
+// hasRepeatedName reports whether a JSON object names a member twice at
+// its top level, walking its names with encoding/json's tokenizer.
 func hasRepeatedName(data []byte) bool {
-	var members map[string]json.RawMessage
-	var names []json.RawMessage
-	if json.Unmarshal(data, &members) != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	seen := map[string]bool{}
+	if open, err := dec.Token(); err != nil || open != json.Delim('{') {
 		return false
 	}
-	// Re-read the object as a list of its names, value by value.
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.Token()
 	for dec.More() {
-		var name string
+		token, err := dec.Token()
+		name, _ := token.(string)
 		var value json.RawMessage
-		if tok, err := dec.Token(); err == nil {
-			name, _ = tok.(string)
+		if err != nil || seen[name] || dec.Decode(&value) != nil {
+			return err == nil && seen[name]
 		}
-		if dec.Decode(&value) != nil {
-			return false
-		}
-		names = append(names, json.RawMessage(name))
+		seen[name] = true
 	}
-	return len(names) > len(members)
+	return false
 }

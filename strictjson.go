@@ -5,17 +5,16 @@ package main
 //
 // A token's JSON is written by whoever holds the key, so it is read with no
 // leeway at all: valid UTF-8, exactly one object, each member name once and
-// matched exactly by the caller. encoding/json alone is more forgiving (it
-// matches struct fields without regard to case, lets a later duplicate win,
-// and turns invalid UTF-8 into U+FFFD), so readObject walks the object's
-// members with encoding/json's tokenizer and keeps each value as written.
+// matched exactly by the caller. encoding/json alone is more forgiving: it
+// turns invalid UTF-8 into U+FFFD, and of a name written twice the last
+// wins. So readObject refuses invalid UTF-8 first, lets json.Unmarshal read
+// the object into a map (names exact, each value as written), and refuses
+// it if the map holds fewer members than the text writes.
 //
 // It knows JSON's grammar, not what the members mean.
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
 	"unicode/utf8"
 )
 
@@ -23,31 +22,35 @@ import (
 // value as it was written: the text must be valid UTF-8 with nothing after
 // the object, and each name must come once.
 func readObject(data []byte) (map[string]json.RawMessage, bool) {
-	if !utf8.Valid(data) {
+	var members map[string]json.RawMessage
+	if !utf8.Valid(data) || json.Unmarshal(data, &members) != nil || members == nil {
 		return nil, false
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if open, err := dec.Token(); err != nil || open != json.Delim('{') {
-		return nil, false
-	}
-	members := make(map[string]json.RawMessage, 9)
-	for dec.More() {
-		token, err := dec.Token()
-		name, isName := token.(string)
-		if _, seen := members[name]; err != nil || !isName || seen {
-			return nil, false
+	return members, len(members) == membersWritten(data)
+}
+
+// membersWritten counts the members of a valid JSON object as they are
+// written, a name that comes twice counting twice: the commas outside
+// strings and nested values, plus one, or none for {}.
+func membersWritten(object []byte) int {
+	commas, depth, inString, empty := 0, 0, false, true
+	for i := 0; i < len(object); i++ {
+		switch c := object[i]; {
+		case inString && c == '\\':
+			i++ // an escaped character, perhaps a quote
+		case c == '"':
+			inString, empty = !inString, empty && depth != 1
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		case c == ',' && depth == 1:
+			commas++
 		}
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, false
-		}
-		members[name] = value
 	}
-	if end, err := dec.Token(); err != nil || end != json.Delim('}') {
-		return nil, false
+	if empty {
+		return 0
 	}
-	if _, err := dec.Token(); err != io.EOF { // nothing after the object
-		return nil, false
-	}
-	return members, true
+	return commas + 1
 }
