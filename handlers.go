@@ -3,13 +3,14 @@ package main
 // handlers.go: the HTTP API, as docs/API.md describes it.
 //
 // Read it top to bottom: the server and its route table (the whole API at a
-// glance), then the handlers in the table's order, then how a request is
-// authenticated. Each handler is decode, validate, store, respond.
+// glance), then the handlers in the table's order. Each handler is decode,
+// validate, store, respond.
 //
 // It knows HTTP and the contract's answers, not SQL (store.go) or how
 // tokens are signed (jwt.go). The machinery the handlers share has files of
-// its own: router.go (slash forms, 405, CORS, logging), input.go (bodies
-// and field validation), answers.go (errors to answers, writing JSON),
+// its own: router.go (slash forms, 405, CORS, logging), auth.go (the
+// Bearer token of a request), body.go and input.go (bodies, and their
+// fields validated), answers.go (errors to answers, writing JSON),
 // passwords.go, throttle.go, cookies.go (the refresh token as a cookie),
 // recovery.go (password reset and email verification by mail).
 
@@ -23,7 +24,6 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -949,75 +949,4 @@ func mediaURL(path string) *string {
 // (2026-11-29T05:01:57.360701Z).
 func formatTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000000Z")
-}
-
-// ---- authentication ----
-
-// caller is the authenticated user of a request and the claims of their token.
-type caller struct {
-	user   user
-	claims claims
-}
-
-var (
-	errNotAuthenticated = detailError(http.StatusUnauthorized, "Authentication credentials were not provided.")
-	errUserNotFound     = &apiError{status: http.StatusUnauthorized, body: detailCode{"User not found", "user_not_found"}}
-	errUserInactive     = &apiError{status: http.StatusUnauthorized, body: detailCode{"User is inactive", "user_inactive"}}
-)
-
-// authenticate reads "Authorization: Bearer <access token>" as simplejwt
-// does. It returns nil, nil when there is no such header, and the
-// contract's 401 when there is one that does not hold.
-func (s *server) authenticate(r *http.Request) (*caller, error) {
-	parts := strings.Fields(r.Header.Get("Authorization"))
-	if len(parts) == 0 || parts[0] != "Bearer" {
-		return nil, nil // no credentials, or another scheme: not ours to judge
-	}
-	if len(parts) != 2 {
-		return nil, &apiError{status: http.StatusUnauthorized, body: detailCode{
-			Detail: "Authorization header must contain two space-delimited values",
-			Code:   "bad_authorization_header",
-		}}
-	}
-	now := s.now()
-	c, err := s.verified.verifyAccess(parts[1], now)
-	if errors.Is(err, errTokenNoUser) {
-		return nil, tokenRefused(err)
-	}
-	if err != nil {
-		return nil, &apiError{status: http.StatusUnauthorized, body: invalidAccessToken{
-			Detail:   "Given token not valid for any token type",
-			Code:     "token_not_valid",
-			Messages: []tokenMessage{{TokenClass: "AccessToken", TokenType: "access", Message: err.Error()}},
-		}}
-	}
-	u, sessionLive, err := s.store.userForAccess(r.Context(), c.UserID, c.SessionID, now)
-	switch {
-	case errors.Is(err, errNotFound):
-		return nil, errUserNotFound
-	case err != nil:
-		return nil, err
-	case !u.IsActive:
-		return nil, errUserInactive
-	case !sessionLive:
-		return nil, errBlacklistedAnswer
-	}
-	return &caller{user: u, claims: c}, nil
-}
-
-type invalidAccessToken struct {
-	Detail   string         `json:"detail"`
-	Code     string         `json:"code"`
-	Messages []tokenMessage `json:"messages"`
-}
-
-type tokenMessage struct {
-	TokenClass string `json:"token_class"`
-	TokenType  string `json:"token_type"`
-	Message    string `json:"message"`
-}
-
-// tokenRefused is simplejwt's 401 for a token sent in a body.
-func tokenRefused(err error) *apiError {
-	return &apiError{status: http.StatusUnauthorized, body: detailCode{Detail: err.Error(), Code: "token_not_valid"}}
 }

@@ -26,10 +26,7 @@ func randomID() string {
 // Tuning. The blacklist is keyed by jti: ids that grow with time are added
 // at the end of its B-tree, so the tokens rotated together fill one page,
 // where random ids would each touch a page of their own, to be written to
-// the WAL again and copied back at the next checkpoint. With random ids
-// (randomID) refresh costs 1.25× the CPU per request and serves 0.81× the
-// requests a second (scripts/perf-ab.sh, ROUNDS=3, 2026-12-02; the other
-// scenarios do not rotate tokens).
+// the WAL again and copied back at the next checkpoint (docs/PERFORMANCE.md).
 func tokenID(now time.Time) string {
 	var b [16]byte
 	ms := now.UnixMilli()

@@ -64,11 +64,10 @@ const (
 // mailDelay is about how long a letter waits in the queue before it is
 // written (between half and one and a half times it, at random). Writing
 // it at once would put its work (a lookup, a token written) beside the
-// answer of the request that asked for it, on the same CPUs: on the 2-core
-// machine an address that has an account was then answered 7-10% slower
-// than one that has none (ratio of medians, 3,000 alternating requests),
-// which a patient client could measure. Later, and at a random moment, the
-// work falls on no request in particular.
+// answer of the request that asked for it, on the same CPUs, and an
+// address that has an account would be answered more slowly than one that
+// has none, which a patient client could measure (GUIDE.md §6). Later, and
+// at a random moment, the work falls on no request in particular.
 const mailDelay = time.Second
 
 // mailRetries are the waits before each new try of a letter that failed.

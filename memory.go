@@ -21,9 +21,7 @@ import (
 // Tuning: under that limit the collector may let the heap grow to 5 times
 // what is live (GOGC=400, not Go's 100). The live heap is a few MB, and
 // collecting every few hundred requests instead of every few dozen is
-// cheaper. With GOGC=100, notes-list costs 1.33× the CPU per request,
-// mixed 1.23×, create-note 1.10×, refresh 1.06× (scripts/perf-ab.sh,
-// ROUNDS=3, 2026-12-02).
+// cheaper (docs/PERFORMANCE.md, GOGC).
 func tuneMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(hashMemoryLimit(hashSlots(runtime.NumCPU())))

@@ -3,28 +3,20 @@ package main
 // pagecache.go: recent pages of the notes list, kept as the JSON they were
 // answered with, until a note they could hold is written.
 //
-// Tuning. A page of the list is two index walks in SQLite and the JSON of
-// up to 100 notes: about 40% of the server's CPU per request in the
-// harness's notes-list scenario (-cpuprofile), for an answer that changes
-// only when a note changes. Which pages a note write can change is known
-// (listVersions below): a private note, only its owner's pages; a
-// public one, or one that turns public or private, everyone's. The store
-// counts those writes, after each commits and before it is answered; a
-// page is kept with the counts it was read under, and used only while they
-// have not moved (nor a second passed: pageCacheTTL). Measured with
-// scripts/perf-ab.sh (ROUNDS=3, 2026-12-02), the build without it against
-// this one: notes-list 4.2× the CPU per request and 0.28× the requests a
-// second; mixed, whose lists are 70% of its requests and whose creates are
-// private notes, 1.81× and 0.61×; refresh and create-note 1.00×.
+// Tuning: what it buys is in docs/PERFORMANCE.md (pagecache.go, and its
+// head splice).
+//
+// The invariant: a page is used only while no note it could hold has been
+// written since it was read. Which pages a note write can change is known:
+// a private note, only its owner's pages; a public one, or one that turns
+// public or private, everyone's. The store counts those writes
+// (listVersions, store.go), after each commits and before it is answered;
+// a page is kept with the counts it was read under, and used only while
+// they have not moved (nor pageCacheTTL passed).
 //
 // A private note just created need not cost its owner a read: it is the
 // newest, so the first page of each of the owner's lists is the page as it
-// was with the note at its head (created below). Measured with
-// scripts/perf-ab.sh (ROUNDS=5, 2026-12-03), the build that forgets those
-// pages instead: mixed, whose workers each list their own notes and create
-// private ones, 1.28× the CPU per request and 0.83× the requests a second;
-// create-note, which lists nothing, 0.95–0.97× (three runs; one build
-// against itself gave 0.98–1.02×).
+// was with the note at its head (created below).
 //
 // It knows pages, their keys, the list's order and the counts of note
 // writes, not SQL and not HTTP.

@@ -175,8 +175,7 @@ func newPasswordHasher(parallel int) *passwordHasher {
 // again. Collecting right after each hash (the slot still held) hands those
 // pages to the next hash instead of letting garbage pile up: with the memory
 // limit main sets (hashMemoryLimit), a flood of logins holds the server at
-// about slots × 19 MiB plus the rest, for a GC cycle of a millisecond or two
-// per hash.
+// about slots × 19 MiB plus the rest, for a short GC cycle per hash.
 func (p *passwordHasher) run(ctx context.Context, f func()) error {
 	select {
 	case p.slots <- struct{}{}:

@@ -5,8 +5,8 @@ package main
 // A search is a substring of a note's title or body, in any case
 // (notes.search holds both, lower-cased). Walking the notes newest first and
 // testing each one stops soon when many match, but a word that matches
-// nothing reads every note the caller may see: 153 ms at a million notes
-// against 0.16 ms at a thousand. So notes_search (schema.sql) holds every
+// nothing reads every note the caller may see, and costs more the more
+// notes there are. So notes_search (schema.sql) holds every
 // trigram, every three characters in a row, of every note, with where it
 // stands, in an SQLite FTS5 table. A search of three characters or more is
 // asked of it as a phrase, its trigrams one after another: the notes that
@@ -15,12 +15,10 @@ package main
 // page of them soon enough, and is used instead.
 //
 // What a search may still miss is what the index has not seen yet. Writing
-// to an FTS5 table costs a lot per transaction and little per row: kept in
-// step with every note write by triggers, it made an insert cost 300 µs
-// instead of 15 (SQLite as modernc.org/sqlite runs it, transactions of
-// four notes; and 165 → 290 µs a note created through the handler), while
-// a million notes go in, 500 a transaction, at 10 µs a note. So the index
-// is kept in batches. Triggers only write down which
+// to an FTS5 table costs a lot per transaction and little per row (kept in
+// step with every note write by triggers, it made a note's insert cost
+// many times its own: docs/PERFORMANCE.md), so the index is kept in
+// batches. Triggers only write down which
 // notes changed (notes_search_pending) or went (notes_search_gone), in the
 // transaction of the change, so that nothing is lost to a crash; the
 // indexer below folds them into notes_search, a batch at a time, when
@@ -47,10 +45,7 @@ const (
 	// indexBatch is how many changed notes start a batch at once, and how
 	// many rows of each of the two tables one batch takes at most. A batch
 	// is one segment of the index, which FTS5 merges with others later (16
-	// at a time: schema.sql): the bigger the segments, the fewer merges. 2000
-	// with that automerge 16 against 500 with FTS5's 4 costs create-note
-	// 0.83-0.91x the CPU per request, 0.5x its p99, and mixed 0.96x (perf-ab,
-	// 5 rounds, three runs of 2026-12-02); 2000 alone bought nothing (0.99x).
+	// at a time: schema.sql): the bigger the segments, the fewer merges.
 	indexBatch = 2000
 	// indexDelay is how long a change waits for others before it is
 	// indexed anyway.
@@ -155,10 +150,8 @@ func (x *searchIndex) run() {
 
 // merge merges the index's segments into one, mergePages pages a write
 // transaction, so that other writes go in between. After a long catch-up
-// the index is many segments, and a search looks a trigram up in each: at
-// a million notes, 150 µs to find nothing, 20 µs once merged (1.4 s of
-// merging in 50 transactions of at most 70 ms). In between, FTS5's own
-// automerge keeps the count of segments low.
+// the index is many segments, and a search looks a trigram up in each. In
+// between, FTS5's own automerge keeps the count of segments low.
 func (x *searchIndex) merge(ctx context.Context) error {
 	for worked := true; worked; {
 		err := x.db.inWriteTx(ctx, func(tx *txn) error {

@@ -11,37 +11,10 @@ package main
 //
 // It knows connections, transactions and SQLite's settings, not the tables.
 //
-// All of it but the pool of readers is tuning, each piece kept because it
-// buys more than 10% on a scenario of the perf harness. Measured with
-// scripts/perf-ab.sh (the harness's loadgen, 32 clients, 5 s windows,
-// builds interleaved in each round; figures are the medians of per-round
-// ratios of the plain build to this one, 2026-12-02, 2-core machine):
-//
-//   - Group commit (writer, runBatch): with one write per transaction
-//     (maxBatch 1) refresh costs 1.67× the CPU per request and serves 0.62×
-//     the requests a second; create-note 1.19× and 0.87×. (ROUNDS=3, all
-//     five scenarios.) The one writer itself is not tuning: writes queue in
-//     Go instead of failing with "database is locked".
-//   - Prepared statements (statements): each SQL string parsed once per
-//     connection. Without: 1.32–1.76× the CPU per request on every scenario,
-//     0.66–0.90× the requests. (ROUNDS=3, notes-list, refresh, create-note,
-//     mixed.)
-//   - runToEnd: without it, notes-list 1.16× the CPU per request, the
-//     others 1.05–1.07×. (ROUNDS=5, notes-list, create-note, mixed.)
-//   - The writer's yield before a batch (writer): without it refresh costs
-//     1.18× the CPU per request and serves 0.85× the requests a second,
-//     create-note 1.12× and 0.93×, mixed 1.13× and 0.91× (ROUNDS=3, all
-//     four scenarios; a batch held 3–4 writes on average instead of 8).
-//
-//   - The checkpointer (checkpoints, below): without it create-note serves
-//     0.86× the requests a second at 1.05× the CPU per request, mixed 0.92×
-//     at 1.07×, refresh 0.94× at 1.02× (ROUNDS=5, 2026-12-03, create-note,
-//     refresh, mixed).
-//
-// An earlier checkpointer, once a second with the writer never
-// checkpointing, measured 0.97–1.09× (ROUNDS=5, 2026-11-29): its
-// checkpoints never caught up with a writer that kept appending, so the log
-// was never started over and grew.
+// All of it but the pool of readers is tuning, each piece kept because
+// without it a scenario of the perf harness misses its target:
+// docs/PERFORMANCE.md has the figures, one entry a piece (group commit,
+// the writer's yield, prepared statements, runToEnd, the checkpointer).
 
 import (
 	"context"
@@ -319,10 +292,7 @@ func (d *sqliteDB) runBatch(batch []writeJob, results []error) error {
 // copies them back into notes.db and waits for two fsyncs, and only once
 // every page has been copied can the log start over from its beginning. By
 // default SQLite checkpoints inside the commit that takes the log past 1000
-// pages, and every write queued behind that commit waits for the disk:
-// create-note served 0.77× the requests a second that the same build served
-// with its data folder in memory (tmpfs), with a core partly idle, waiting
-// for the disk.
+// pages, and every write queued behind that commit waits for the disk.
 //
 // So this goroutine checkpoints on its own connection, beside the writer
 // and the readers, after commits and at most once every checkpointEvery
@@ -334,8 +304,8 @@ func (d *sqliteDB) runBatch(batch []writeJob, results []error) error {
 // copies the rest and its two fsyncs find little to write, and the log
 // starts over. If the checkpointer is copying just then, the writer's
 // checkpoint is skipped and the log grows on until the next commit finds
-// the way free. notes.db-wal stays near walCheckpointPages pages (16 MB):
-// 16.5-21.4 MB in twenty runs of TestCheckpointerKeepsTheLogShort.
+// the way free. notes.db-wal stays near walCheckpointPages pages (16 MB);
+// TestCheckpointerKeepsTheLogShort holds it within twice that.
 
 const (
 	checkpointEvery    = 50 * time.Millisecond
@@ -514,7 +484,7 @@ func (p *statements) close() error {
 
 // runToEnd is the context a query runs under: the request's, without its
 // cancellation. Every query here is short (indexed, a page at most), and
-// watching a cancelable context costs database/sql a goroutine per query:
-// half as much again as a one-row lookup itself. So a query whose request
-// has gone away still runs to its end, a few microseconds later.
+// watching a cancelable context costs database/sql a goroutine per query,
+// about as much as a one-row lookup itself. So a query whose request has
+// gone away still runs to its end.
 func runToEnd(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

@@ -1,0 +1,84 @@
+package main
+
+// auth.go: how a request is authenticated, as simplejwt's
+// JWTAuthentication does it: the Bearer header, the access token verified
+// (tokencache.go, jwt.go), then its user and session looked up (store.go),
+// each fault with simplejwt's 401.
+//
+// It knows the header, the token's verdicts and their answers, not routes:
+// the endpoint wrapper (router.go) calls authenticate as a route asks.
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// caller is the authenticated user of a request and the claims of their token.
+type caller struct {
+	user   user
+	claims claims
+}
+
+var (
+	errNotAuthenticated = detailError(http.StatusUnauthorized, "Authentication credentials were not provided.")
+	errUserNotFound     = &apiError{status: http.StatusUnauthorized, body: detailCode{"User not found", "user_not_found"}}
+	errUserInactive     = &apiError{status: http.StatusUnauthorized, body: detailCode{"User is inactive", "user_inactive"}}
+)
+
+// authenticate reads "Authorization: Bearer <access token>" as simplejwt
+// does. It returns nil, nil when there is no such header, and the
+// contract's 401 when there is one that does not hold.
+func (s *server) authenticate(r *http.Request) (*caller, error) {
+	parts := strings.Fields(r.Header.Get("Authorization"))
+	if len(parts) == 0 || parts[0] != "Bearer" {
+		return nil, nil // no credentials, or another scheme: not ours to judge
+	}
+	if len(parts) != 2 {
+		return nil, &apiError{status: http.StatusUnauthorized, body: detailCode{
+			Detail: "Authorization header must contain two space-delimited values",
+			Code:   "bad_authorization_header",
+		}}
+	}
+	now := s.now()
+	c, err := s.verified.verifyAccess(parts[1], now)
+	if errors.Is(err, errTokenNoUser) {
+		return nil, tokenRefused(err)
+	}
+	if err != nil {
+		return nil, &apiError{status: http.StatusUnauthorized, body: invalidAccessToken{
+			Detail:   "Given token not valid for any token type",
+			Code:     "token_not_valid",
+			Messages: []tokenMessage{{TokenClass: "AccessToken", TokenType: "access", Message: err.Error()}},
+		}}
+	}
+	u, sessionLive, err := s.store.userForAccess(r.Context(), c.UserID, c.SessionID, now)
+	switch {
+	case errors.Is(err, errNotFound):
+		return nil, errUserNotFound
+	case err != nil:
+		return nil, err
+	case !u.IsActive:
+		return nil, errUserInactive
+	case !sessionLive:
+		return nil, errBlacklistedAnswer
+	}
+	return &caller{user: u, claims: c}, nil
+}
+
+type invalidAccessToken struct {
+	Detail   string         `json:"detail"`
+	Code     string         `json:"code"`
+	Messages []tokenMessage `json:"messages"`
+}
+
+type tokenMessage struct {
+	TokenClass string `json:"token_class"`
+	TokenType  string `json:"token_type"`
+	Message    string `json:"message"`
+}
+
+// tokenRefused is simplejwt's 401 for a token sent in a body.
+func tokenRefused(err error) *apiError {
+	return &apiError{status: http.StatusUnauthorized, body: detailCode{Detail: err.Error(), Code: "token_not_valid"}}
+}
