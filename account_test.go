@@ -13,10 +13,6 @@ import (
 	"time"
 )
 
-func (e *testEnv) withToken(method, path, access, body string) response {
-	return e.do(method, path, "application/json", body, "Authorization", "Bearer "+access)
-}
-
 // ---- profile update ----
 
 func TestUpdateProfile(t *testing.T) {
@@ -86,7 +82,9 @@ func TestUpdateProfileInvalidSavesNothing(t *testing.T) {
 		{`[]`, `{"non_field_errors":["Invalid data. Expected a dictionary, but got list."]}`},
 	}
 	for _, tt := range tests {
-		want(t, e.withToken("PATCH", "/api/profile/", tokens.Access, tt.body), 400, tt.want)
+		t.Run(fmt.Sprintf("PATCH /api/profile/ %.40s", tt.body), func(t *testing.T) {
+			want(t, e.withToken("PATCH", "/api/profile/", tokens.Access, tt.body), 400, tt.want)
+		})
 	}
 	if after := e.get("/api/profile/", tokens.Access).body; after != before {
 		t.Errorf("an invalid update changed the profile:\n%s\n%s", before, after)
@@ -561,23 +559,25 @@ func TestVanishedUserIs401(t *testing.T) {
 		{"DELETE", "/api/profile/", `{"password":"` + testPassword + `"}`, e.srv.deleteAccount},
 		{"POST", "/api/notes/", `{"title":"t"}`, e.srv.createNote},
 	} {
-		name := fmt.Sprintf("user%d", i)
-		e.register(name)
-		tokens := e.login(name)
-		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tokens.Access)
-		c, err := e.srv.authenticate(req)
-		if err != nil || c == nil {
-			t.Fatalf("authenticate: %v", err)
-		}
-		e.exec(`DELETE FROM users WHERE username = ?`, name) // while the request is in flight
-		rec := httptest.NewRecorder()
-		if err := tc.handler(rec, req, c); err != nil {
-			e.srv.writeError(rec, req, err)
-		}
-		want(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.String()}, 401,
-			`{"detail":"User not found","code":"user_not_found"}`)
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			name := fmt.Sprintf("user%d", i)
+			e.register(name)
+			tokens := e.login(name)
+			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+tokens.Access)
+			c, err := e.srv.authenticate(req)
+			if err != nil || c == nil {
+				t.Fatalf("authenticate: %v", err)
+			}
+			e.exec(`DELETE FROM users WHERE username = ?`, name) // while the request is in flight
+			rec := httptest.NewRecorder()
+			if err := tc.handler(rec, req, c); err != nil {
+				e.srv.writeError(rec, req, err)
+			}
+			want(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.String()}, 401,
+				`{"detail":"User not found","code":"user_not_found"}`)
+		})
 	}
 	if strings.Contains(e.logs.String(), "level=ERROR") {
 		t.Errorf("a vanished user logged an error:\n%s", e.logs)

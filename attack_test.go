@@ -225,12 +225,14 @@ func TestBrokenBodies(t *testing.T) {
 			{os.ErrDeadlineExceeded, 408, `{"detail":"The request body did not arrive in time."}`},
 		} {
 			for _, path := range []string{"/api/token/", "/api/register/", "/api/token/refresh/"} {
-				req := httptest.NewRequest("POST", path, &failingBody{data: []byte(enc.body[:len(enc.body)/2]), err: tc.err})
-				req.ContentLength = int64(len(enc.body))
-				req.Header.Set("Content-Type", enc.contentType)
-				rec := httptest.NewRecorder()
-				e.handler.ServeHTTP(rec, req)
-				want(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.String()}, tc.status, tc.body)
+				t.Run(fmt.Sprintf("POST %s %s %v", path, mediaType(enc.contentType), tc.err), func(t *testing.T) {
+					req := httptest.NewRequest("POST", path, &failingBody{data: []byte(enc.body[:len(enc.body)/2]), err: tc.err})
+					req.ContentLength = int64(len(enc.body))
+					req.Header.Set("Content-Type", enc.contentType)
+					rec := httptest.NewRecorder()
+					e.handler.ServeHTTP(rec, req)
+					want(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.String()}, tc.status, tc.body)
+				})
 			}
 		}
 	}

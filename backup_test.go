@@ -287,7 +287,9 @@ func TestDeletionsWaitForABackup(t *testing.T) {
 		decode(t, res.body, &n)
 		return filepath.Join(media, old)
 	}
-	if _, err := os.Stat(replace()); !os.IsNotExist(err) {
+	old := replace()
+	e.srv.store.waitForRemovals()
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
 		t.Errorf("without a backup, the replaced file stays: %v", err)
 	}
 

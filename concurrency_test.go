@@ -326,13 +326,15 @@ func TestPragmas(t *testing.T) {
 		{st.db.read.db, "foreign_keys", "1"},
 		{st.db.read.db, "cache_size", "-1024"},
 	} {
-		var got string
-		if err := c.db.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got != c.want {
-			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
-		}
+		t.Run(c.pragma, func(t *testing.T) {
+			var got string
+			if err := c.db.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+			}
+		})
 	}
 	// With -litestream the writer leaves checkpoints to Litestream.
 	st2, err := openStore(context.Background(), t.TempDir(), externalCheckpoints)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,10 +15,6 @@ import (
 	"testing"
 	"time"
 )
-
-func envOf(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
 
 func TestRunRefusesShortSecret(t *testing.T) {
 	t.Parallel()
@@ -51,11 +48,13 @@ func TestRunRefusesBadCommandLine(t *testing.T) {
 		{[]string{"jwtnotes", "-mail-limit", "-1"}, nil},
 		{[]string{"jwtnotes"}, map[string]string{"SMTP_PASSWORD": "secret"}}, // and no SMTP_USER
 	} {
-		err := run(context.Background(), tc.args, envOf(tc.env), io.Discard, io.Discard)
-		var usage *usageError
-		if !errors.As(err, &usage) {
-			t.Errorf("run(%q, %v) = %v, want a usage error", tc.args, tc.env, err)
-		}
+		t.Run(strings.Join(tc.args[1:], " ")+fmt.Sprint(tc.env), func(t *testing.T) {
+			err := run(context.Background(), tc.args, envOf(tc.env), io.Discard, io.Discard)
+			var usage *usageError
+			if !errors.As(err, &usage) {
+				t.Errorf("run(%q, %v) = %v, want a usage error", tc.args, tc.env, err)
+			}
+		})
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 )
 
@@ -70,7 +69,7 @@ func (s *store) withNewFile(folder string, img *imageFile, fn func(path *string)
 		return err
 	}
 	if err := fn(&path); err != nil {
-		s.removeMedia(path)
+		s.media.Remove(path) // no committed row names it: no backup can want it
 		return err
 	}
 	return nil
@@ -103,80 +102,49 @@ func (s *store) saveMedia(folder string, img *imageFile) (string, error) {
 	return final, nil
 }
 
-// removeMedia deletes stored files. A file that cannot be deleted is left
-// behind: an unreferenced file harms nothing. Files are deleted only under
-// the exclusive lock of media/.backup.lock: while a backup holds it shared
-// (backup.go), no file that its snapshot of the database names may vanish
-// before it is copied, so the deletions wait, and one goroutine makes them
-// once the backup is done.
-func (s *store) removeMedia(paths ...string) {
-	r := &s.removals
-	r.mu.Lock()
-	for _, p := range paths {
-		if p != "" {
-			r.pending = append(r.pending, p)
-		}
-	}
-	if r.removing || len(r.pending) == 0 {
-		r.mu.Unlock() // the goroutine removing files will take these too
-		return
-	}
-	r.removing = true
-	r.mu.Unlock()
-	if syscall.Flock(int(r.lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-		s.removePending() // no backup runs: at once
-		return
-	}
-	go func() {
-		syscall.Flock(int(r.lock.Fd()), syscall.LOCK_EX) // until the backup is done
-		s.removePending()
-	}()
-}
-
-// mediaRemovals is the deletions of removeMedia, and the lock they wait for.
-// One goroutine at a time holds the flock (removing), so the process never
-// takes it twice on its one descriptor.
-type mediaRemovals struct {
-	lock     *os.File // media/.backup.lock
-	mu       sync.Mutex
-	done     sync.Cond // on mu: broadcast when removing ends
-	pending  []string
-	removing bool
-}
+// ---- deleting the files no row names ----
+//
+// committed (store.go) puts the files that a committed write left unnamed
+// (a replaced image, a deleted note's) into s.unnamed; sweep deletes them.
+// It deletes only under the exclusive lock of media/.backup.lock: while a
+// backup holds it shared (backup.go), no file that its snapshot of the
+// database names may vanish before it is copied, so the deletions wait. A
+// file that cannot be deleted is left behind: an unreferenced file harms
+// nothing, and the next start sweeps it (sweepMedia).
 
 // backupLockName is the lock file a backup shares and deletions take.
 const backupLockName = ".backup.lock"
 
-// removePending deletes the pending files, holding the flock, until none is
-// left; then it releases the flock and the removing role together.
-func (s *store) removePending() {
-	r := &s.removals
+// sweep deletes what s.unnamed holds, whenever it holds something, until
+// Close. While a backup runs it waits for the lock, and Close does not wait
+// for it.
+func (s *store) sweep() {
 	for {
-		r.mu.Lock()
-		batch := r.pending
-		r.pending = nil
-		if len(batch) == 0 {
-			syscall.Flock(int(r.lock.Fd()), syscall.LOCK_UN)
-			r.removing = false
-			r.done.Broadcast()
-			r.mu.Unlock()
+		select {
+		case <-s.unnamed.wake:
+		case <-s.closing:
 			return
 		}
-		r.mu.Unlock()
-		for _, p := range batch {
-			s.media.Remove(p)
+		syscall.Flock(int(s.mediaLock.Fd()), syscall.LOCK_EX) // until no backup holds it
+		for paths := s.unnamed.take(); len(paths) > 0; paths = s.unnamed.take() {
+			for _, p := range paths {
+				s.media.Remove(p)
+			}
+			s.unnamed.done(len(paths))
 		}
+		syscall.Flock(int(s.mediaLock.Fd()), syscall.LOCK_UN)
 	}
 }
 
-// waitForRemovals returns once no deletion is waiting (for tests).
+// waitForRemovals returns once every file handed to the sweeper is
+// deleted (for tests).
 func (s *store) waitForRemovals() {
-	r := &s.removals
-	r.mu.Lock()
-	for r.removing {
-		r.done.Wait()
+	q := &s.unnamed
+	q.mu.Lock()
+	for q.pending > 0 {
+		q.idle.Wait()
 	}
-	r.mu.Unlock()
+	q.mu.Unlock()
 }
 
 // mediaFiles lists the names in folder ("covers" or "images").
@@ -223,7 +191,7 @@ func (s *store) sweepMedia(ctx context.Context) (int, error) {
 					continue
 				}
 			}
-			s.removeMedia(path)
+			s.unnamed.add(path)
 			removed++
 		}
 	}

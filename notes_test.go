@@ -12,7 +12,6 @@ import (
 	"image/jpeg"
 	"image/png"
 	"mime/multipart"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,18 +21,6 @@ import (
 )
 
 // ---- helpers ----
-
-// createNote makes a note through the API and returns it.
-func (e *testEnv) createNote(access, body string) noteJSON {
-	e.t.Helper()
-	res := e.withToken("POST", "/api/notes/", access, body)
-	if res.status != http.StatusCreated {
-		e.t.Fatalf("create note: %d %s", res.status, res.body)
-	}
-	var n noteJSON
-	decode(e.t, res.body, &n)
-	return n
-}
 
 func listIDs(t *testing.T, res response) []int64 {
 	t.Helper()
@@ -93,6 +80,7 @@ func gifImage(w, h int) []byte {
 // mediaFiles lists the files stored under DATA_DIR/media/folder.
 func (e *testEnv) mediaFiles(folder string) []string {
 	e.t.Helper()
+	e.srv.store.waitForRemovals() // the sweeper has deleted what the writes so far left unnamed
 	entries, err := os.ReadDir(filepath.Join(e.srv.cfg.dataDir, "media", folder))
 	if err != nil {
 		e.t.Fatal(err)
@@ -209,8 +197,10 @@ func TestNoteVisibility(t *testing.T) {
 			{"PUT", "/api/notes/%d/"}, {"PATCH", "/api/notes/%d/"}, {"DELETE", "/api/notes/%d/"},
 			{"PUT", "/api/notes/%d/update/"}, {"PATCH", "/api/notes/%d/update/"}, {"DELETE", "/api/notes/%d/delete/"},
 		} {
-			res := e.withToken(req.method, fmt.Sprintf(req.path, id), bob, `{"title":"pwned","is_public":true,"user":2}`)
-			want(t, res, tc.status, tc.body)
+			t.Run(req.method+" "+fmt.Sprintf(req.path, id), func(t *testing.T) {
+				res := e.withToken(req.method, fmt.Sprintf(req.path, id), bob, `{"title":"pwned","is_public":true,"user":2}`)
+				want(t, res, tc.status, tc.body)
+			})
 		}
 	}
 	want(t, e.get(fmt.Sprintf("/api/notes/%d/", private.ID), bob), 404, `{"detail":"Not found."}`)
@@ -285,7 +275,9 @@ func TestListNotes(t *testing.T) {
 		"?limit=-3&offset=y": `{"limit":["Ensure this value is greater than or equal to 1."],"offset":["A valid integer is required."]}`,
 		"?mine=perhaps":      `{"mine":["Must be a valid boolean."]}`,
 	} {
-		want(t, e.get("/api/notes/"+query, alice), 400, body)
+		t.Run("GET /api/notes/"+query, func(t *testing.T) {
+			want(t, e.get("/api/notes/"+query, alice), 400, body)
+		})
 	}
 }
 
@@ -404,16 +396,18 @@ func TestUploadsAreCheckedByContent(t *testing.T) {
 		{"../../../etc/passwd.png", pngImage(1, 1), 201, ".png"},
 	}
 	for _, tt := range tests {
-		res := upload(tt.name, tt.file)
-		if tt.status == 400 {
-			want(t, res, 400, fmt.Sprintf(`{"cover_image":[%q]}`, tt.field))
-			continue
-		}
-		var n noteJSON
-		decode(t, res.body, &n)
-		if res.status != 201 || n.CoverImage == nil || !strings.HasSuffix(*n.CoverImage, tt.field) || !noteJSONPattern.MatchString(res.body) {
-			t.Errorf("%s: %d %s", tt.name, res.status, res.body)
-		}
+		t.Run("POST /api/notes/ "+tt.name, func(t *testing.T) {
+			res := upload(tt.name, tt.file)
+			if tt.status == 400 {
+				want(t, res, 400, fmt.Sprintf(`{"cover_image":[%q]}`, tt.field))
+				return
+			}
+			var n noteJSON
+			decode(t, res.body, &n)
+			if res.status != 201 || n.CoverImage == nil || !strings.HasSuffix(*n.CoverImage, tt.field) || !noteJSONPattern.MatchString(res.body) {
+				t.Errorf("%s: %d %s", tt.name, res.status, res.body)
+			}
+		})
 	}
 	if got := len(e.mediaFiles(imagesFolder)); got != 4 {
 		t.Errorf("%d stored files, want the 4 accepted", got)

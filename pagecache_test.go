@@ -69,10 +69,12 @@ func TestPageCacheForgetsOnEveryNoteWrite(t *testing.T) {
 			pages[3] = fmt.Sprintf("/api/users/%d/notes/", aliceID)
 		}, func() string { return fmt.Sprintf("[%d] [] [%d] [%d] [%d]", a1.ID, a1.ID, a1.ID, a1.ID) }},
 	} {
-		step.write()
-		if got, want := seen(), step.want(); got != want {
-			t.Errorf("after %s: alice's pages hold %s, want %s", step.name, got, want)
-		}
+		t.Run(step.name, func(t *testing.T) {
+			step.write()
+			if got, want := seen(), step.want(); got != want {
+				t.Errorf("after %s: alice's pages hold %s, want %s", step.name, got, want)
+			}
+		})
 	}
 	if e.srv.pages.entries == 0 {
 		t.Error("no page was kept: this test tested nothing")

@@ -249,121 +249,148 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	p := startServer(t, dir, flags...)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 
-	type ackedNote struct {
-		id    int64
-		title string
-		image string
-		data  []byte
+	w := startWriters(t, p, client, 8)
+	w.waitFor(40, 10) // notes and rotations acknowledged, the writers still going
+	p.stop(syscall.SIGKILL)
+	w.stop()
+	leaveHalfAnUpload(t, dir)
+
+	p = startServer(t, dir, flags...)
+	checkNotesSurvived(t, p, client, w)
+	checkRotatedStayRefused(t, p, client, w.rotated)
+	if code := p.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("exit code %d after the restart", code)
 	}
-	var (
-		mu      sync.Mutex
-		notes   []ackedNote
-		rotated []string
-		users   = map[string]tokenPair{}
-	)
-	const writers = 8
-	for w := range writers {
-		users[fmt.Sprint("writer", w)] = p.registerAndLogin(client, fmt.Sprint("writer", w))
+	checkFilesWhole(t, dir)
+}
+
+// ackedNote is a note whose create got 201: its title, and its image if it
+// had one.
+type ackedNote struct {
+	id    int64
+	title string
+	image string
+	data  []byte
+}
+
+// writers create notes and rotate refresh tokens until stopped, and keep
+// what was acknowledged.
+type writers struct {
+	t        *testing.T
+	users    map[string]tokenPair
+	mu       sync.Mutex
+	notes    []ackedNote
+	rotated  []string      // refresh tokens rotated (200)
+	progress chan struct{} // a token after each acknowledged write, if none is waiting
+	done     chan struct{}
+	running  sync.WaitGroup
+}
+
+// startWriters registers n users and starts a writer for each: a note a
+// request (an image every third), a refresh every fourth.
+func startWriters(t *testing.T, p *serverProcess, client *http.Client, n int) *writers {
+	w := &writers{t: t, users: map[string]tokenPair{}, progress: make(chan struct{}, 1), done: make(chan struct{})}
+	for i := range n {
+		name := fmt.Sprint("writer", i)
+		w.users[name] = p.registerAndLogin(client, name)
+		w.running.Go(func() { w.write(p, client, name, w.users[name]) })
 	}
-	stop := make(chan struct{})
-	progress := make(chan struct{}, 1) // a token after each acknowledged write, if none is waiting
-	acked := func() {
+	return w
+}
+
+func (w *writers) write(p *serverProcess, client *http.Client, name string, tokens tokenPair) {
+	for i := 0; ; i++ {
 		select {
-		case progress <- struct{}{}:
+		case <-w.done:
+			return
 		default:
 		}
-	}
-	var wg sync.WaitGroup
-	for w := range writers {
-		name := fmt.Sprint("writer", w)
-		tokens := users[name]
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				title := fmt.Sprintf("%s-%d", name, i)
-				var status int
-				var body string
-				var err error
-				var img []byte
-				if i%3 == 0 {
-					img = pngImage(20+i%7, 10)
-					ct, mp := multipartBody(map[string]string{"title": title}, "cover_image", "x.png", img)
-					status, body, err = call(client, "POST", p.base+"/api/notes/", tokens.Access, ct, strings.NewReader(mp))
-				} else {
-					status, body, err = call(client, "POST", p.base+"/api/notes/", tokens.Access, "application/json",
-						strings.NewReader(fmt.Sprintf(`{"title":%q}`, title)))
-				}
-				if err != nil {
-					return // the server is gone
-				}
-				if status != 201 {
-					t.Errorf("create %s: %d %s", title, status, body)
-					return
-				}
-				var n noteJSON
-				if !decodeOK(t, body, &n) {
-					return
-				}
-				mu.Lock()
-				notes = append(notes, ackedNote{n.ID, title, deref(n.CoverImage), img})
-				mu.Unlock()
-				acked()
-				if i%4 == 0 {
-					status, body, err = call(client, "POST", p.base+"/api/token/refresh/", "", "application/json",
-						strings.NewReader(fmt.Sprintf(`{"refresh":%q}`, tokens.Refresh)))
-					if err != nil {
-						return
-					}
-					if status == 200 {
-						mu.Lock()
-						rotated = append(rotated, tokens.Refresh)
-						mu.Unlock()
-						if !decodeOK(t, body, &tokens) {
-							return
-						}
-						acked()
-					}
-				}
+		title := fmt.Sprintf("%s-%d", name, i)
+		contentType, body, img := "application/json", fmt.Sprintf(`{"title":%q}`, title), []byte(nil)
+		if i%3 == 0 {
+			img = pngImage(20+i%7, 10)
+			contentType, body = multipartBody(map[string]string{"title": title}, "cover_image", "x.png", img)
+		}
+		status, answer, err := call(client, "POST", p.base+"/api/notes/", tokens.Access, contentType, strings.NewReader(body))
+		if err != nil {
+			return // the server is gone
+		}
+		var n noteJSON
+		if status != 201 || !decodeOK(w.t, answer, &n) {
+			w.t.Errorf("create %s: %d %s", title, status, answer)
+			return
+		}
+		w.acked(func() { w.notes = append(w.notes, ackedNote{n.ID, title, deref(n.CoverImage), img}) })
+		if i%4 != 0 {
+			continue
+		}
+		status, answer, err = call(client, "POST", p.base+"/api/token/refresh/", "", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"refresh":%q}`, tokens.Refresh)))
+		if err != nil {
+			return
+		}
+		if status == 200 {
+			w.acked(func() { w.rotated = append(w.rotated, tokens.Refresh) })
+			if !decodeOK(w.t, answer, &tokens) {
+				return
 			}
-		})
+		}
 	}
-	// The kill comes once enough writes of both kinds were acknowledged,
-	// with the writers still going.
+}
+
+// acked records an acknowledged write.
+func (w *writers) acked(record func()) {
+	w.mu.Lock()
+	record()
+	w.mu.Unlock()
+	select {
+	case w.progress <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until notes and rotations have been acknowledged.
+func (w *writers) waitFor(notes, rotations int) {
 	timeout := time.After(30 * time.Second)
 	for {
-		mu.Lock()
-		enough := len(notes) >= 40 && len(rotated) >= 10
-		mu.Unlock()
-		if enough {
-			break
+		w.mu.Lock()
+		got, rotated := len(w.notes), len(w.rotated)
+		w.mu.Unlock()
+		if got >= notes && rotated >= rotations {
+			return
 		}
 		select {
-		case <-progress:
+		case <-w.progress:
 		case <-timeout:
-			mu.Lock()
-			defer mu.Unlock()
-			t.Fatalf("only %d notes and %d rotations acknowledged in 30 s", len(notes), len(rotated))
+			w.t.Fatalf("only %d notes and %d rotations acknowledged in 30 s", got, rotated)
 		}
 	}
-	p.stop(syscall.SIGKILL)
-	close(stop)
-	wg.Wait()
+}
 
-	// What a kill in the middle of an upload leaves, for certain: a
-	// temporary file, and a stored file whose row was never committed.
+// stop ends the writers (their server is gone) and waits for them.
+func (w *writers) stop() {
+	close(w.done)
+	w.running.Wait()
+}
+
+// leaveHalfAnUpload writes what a kill in the middle of an upload leaves,
+// for certain: a temporary file, and a stored file whose row was never
+// committed.
+func leaveHalfAnUpload(t *testing.T, dir string) {
+	t.Helper()
 	for _, name := range []string{".tmp-" + strings.Repeat("1", 32), strings.Repeat("2", 32) + ".png"} {
 		if err := os.WriteFile(filepath.Join(dir, "media", imagesFolder, name), []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p = startServer(t, dir, flags...)
-	// Every acknowledged note, read back through its owner.
+}
+
+// checkNotesSurvived reads every acknowledged note back through its
+// owner, and its image.
+func checkNotesSurvived(t *testing.T, p *serverProcess, client *http.Client, w *writers) {
+	t.Helper()
 	owners := map[string]string{}
-	for name := range users {
+	for name := range w.users {
 		status, body, err := call(client, "POST", p.base+"/api/token/", "", "application/json",
 			strings.NewReader(fmt.Sprintf(`{"username":%q,"password":%q}`, name, testPassword)))
 		if err != nil || status != 200 {
@@ -373,7 +400,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 		decode(t, body, &tp)
 		owners[name] = tp.Access
 	}
-	for _, n := range notes {
+	for _, n := range w.notes {
 		owner, _, _ := strings.Cut(n.title, "-")
 		status, body, err := call(client, "GET", fmt.Sprintf("%s/api/notes/%d/", p.base, n.id), owners[owner], "", nil)
 		if err != nil || status != 200 || !strings.Contains(body, fmt.Sprintf(`"title":%q`, n.title)) {
@@ -387,6 +414,12 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 			}
 		}
 	}
+}
+
+// checkRotatedStayRefused: a refresh token rotated before the crash is
+// still refused after it.
+func checkRotatedStayRefused(t *testing.T, p *serverProcess, client *http.Client, rotated []string) {
+	t.Helper()
 	for _, token := range rotated {
 		status, body, _ := call(client, "POST", p.base+"/api/token/refresh/", "", "application/json",
 			strings.NewReader(fmt.Sprintf(`{"refresh":%q}`, token)))
@@ -394,11 +427,13 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 			t.Errorf("a token rotated before the crash: %d %s", status, body)
 		}
 	}
-	if code := p.stop(syscall.SIGTERM); code != 0 {
-		t.Errorf("exit code %d after the restart", code)
-	}
+}
 
-	// The file itself: intact, and every image it names is whole.
+// checkFilesWhole: the database passes its integrity check, every image it
+// names is whole, and the restart deleted what the kill left (temporary
+// files, and files written for rows that were never committed).
+func checkFilesWhole(t *testing.T, dir string) {
+	t.Helper()
 	db, err := sql.Open("sqlite", dsn(filepath.Join(dir, "notes.db"), "mode=ro"))
 	if err != nil {
 		t.Fatal(err)
@@ -425,8 +460,6 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 			t.Errorf("stored image %s is not whole (%d bytes, %v)", path, len(data), err)
 		}
 	}
-	// The restart deleted what the kill left: temporary files, and files
-	// written for rows that were never committed.
 	files, err := os.ReadDir(filepath.Join(dir, "media", imagesFolder))
 	if err != nil {
 		t.Fatal(err)

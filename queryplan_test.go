@@ -52,9 +52,11 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 		{"DELETE", "/api/sessions/" + strings.Repeat("0", 32) + "/", ``},
 		{"DELETE", "/api/sessions/", ``},
 	} {
-		if res := e.withToken(r.method, r.path, alice.Access, r.body); res.status >= 300 && res.status != 404 {
-			t.Fatalf("%s %s: %d %s", r.method, r.path, res.status, res.body)
-		}
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			if res := e.withToken(r.method, r.path, alice.Access, r.body); res.status >= 300 && res.status != 404 {
+				t.Fatalf("%s %s: %d %s", r.method, r.path, res.status, res.body)
+			}
+		})
 	}
 	e.catchUp() // the search index's batch: a note written, one updated, one gone
 	e.rotate(bob.Refresh)

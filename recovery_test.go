@@ -145,20 +145,24 @@ func TestResetRequestErrorsAndThrottle(t *testing.T) {
 		{`{"email":"not an address"}`, `{"email":["Enter a valid email address."]}`},
 		{`{"email":"` + strings.Repeat("a", 250) + `@example.com"}`, `{"email":["Ensure this field has no more than 254 characters."]}`},
 	} {
-		want(t, e.postJSON("/api/password/reset/", tc.body), 400, tc.want)
+		t.Run("POST /api/password/reset/ "+tc.body, func(t *testing.T) {
+			want(t, e.postJSON("/api/password/reset/", tc.body), 400, tc.want)
+		})
 	}
 	// -mail-limit per address asked for, an account's or not, in any case
 	// (alice's registration mail spent one of hers).
 	for email, allowed := range map[string]int{"alice@example.com": 1, "nobody@example.com": 2} {
-		for range allowed {
-			if res := e.postJSON("/api/password/reset/", `{"email":"`+email+`"}`); res.status != 200 {
-				t.Fatalf("reset request: %d %s", res.status, res.body)
+		t.Run(email, func(t *testing.T) {
+			for range allowed {
+				if res := e.postJSON("/api/password/reset/", `{"email":"`+email+`"}`); res.status != 200 {
+					t.Fatalf("reset request: %d %s", res.status, res.body)
+				}
 			}
-		}
-		res := e.postJSON("/api/password/reset/", `{"email":"`+strings.ToUpper(email)+`"}`)
-		if res.status != 429 || res.header.Get("Retry-After") == "" {
-			t.Errorf("request %d for %s in an hour: %d %s", allowed+1, email, res.status, res.body)
-		}
+			res := e.postJSON("/api/password/reset/", `{"email":"`+strings.ToUpper(email)+`"}`)
+			if res.status != 429 || res.header.Get("Retry-After") == "" {
+				t.Errorf("request %d for %s in an hour: %d %s", allowed+1, email, res.status, res.body)
+			}
+		})
 	}
 	e.srv.mail.wait()
 	if got := len(sink.received); got != 1 {
@@ -498,9 +502,11 @@ func TestMailOverTLS(t *testing.T) {
 	}
 	for host, local := range map[string]bool{"localhost": true, "LocalHost": true, "127.0.0.1": true, "::1": true,
 		"127.0.0.2": true, "mail.example.com": false, "10.0.0.1": false, "localhost.example.com": false} {
-		if isLocalhost(host) != local {
-			t.Errorf("isLocalhost(%q) = %v", host, !local)
-		}
+		t.Run(host, func(t *testing.T) {
+			if isLocalhost(host) != local {
+				t.Errorf("isLocalhost(%q) = %v", host, !local)
+			}
+		})
 	}
 }
 

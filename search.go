@@ -37,7 +37,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -65,34 +64,23 @@ const (
 	matchRunes = 24
 )
 
-// searchIndex keeps notes_search up to date. The store tells it, with
-// changed, how many notes a committed write touched.
+// searchIndex keeps notes_search up to date. committed (store.go) counts
+// the notes each committed write changed into changes, and wakes it.
 type searchIndex struct {
 	db      *sqliteDB
-	changes atomic.Int64  // notes changed since the last batch began
-	kick    chan struct{} // a change was committed (buffered: one kick is enough)
+	changes *workCount    // notes changed since the last batch began
 	stop    chan struct{} // closed by close
 	stopped sync.WaitGroup
 }
 
-// startSearchIndex starts the indexer. It first folds in whatever an
-// earlier run left pending.
-func startSearchIndex(db *sqliteDB) *searchIndex {
-	x := &searchIndex{db: db, kick: make(chan struct{}, 1), stop: make(chan struct{})}
-	x.changes.Store(indexBatch)
-	x.kick <- struct{}{}
+// startSearchIndex starts the indexer on changes. It first folds in
+// whatever an earlier run left pending.
+func startSearchIndex(db *sqliteDB, changes *workCount) *searchIndex {
+	x := &searchIndex{db: db, changes: changes, stop: make(chan struct{})}
+	changes.add(indexBatch)
 	x.stopped.Add(1)
 	go x.run()
 	return x
-}
-
-// changed records n notes changed by a committed write.
-func (x *searchIndex) changed(n int64) {
-	x.changes.Add(n)
-	select {
-	case x.kick <- struct{}{}:
-	default:
-	}
 }
 
 // close stops the indexer; what is pending stays in the tables for the
@@ -108,16 +96,16 @@ func (x *searchIndex) run() {
 	backlog := 0 // batches in a row that left rows behind
 	for {
 		select {
-		case <-x.kick:
+		case <-x.changes.wake:
 		case <-x.stop:
 			return
 		}
 		// A first change: wait for a full batch, or indexDelay.
 		timer := time.NewTimer(indexDelay)
 	gather:
-		for x.changes.Load() < indexBatch {
+		for x.changes.n.Load() < indexBatch {
 			select {
-			case <-x.kick:
+			case <-x.changes.wake:
 			case <-timer.C:
 				break gather
 			case <-x.stop:
@@ -126,7 +114,7 @@ func (x *searchIndex) run() {
 			}
 		}
 		timer.Stop()
-		x.changes.Store(0)
+		x.changes.n.Store(0)
 		more, err := x.indexBatch(context.Background())
 		if err != nil {
 			// The rows stay pending, searches still find their notes, and
@@ -136,7 +124,7 @@ func (x *searchIndex) run() {
 		}
 		if more {
 			backlog++
-			x.changed(indexBatch)
+			x.changes.add(indexBatch)
 			continue
 		}
 		if backlog >= mergeAfter {

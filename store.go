@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -79,8 +80,14 @@ type store struct {
 	// see them, for the page cache (pagecache.go).
 	accounts atomic.Uint64
 	lists    listVersions
+	// What committed writes leave to goroutines of their own: the count of
+	// notes changed for the search indexer (search.go), the files no row
+	// names any more for the media sweeper (media.go).
+	notesChanged workCount
+	unnamed      fileQueue
 
-	removals mediaRemovals
+	mediaLock *os.File      // media/.backup.lock (media.go)
+	closing   chan struct{} // closed by Close: the sweeper stops
 }
 
 // openStore opens (creating if needed) the database dataDir/notes.db, brings
@@ -102,21 +109,18 @@ func openStore(ctx context.Context, dataDir string, checkpoints walCheckpoints) 
 		media.Close()
 		return nil, err
 	}
-	st := &store{db: db, media: media, search: startSearchIndex(db), access: newAccessCache()}
-	st.removals.lock = lock
-	st.removals.done.L = &st.removals.mu
+	st := &store{db: db, media: media, access: newAccessCache(), mediaLock: lock, closing: make(chan struct{})}
+	st.notesChanged.wake, st.unnamed.wake = make(chan struct{}, 1), make(chan struct{}, 1)
+	st.unnamed.idle.L = &st.unnamed.mu
+	st.search = startSearchIndex(db, &st.notesChanged)
+	go st.sweep()
 	return st, nil
 }
 
 // Close stops the database's goroutines and closes everything. Writes that
 // arrive later get errStoreClosed.
 func (s *store) Close() error {
-	r := &s.removals
-	r.mu.Lock()
-	if !r.removing { // else a goroutine waits on it for a backup: the process is ending anyway
-		r.lock.Close()
-	}
-	r.mu.Unlock()
+	close(s.closing)
 	s.search.close()
 	return errors.Join(s.db.close(), s.media.Close())
 }
@@ -361,10 +365,71 @@ func (s *store) committed(ch changed) {
 			*n.listed = v
 		}
 	}
-	if len(ch.notes) > 0 {
-		s.search.changed(int64(len(ch.notes)))
+	s.notesChanged.add(int64(len(ch.notes)))
+	s.unnamed.add(ch.files...)
+}
+
+// workCount is a count of work left to a goroutine: add counts and wakes it.
+type workCount struct {
+	n    atomic.Int64
+	wake chan struct{} // buffered: one wake is enough
+}
+
+func (w *workCount) add(n int64) {
+	if n > 0 {
+		w.n.Add(n)
+		wakeUp(w.wake)
 	}
-	s.removeMedia(ch.files...)
+}
+
+// fileQueue is files left to a goroutine: add queues them and wakes it,
+// take hands them over, done says they are dealt with.
+type fileQueue struct {
+	mu      sync.Mutex
+	idle    sync.Cond // on mu: broadcast when pending falls to 0
+	paths   []string
+	pending int // added and not done yet
+	wake    chan struct{}
+}
+
+func (q *fileQueue) add(paths ...string) {
+	q.mu.Lock()
+	for _, p := range paths {
+		if p != "" {
+			q.paths = append(q.paths, p)
+			q.pending++
+		}
+	}
+	queued := len(q.paths) > 0
+	q.mu.Unlock()
+	if queued {
+		wakeUp(q.wake)
+	}
+}
+
+func (q *fileQueue) take() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	paths := q.paths
+	q.paths = nil
+	return paths
+}
+
+func (q *fileQueue) done(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.pending -= n; q.pending == 0 {
+		q.idle.Broadcast()
+	}
+}
+
+// wakeUp wakes the goroutine that waits on c, unless a wake-up waits
+// already.
+func wakeUp(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 // tokenRevoked reports whether a signed token can no longer be used: its jti
