@@ -382,7 +382,7 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 
 // TestLockoutSurvivesAFlood: an account at its failed-login limit stays
 // locked for its window however many other keys are tried meanwhile (a
-// full limiter drops the keys with the fewest events, never a locked one),
+// full limiter drops the keys below their limit, never a locked one),
 // and a key's size costs the limiter nothing (it keeps hashes).
 func TestLockoutSurvivesAFlood(t *testing.T) {
 	t.Parallel()

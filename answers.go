@@ -46,6 +46,19 @@ func detailError(status int, msg string) *apiError {
 
 var errNotFoundAnswer = detailError(http.StatusNotFound, "Not found.")
 
+// tokenRefused is simplejwt's 401 for a token sent in a body.
+func tokenRefused(err error) *apiError {
+	return &apiError{status: http.StatusUnauthorized, body: detailCode{Detail: verdict(err), Code: "token_not_valid"}}
+}
+
+// verdict is the message of a token's refusal (jwt.go's tokenError).
+func verdict(err error) string {
+	if e, ok := err.(tokenError); ok {
+		return string(e)
+	}
+	return string(errTokenInvalid)
+}
+
 // writeError is the one place errors become answers: field errors are 400,
 // apiErrors carry their own status, anything else is a bug, logged in full
 // and answered 500 without details.

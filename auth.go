@@ -49,7 +49,7 @@ func (s *server) authenticate(r *http.Request) (*caller, error) {
 		return nil, &apiError{status: http.StatusUnauthorized, body: invalidAccessToken{
 			Detail:   "Given token not valid for any token type",
 			Code:     "token_not_valid",
-			Messages: []tokenMessage{{TokenClass: "AccessToken", TokenType: "access", Message: err.Error()}},
+			Messages: []tokenMessage{{TokenClass: "AccessToken", TokenType: "access", Message: verdict(err)}},
 		}}
 	}
 	u, sessionLive, err := s.store.userForAccess(r.Context(), c.UserID, c.SessionID, now)
@@ -78,7 +78,3 @@ type tokenMessage struct {
 	Message    string `json:"message"`
 }
 
-// tokenRefused is simplejwt's 401 for a token sent in a body.
-func tokenRefused(err error) *apiError {
-	return &apiError{status: http.StatusUnauthorized, body: detailCode{Detail: err.Error(), Code: "token_not_valid"}}
-}

@@ -120,43 +120,38 @@ type multipartFile struct {
 func (s *server) readInput(w http.ResponseWriter, r *http.Request, kind bodyKind) (*input, error) {
 	in := &input{values: map[string]any{}, files: map[string]*multipartFile{}}
 	contentType := r.Header.Get("Content-Type")
-	if contentType == "" {
-		return in, nil // DRF reads no body without a Content-Type
-	}
 	mediaType, params, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		mediaType = ""
+	known := err == nil && (mediaType == "application/json" || mediaType == "application/x-www-form-urlencoded" ||
+		mediaType == "multipart/form-data")
+	switch {
+	case contentType == "" || !known && r.ContentLength == 0:
+		return in, nil // DRF reads no body without a Content-Type
+	case !known:
+		// Quoted as DRF quotes it, not with Go's escapes; JSON escapes the rest.
+		return nil, detailError(http.StatusUnsupportedMediaType, `Unsupported media type "`+validText(truncate(contentType, 200))+`" in request.`)
 	}
 	limit := int64(maxFormBody)
 	if kind == withFiles && mediaType == "multipart/form-data" {
 		limit = maxMultipartBody
 	}
-	switch mediaType {
-	case "application/json", "application/x-www-form-urlencoded", "multipart/form-data":
-		if err := s.reserveBody(r, limit); err != nil {
-			return nil, err
-		}
+	if err := s.reserveBody(r, limit); err != nil {
+		return nil, err
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit) // past it, 413
 	switch mediaType {
 	case "application/json":
-		return in, readJSONBody(w, r, in)
+		return in, readJSONBody(r, in)
 	case "application/x-www-form-urlencoded":
-		return in, readFormBody(w, r, in)
-	case "multipart/form-data":
-		return in, readMultipartBody(w, r, in, params["boundary"], limit)
+		return in, readFormBody(r, in)
 	}
-	if r.ContentLength == 0 {
-		return in, nil
-	}
-	// Quoted as DRF quotes it, not with Go's escapes; JSON escapes the rest.
-	return nil, detailError(http.StatusUnsupportedMediaType, `Unsupported media type "`+validText(truncate(contentType, 200))+`" in request.`)
+	return in, readMultipartBody(r, in, params["boundary"])
 }
 
 var errTooLarge = detailError(http.StatusRequestEntityTooLarge, "Request body is too large.")
 
-// readBody reads at most limit bytes of body, or answers 413.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+// readAll reads the whole body, or says what a failure to read it means.
+func readAll(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return nil, cmp.Or(bodyReadError(err), err)
 	}
@@ -194,8 +189,8 @@ func bodyReadError(err error) error {
 	return nil
 }
 
-func readJSONBody(w http.ResponseWriter, r *http.Request, in *input) error {
-	body, err := readBody(w, r, maxFormBody)
+func readJSONBody(r *http.Request, in *input) error {
+	body, err := readAll(r)
 	if err != nil || len(body) == 0 {
 		return err
 	}
@@ -274,8 +269,8 @@ func notADictionary(v any) string {
 // UTF-8 is ever stored. (A JSON body with invalid UTF-8 is refused whole.)
 func validText(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
-func readFormBody(w http.ResponseWriter, r *http.Request, in *input) error {
-	body, err := readBody(w, r, maxFormBody)
+func readFormBody(r *http.Request, in *input) error {
+	body, err := readAll(r)
 	if err != nil {
 		return err
 	}
@@ -286,11 +281,10 @@ func readFormBody(w http.ResponseWriter, r *http.Request, in *input) error {
 	return nil
 }
 
-func readMultipartBody(w http.ResponseWriter, r *http.Request, in *input, boundary string, limit int64) error {
+func readMultipartBody(r *http.Request, in *input, boundary string) error {
 	if boundary == "" {
 		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid boundary in multipart: None")
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	// The whole body is at most 6 MiB, so it is kept in memory: nothing
 	// reaches a temporary file.
 	err := r.ParseMultipartForm(maxMultipartBody + 1<<20)
@@ -301,20 +295,19 @@ func readMultipartBody(w http.ResponseWriter, r *http.Request, in *input, bounda
 		return detailError(http.StatusBadRequest, "Multipart form parse error - Invalid multipart body.")
 	}
 	for k, vs := range r.MultipartForm.Value {
-		in.values[validText(k)] = validText(vs[len(vs)-1])
+		in.values[validText(k)] = validText(vs[len(vs)-1]) // the last value wins, as in Django's QueryDict
 	}
 	for k, fs := range r.MultipartForm.File {
-		f := fs[len(fs)-1]
-		file, err := f.Open()
+		f, err := fs[len(fs)-1].Open()
 		if err != nil {
 			return err
 		}
-		data, err := io.ReadAll(file)
-		file.Close()
+		data, err := io.ReadAll(f)
+		f.Close()
 		if err != nil {
 			return err
 		}
-		in.files[k] = &multipartFile{name: f.Filename, data: data}
+		in.files[k] = &multipartFile{name: fs[len(fs)-1].Filename, data: data}
 	}
 	return nil
 }

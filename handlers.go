@@ -25,7 +25,6 @@ import (
 	"runtime"
 	"strconv"
 	"time"
-	"unicode/utf8"
 )
 
 // server holds what the handlers need. It is built once by newServer.
@@ -213,67 +212,6 @@ func (s *server) startSession(w http.ResponseWriter, r *http.Request) (signedPai
 		refresh: s.tokens.sign(refresh), refreshExp: refresh.Exp,
 		access: s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
 	}, nil
-}
-
-var errWrongPassword = errors.New("wrong password")
-
-// checkPassword finds the active user with this username and password, and
-// returns them with the hash the password matched. A
-// wrong password, an unknown user and an inactive user all give
-// errNoActiveAccount, after the same work: an unknown user is checked against
-// a dummy hash, so the answer takes as long and reveals nothing.
-//
-// Each account (and each unknown name) may fail at most -login-limit times in
-// -login-window; past that it gets 429, even with the right password. The
-// attempt takes its place in that budget before the hash runs, so that
-// concurrent guesses cannot overshoot it, and gives it back if it succeeds.
-func (s *server) checkPassword(ctx context.Context, username, password string) (user, string, error) {
-	if utf8.RuneCountInString(username) > maxUsernameLen {
-		return user{}, "", errNoActiveAccount // nobody has such a name: no budget, no hash
-	}
-	account := foldKey(username)
-	attempt := s.now()
-	if wait := s.failedLogins.take(account, attempt); wait > 0 {
-		return user{}, "", throttled(wait)
-	}
-	u, hash, err := s.store.credentials(ctx, username)
-	if err != nil && !errors.Is(err, errNotFound) {
-		return user{}, "", err
-	}
-	match, err := s.passwords.check(ctx, password, hash)
-	if err != nil {
-		return user{}, "", err
-	}
-	if !match || !u.IsActive {
-		return user{}, "", errNoActiveAccount
-	}
-	s.failedLogins.giveBack(account, attempt)
-	return u, hash, nil
-}
-
-// confirmPassword checks the password of a logged-in user who is about to
-// change or delete their account, under the same failed-login budget as
-// login, and returns the hash it matched (the change is made only if that
-// is still the hash). It returns errWrongPassword if it does not match.
-func (s *server) confirmPassword(ctx context.Context, u user, password string) (string, error) {
-	account := foldKey(u.Username)
-	attempt := s.now()
-	if wait := s.failedLogins.take(account, attempt); wait > 0 {
-		return "", throttled(wait)
-	}
-	hash, err := s.store.passwordHash(ctx, u.ID)
-	if err != nil {
-		return "", err
-	}
-	match, err := s.passwords.check(ctx, password, hash)
-	if err != nil {
-		return "", err
-	}
-	if !match {
-		return "", errWrongPassword
-	}
-	s.failedLogins.giveBack(account, attempt)
-	return hash, nil
 }
 
 // newClaims builds a token for u in sess. No token outlives its session.

@@ -104,27 +104,22 @@ type textRule struct {
 // It returns "" for a field that is absent or not a string.
 func (in *input) text(errs *fieldErrors, name string, rule textRule) string {
 	v, ok := in.values[name]
-	if _, isFile := in.files[name]; !ok && isFile {
-		errs.add(name, msgNotString) // a file where text belongs
-		return ""
-	}
-	if !ok {
-		if rule.required {
-			errs.add(name, msgRequired)
-		}
-		return ""
-	}
+	_, isFile := in.files[name]
 	var s string
 	switch v := v.(type) {
-	case nil:
-		errs.add(name, msgNull)
-		return ""
 	case string:
 		s = v
 	case json.Number:
 		s = v.String()
-	default:
-		errs.add(name, msgNotString)
+	default: // absent, null, a file where text belongs, or a value of another kind
+		switch {
+		case ok && v == nil:
+			errs.add(name, msgNull)
+		case ok || isFile:
+			errs.add(name, msgNotString)
+		case rule.required:
+			errs.add(name, msgRequired)
+		}
 		return ""
 	}
 	if !rule.raw {

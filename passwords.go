@@ -1,14 +1,14 @@
 package main
 
-// passwords.go: hashing and checking passwords, and Django's four password
-// validators.
+// passwords.go: checking a user's password under the failed-login budget,
+// hashing and checking passwords, and Django's four password validators.
 //
 // Hashes are argon2id in the PHC string format, at most one per core but
 // one at a time (hashSlots), so that a flood of logins queues instead of
 // exhausting memory or every core. An unknown user is checked against a
 // dummy hash, so the answer costs as much and reveals nothing.
 //
-// It knows passwords, not HTTP or SQL.
+// It knows passwords, and asks the store for a user's hash; not HTTP.
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -30,6 +31,67 @@ import (
 
 	"golang.org/x/crypto/argon2"
 )
+
+var errWrongPassword = errors.New("wrong password")
+
+// checkPassword finds the active user with this username and password, and
+// returns them with the hash the password matched. A
+// wrong password, an unknown user and an inactive user all give
+// errNoActiveAccount, after the same work: an unknown user is checked against
+// a dummy hash, so the answer takes as long and reveals nothing.
+//
+// Each account (and each unknown name) may fail at most -login-limit times in
+// -login-window; past that it gets 429, even with the right password. The
+// attempt takes its place in that budget before the hash runs, so that
+// concurrent guesses cannot overshoot it, and gives it back if it succeeds.
+func (s *server) checkPassword(ctx context.Context, username, password string) (user, string, error) {
+	if utf8.RuneCountInString(username) > maxUsernameLen {
+		return user{}, "", errNoActiveAccount // nobody has such a name: no budget, no hash
+	}
+	account := foldKey(username)
+	attempt := s.now()
+	if wait := s.failedLogins.take(account, attempt); wait > 0 {
+		return user{}, "", throttled(wait)
+	}
+	u, hash, err := s.store.credentials(ctx, username)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return user{}, "", err
+	}
+	match, err := s.passwords.check(ctx, password, hash)
+	if err != nil {
+		return user{}, "", err
+	}
+	if !match || !u.IsActive {
+		return user{}, "", errNoActiveAccount
+	}
+	s.failedLogins.giveBack(account, attempt)
+	return u, hash, nil
+}
+
+// confirmPassword checks the password of a logged-in user who is about to
+// change or delete their account, under the same failed-login budget as
+// login, and returns the hash it matched (the change is made only if that
+// is still the hash). It returns errWrongPassword if it does not match.
+func (s *server) confirmPassword(ctx context.Context, u user, password string) (string, error) {
+	account := foldKey(u.Username)
+	attempt := s.now()
+	if wait := s.failedLogins.take(account, attempt); wait > 0 {
+		return "", throttled(wait)
+	}
+	hash, err := s.store.passwordHash(ctx, u.ID)
+	if err != nil {
+		return "", err
+	}
+	match, err := s.passwords.check(ctx, password, hash)
+	if err != nil {
+		return "", err
+	}
+	if !match {
+		return "", errWrongPassword
+	}
+	s.failedLogins.giveBack(account, attempt)
+	return hash, nil
+}
 
 // passwordProblems runs Django's four default password validators in their
 // order and returns every message: similarity to the user's attributes,

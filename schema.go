@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 )
 
 //go:embed schema.sql
@@ -104,12 +103,3 @@ func schemaSteps() (current schemaStep, upgrades []schemaStep, err error) {
 	}
 	return current, upgrades, nil
 }
-
-// micros and fromMicros convert between time.Time and the stored integers.
-func micros(t time.Time) int64 { return t.UnixMicro() }
-
-func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
-
-// foldKey is the form usernames and emails are compared in: unique
-// case-insensitively, in every script, not only ASCII.
-func foldKey(s string) string { return strings.ToLower(s) }

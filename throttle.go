@@ -49,21 +49,19 @@ func throttled(wait time.Duration) *apiError {
 //
 // Its memory is bounded whatever a client sends: a key is stored as its
 // SHA-256, never as the text it came from, and there are at most maxKeys
-// keys of at most limit times each. When it is full, keys whose events are
-// all older than the window go first, then the keys with the fewest recent
-// events. A key that has reached its limit is never dropped before its
-// window has passed: a flood of other keys cannot unlock an account.
-// If every key is at its limit, a new key is let through unrecorded (the
-// budget per client address still holds); reaching that needs maxKeys ×
-// limit events in one window, far more password hashes than a window has
-// time for.
+// keys of at most limit times each. When a new key finds it full, every key
+// below its limit goes; a key that has reached its limit is never dropped
+// before its window has passed, so a flood of other keys cannot unlock an
+// account. If every key is at its limit, a new key is let through
+// unrecorded (the budget per client address still holds); reaching that
+// needs maxKeys × limit events in one window, far more password hashes
+// than a window has time for.
 type limiter struct {
-	mu        sync.Mutex
-	limit     int
-	window    time.Duration
-	maxKeys   int
-	events    map[limiterKey][]int64 // unix nanoseconds, oldest first
-	lastSweep int64
+	mu      sync.Mutex
+	limit   int
+	window  time.Duration
+	maxKeys int
+	events  map[limiterKey][]int64 // unix nanoseconds, oldest first
 }
 
 type limiterKey [sha256.Size]byte
@@ -92,8 +90,15 @@ func (l *limiter) take(key string, now time.Time) time.Duration {
 	if len(recent) >= l.limit {
 		return time.Duration(recent[0] + int64(l.window) - t)
 	}
-	if _, known := l.events[k]; !known && !l.makeRoom(t) {
-		return 0 // full of keys at their limit: see the type's comment
+	if _, known := l.events[k]; !known && len(l.events) >= l.maxKeys {
+		for other := range l.events { // full: the keys below their limit go
+			if len(l.recent(other, t)) < l.limit {
+				delete(l.events, other)
+			}
+		}
+		if len(l.events) >= l.maxKeys {
+			return 0 // full of keys at their limit: see the type's comment
+		}
 	}
 	l.events[k] = append(recent, t)
 	return 0
@@ -126,39 +131,6 @@ func (l *limiter) recent(k limiterKey, t int64) []int64 {
 		i++
 	}
 	return events[i:]
-}
-
-// makeRoom makes sure there is room for one more key, and reports whether
-// there is. Keys with no recent events go at least once a window, and
-// whenever the limiter is full; if that is not enough, the keys with the
-// fewest recent events go, down to nine tenths of maxKeys, never one at
-// its limit.
-func (l *limiter) makeRoom(t int64) bool {
-	if t-l.lastSweep >= int64(l.window) || len(l.events) >= l.maxKeys {
-		l.lastSweep = t
-		for k := range l.events {
-			if len(l.recent(k, t)) == 0 {
-				delete(l.events, k)
-			}
-		}
-	}
-	if len(l.events) < l.maxKeys {
-		return true
-	}
-	var droppable []limiterKey
-	for k := range l.events {
-		if len(l.recent(k, t)) < l.limit {
-			droppable = append(droppable, k)
-		}
-	}
-	slices.SortFunc(droppable, func(a, b limiterKey) int { return len(l.recent(a, t)) - len(l.recent(b, t)) })
-	for _, k := range droppable {
-		if len(l.events) < l.maxKeys*9/10 {
-			break
-		}
-		delete(l.events, k)
-	}
-	return len(l.events) < l.maxKeys
 }
 
 // clientIP is the address of the connection, or with -trust-proxy the last
