@@ -77,4 +77,3 @@ type tokenMessage struct {
 	TokenType  string `json:"token_type"`
 	Message    string `json:"message"`
 }
-
