@@ -55,6 +55,17 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseWrite half-closes the connection. net/http does so before it hangs
+// up on a client that is still sending (its 431 for headers past the
+// limit): the client reads the whole answer before the close, instead of a
+// reset. Without it a wrapped *net.TCPConn would hide its own.
+func (c *trackedConn) CloseWrite() error {
+	if tcp, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return tcp.CloseWrite()
+	}
+	return nil
+}
+
 // admit registers c, making room first if needed, and returns it tracked;
 // nil means there was no room and the caller closes c.
 func (l *connLimits) admit(c net.Conn) *trackedConn {

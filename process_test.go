@@ -531,6 +531,26 @@ wait:
 	}
 }
 
+// TestOversizeHeaderAnsweredToAKeptAliveClient: a Go client whose
+// connection was kept alive from earlier requests, sending headers past the
+// limit, reads the server's 431, not a connection reset: the server
+// half-closes before it hangs up on a client still sending.
+func TestOversizeHeaderAnsweredToAKeptAliveClient(t *testing.T) {
+	t.Parallel()
+	p := startServer(t, t.TempDir(), "-ip-limit", "0")
+	client := &http.Client{Transport: &http.Transport{}}
+	tokens := p.registerAndLogin(client, "alice")
+	for i := range 5 {
+		if status, body, err := call(client, "GET", p.base+"/api/profile/", tokens.Access, "", nil); err != nil || status != 200 {
+			t.Fatalf("try %d, a request that keeps the connection: %d %s %v", i, status, body, err)
+		}
+		status, _, err := call(client, "GET", p.base+"/api/profile/", strings.Repeat("a", 100<<10), "", nil)
+		if err != nil || status != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("try %d, 100 KiB of Authorization: %d %v, want 431", i, status, err)
+		}
+	}
+}
+
 // TestShortSecretExitCode: exit code 2 and a message that names
 // the problem, not the secret.
 func TestShortSecretExitCode(t *testing.T) {
