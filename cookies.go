@@ -13,8 +13,19 @@ package main
 // A cookie is sent by the browser whoever wrote the page, so every request
 // to these routes must show that a page of an allowed origin sent it
 // (checkCSRF): JSON, which a cross-site form cannot send, and an Origin (or
-// Referer) of this server or of -cookie-origins when there is one. Only
-// those origins get CORS with credentials, never "*".
+// Referer) of this server or of -cookie-origins when there is one; a
+// Referer that cannot be read is a foreign one. Only those origins get CORS
+// with credentials, never "*".
+//
+// And a cookie can be planted: a page of a sibling subdomain (or anyone on
+// a plain-HTTP path) can set a cookie of our name for our host, with a
+// longer Path so that the browser sends it first, and a victim would be
+// refreshed into the planter's session. So where the cookie is Secure it is
+// named __Host-jwtnotes_refresh, which a browser accepts only from this
+// host itself, over HTTPS, with Path=/ and no Domain: nobody else can set
+// one. On plain HTTP, where anyone on the path can set any cookie, a
+// request that carries two refresh cookies is refused (one was planted);
+// a planted one alone cannot be told from ours there: HTTPS is the answer.
 //
 // It knows cookies and where requests come from, not tokens' insides.
 
@@ -29,7 +40,21 @@ import (
 const (
 	refreshCookieName = "jwtnotes_refresh"
 	refreshCookiePath = "/api/token/cookie" // the three routes, with or without their slash
+	// secureCookieName is the cookie's name where it is Secure: a browser
+	// keeps a __Host- cookie only if it is Secure, has Path=/ and no
+	// Domain, and was set by this host over HTTPS.
+	secureCookieName = "__Host-" + refreshCookieName
 )
+
+// refreshCookieOf is the refresh cookie's name and Path for r: the
+// __Host- cookie where it is Secure, else the plain one of the three
+// routes.
+func (s *server) refreshCookieOf(r *http.Request) (name, path string) {
+	if s.secureCookie(r) {
+		return secureCookieName, "/"
+	}
+	return refreshCookieName, refreshCookiePath
+}
 
 // cookieLogin is POST /api/token/cookie/: a login whose refresh token is a
 // cookie.
@@ -94,19 +119,32 @@ func (s *server) readRefreshCookie(w http.ResponseWriter, r *http.Request) (clai
 	if _, err := s.readInput(w, r, fieldsOnly); err != nil {
 		return claims{}, err
 	}
-	cookie, err := r.Cookie(refreshCookieName)
-	if err != nil || cookie.Value == "" {
+	name, _ := s.refreshCookieOf(r) // a cookie of the other name is not ours to read
+	var values []string
+	for _, c := range r.Cookies() {
+		if c.Name == name {
+			values = append(values, c.Value)
+		}
+	}
+	switch {
+	case len(values) > 1: // one was planted beside ours: which is which cannot be told
+		return claims{}, errTwoRefreshCookies
+	case len(values) == 0 || values[0] == "":
 		return claims{}, errNoRefreshCookie
 	}
-	c, err := s.tokens.verify(cookie.Value, refreshToken, s.now())
+	c, err := s.tokens.verify(values[0], refreshToken, s.now())
 	if err != nil {
 		return claims{}, tokenRefused(err)
 	}
 	return c, nil
 }
 
-var errNoRefreshCookie = &apiError{status: http.StatusUnauthorized,
-	body: detailCode{"No refresh cookie: log in with POST /api/token/cookie/.", "token_not_valid"}}
+var (
+	errNoRefreshCookie = &apiError{status: http.StatusUnauthorized,
+		body: detailCode{"No refresh cookie: log in with POST /api/token/cookie/.", "token_not_valid"}}
+	errTwoRefreshCookies = &apiError{status: http.StatusUnauthorized,
+		body: detailCode{"Two refresh cookies: one was set by another page. Log in again with POST /api/token/cookie/.", "token_not_valid"}}
+)
 
 // isTokenRefusal reports whether err refuses the token itself (so its
 // cookie is useless), not the request.
@@ -118,8 +156,9 @@ func isTokenRefusal(err error) bool {
 // answerWithCookie answers {"access": ...} and sets the refresh cookie.
 func (s *server) answerWithCookie(w http.ResponseWriter, r *http.Request, tokens signedPair) error {
 	exp := time.Unix(tokens.refreshExp, 0)
+	name, path := s.refreshCookieOf(r)
 	http.SetCookie(w, &http.Cookie{
-		Name: refreshCookieName, Value: tokens.refresh, Path: refreshCookiePath,
+		Name: name, Value: tokens.refresh, Path: path,
 		MaxAge: max(1, int(exp.Sub(s.now()).Seconds())), HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.secureCookie(r),
 	})
@@ -128,8 +167,11 @@ func (s *server) answerWithCookie(w http.ResponseWriter, r *http.Request, tokens
 	}{tokens.access})
 }
 
+// clearRefreshCookie clears the refresh cookie this server sets. (A
+// planted one, of another Path or Domain, only its planter can clear.)
 func (s *server) clearRefreshCookie(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: refreshCookieName, Value: "", Path: refreshCookiePath, MaxAge: -1,
+	name, path := s.refreshCookieOf(r)
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: path, MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secureCookie(r)})
 }
 
@@ -142,8 +184,11 @@ func (s *server) secureCookie(r *http.Request) bool {
 
 // ---- CSRF and CORS for the cookie routes ----
 
-var errCSRFNotJSON = detailError(http.StatusForbidden,
-	"CSRF Failed: a request with the refresh cookie must be sent as application/json.")
+var (
+	errCSRFNotJSON = detailError(http.StatusForbidden,
+		"CSRF Failed: a request with the refresh cookie must be sent as application/json.")
+	errCSRFBadReferer = detailError(http.StatusForbidden, "CSRF Failed: Referer checking failed - Referer is malformed.")
+)
 
 // checkCSRF refuses a cookie request that a page of another site could have
 // made: one that is not JSON (a form can post urlencoded, multipart or
@@ -153,11 +198,13 @@ func (s *server) checkCSRF(r *http.Request) error {
 	if mediaType(r.Header.Get("Content-Type")) != "application/json" {
 		return errCSRFNotJSON
 	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		if ref, err := url.Parse(r.Header.Get("Referer")); err == nil && ref.Host != "" {
-			origin = ref.Scheme + "://" + ref.Host
+	origin, referer := r.Header.Get("Origin"), r.Header.Get("Referer")
+	if origin == "" && referer != "" {
+		ref, err := url.Parse(referer)
+		if err != nil || ref.Scheme == "" || ref.Host == "" {
+			return errCSRFBadReferer // unreadable is foreign
 		}
+		origin = ref.Scheme + "://" + ref.Host
 	}
 	if origin == "" || origin == s.baseURL(r) || slices.Contains(s.cfg.cookieOrigins, origin) {
 		return nil

@@ -12,10 +12,11 @@ import (
 	"time"
 )
 
-// refreshCookie is the jwtnotes_refresh cookie an answer sets, or nil.
+// refreshCookie is the refresh cookie an answer sets (jwtnotes_refresh,
+// or __Host-jwtnotes_refresh where it is Secure), or nil.
 func refreshCookie(res response) *http.Cookie {
 	for _, c := range (&http.Response{Header: res.header}).Cookies() {
-		if c.Name == refreshCookieName {
+		if c.Name == refreshCookieName || c.Name == secureCookieName {
 			return c
 		}
 	}
@@ -117,6 +118,42 @@ func TestCookieEndsWithItsSession(t *testing.T) {
 	}
 }
 
+// TestPlantedRefreshCookieNeverWins: a cookie of our name set by another
+// page (a sibling subdomain, with a longer Path so that it comes first)
+// never refreshes anyone into its planter's session. Secure, the cookie is
+// __Host-jwtnotes_refresh, which nobody else can set, and a plain one
+// beside it is not read; on plain HTTP, two of them are refused.
+func TestPlantedRefreshCookieNeverWins(t *testing.T) {
+	t.Parallel()
+	for _, secure := range []bool{true, false} {
+		t.Run(map[bool]string{true: "Secure", false: "plain HTTP"}[secure], func(t *testing.T) {
+			e := newTestEnv(t, func(c *config) { c.secureCookie = secure })
+			e.register("victim")
+			e.register("planter")
+			login := func(name string) *http.Cookie {
+				res := e.do("POST", "/api/token/cookie/", "application/json", `{"username":"`+name+`","password":"`+testPassword+`"}`)
+				return refreshCookie(res)
+			}
+			victim, planter := login("victim"), login("planter")
+			wantName, wantPath := map[bool]string{true: secureCookieName, false: refreshCookieName}[secure],
+				map[bool]string{true: "/", false: refreshCookiePath}[secure]
+			if victim.Name != wantName || victim.Path != wantPath || victim.Secure != secure {
+				t.Fatalf("the cookie: %s, Path %s, Secure %v", victim.Name, victim.Path, victim.Secure)
+			}
+			// The planted cookie first, as a browser sends the longer Path.
+			planted := refreshCookieName + "=" + planter.Value + "; " + victim.Name + "=" + victim.Value
+			res := e.do("POST", "/api/token/cookie/refresh/", "application/json", "{}", "Cookie", planted)
+			if secure {
+				if res.status != 200 || decodeClaims(t, refreshCookie(res).Value)["username"] != "victim" {
+					t.Errorf("a plain cookie beside the __Host- one: %d %s", res.status, res.body)
+				}
+				return
+			}
+			want(t, res, 401, `{"detail":"Two refresh cookies: one was set by another page. Log in again with POST /api/token/cookie/.","code":"token_not_valid"}`)
+		})
+	}
+}
+
 func TestCookieRoutesRefuseCrossSiteRequests(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, func(c *config) { c.cookieOrigins = []string{"http://app.example"} })
@@ -133,6 +170,15 @@ func TestCookieRoutesRefuseCrossSiteRequests(t *testing.T) {
 	res = e.cookieCall("/api/token/cookie/logout/", cookie, "Referer", "http://evil.example/page")
 	if res.status != 403 {
 		t.Errorf("a Referer of another site: %d", res.status)
+	}
+	// A Referer that cannot be read is a foreign one, on every cookie route.
+	for _, referer := range []string{"http://evil.example/%zz", "::", "evil.example/page", "http://%41:8080/"} {
+		for _, path := range []string{"/api/token/cookie/", "/api/token/cookie/refresh/", "/api/token/cookie/logout/"} {
+			t.Run("POST "+path+" Referer "+referer, func(t *testing.T) {
+				res := e.cookieCall(path, cookie, "Referer", referer)
+				want(t, res, 403, `{"detail":"CSRF Failed: Referer checking failed - Referer is malformed."}`)
+			})
+		}
 	}
 	res = e.do("POST", "/api/token/cookie/", "application/json", `{"username":"alice","password":"`+testPassword+`"}`, "Origin", "http://evil.example")
 	if res.status != 403 || refreshCookie(res) != nil {
