@@ -202,6 +202,16 @@ func TestResetLinkDies(t *testing.T) {
 	}
 	e.mailed(sink) // the verification of the new address
 	want(t, e.postJSON("/api/password/reset/confirm/", confirmBody(token, newPassword)), 400, bodyBadLink)
+	// Changed back, the email is what the link was bound to again: the link
+	// stays dead all the same.
+	if res := e.withToken("PATCH", "/api/profile/", tokens.Access, `{"email":"alice@example.com"}`); res.status != 200 {
+		t.Fatalf("email changed back: %d %s", res.status, res.body)
+	}
+	e.mailed(sink)
+	want(t, e.postJSON("/api/password/reset/confirm/", confirmBody(token, newPassword)), 400, bodyBadLink)
+	if n := e.count(`SELECT count(*) FROM account_tokens WHERE purpose = 'reset'`); n != 0 {
+		t.Errorf("%d reset tokens kept after the email changed", n)
+	}
 
 	for _, bad := range []string{"x", strings.Repeat("A", 43), strings.Repeat("A", 42) + "=", token + "A", "../" + token[3:]} {
 		want(t, e.postJSON("/api/password/reset/confirm/", confirmBody(bad, newPassword)), 400, bodyBadLink)

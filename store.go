@@ -630,7 +630,13 @@ func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (
 			if photoChanges && oldPhoto != "" {
 				ch.files = append(ch.files, oldPhoto)
 			}
-			return scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
+			if err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u); err != nil {
+				return err
+			}
+			if foldKey(u.Email) != oldEmailKey { // every link mailed before dies, even if the email comes back
+				_, err = tx.ExecContext(ctx, `DELETE FROM account_tokens WHERE user_id = ?`, id)
+			}
+			return err
 		})
 	})
 	return u, err == nil && foldKey(u.Email) != oldEmailKey, err
@@ -656,7 +662,8 @@ func (s *store) passwordHash(ctx context.Context, id int64) (string, error) {
 
 // changePassword replaces the hash the old password was checked against,
 // oldHash, by hash, and revokes every session of the user but keep, in one
-// transaction: no other device stays logged in with the old password. If
+// transaction: no other device stays logged in with the old password, and
+// no reset link mailed before works. If
 // the hash changed since it was checked (a password reset, which revoked
 // keep too), it returns errPasswordChanged and changes nothing: two changes
 // at the same moment cannot both win.
@@ -672,6 +679,10 @@ func (s *store) changePassword(ctx context.Context, id int64, oldHash, hash, kee
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE sessions SET revoked = ?
 			WHERE user_id = ? AND id != ? AND revoked IS NULL`, micros(now), id, keep)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM account_tokens WHERE user_id = ? AND purpose = ?`, id, resetPurpose)
 		return err
 	})
 }
