@@ -229,7 +229,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	smtpPort := number("smtp-port", "SMTP_PORT", "587", "mail server port (STARTTLS is required unless the server is localhost)")
 	smtpUser := fs.String("smtp-user", env("SMTP_USER", ""), "user to log in to the mail server as, with the password in SMTP_PASSWORD (env SMTP_USER)")
 	mailFrom := fs.String("mail-from", env("MAIL_FROM", "jwtnotes <jwtnotes@localhost>"), "the From of the mails (env MAIL_FROM)")
-	mailLimit := number("mail-limit", "MAIL_LIMIT", "5", "mails to one address (and reset requests for it) per hour, 0 for no limit")
+	mailLimit := number("mail-limit", "MAIL_LIMIT", "5", "mails to one mailbox (an address without its +tag), and reset requests for it, per hour, 0 for no limit")
 	resetTTL := duration("reset-ttl", "PASSWORD_RESET_TIMEOUT", "30m", "how long a password reset link works")
 	verifyTTL := duration("verify-ttl", "EMAIL_VERIFY_TIMEOUT", "72h", "how long an email verification link works")
 	requireVerified := fs.Bool("require-verified-email", env("REQUIRE_VERIFIED_EMAIL", "") == "1" || env("REQUIRE_VERIFIED_EMAIL", "") == "true",

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -87,10 +88,24 @@ func (s *server) readMailRequest(w http.ResponseWriter, r *http.Request) (string
 	if errs.any() {
 		return "", errs
 	}
-	if wait := s.mailsTo.take(foldKey(email), s.now()); wait > 0 {
+	if wait := s.mailsTo.take(mailboxKey(email), s.now()); wait > 0 {
 		return "", throttled(wait)
 	}
 	return email, nil
+}
+
+// mailboxKey is the mailbox an address reaches, as the mail limits count
+// it: lower-cased, and without the +tag of its local part, which most mail
+// servers deliver to the same mailbox (x+1@example.com and x+2@example.com
+// are x@example.com's).
+func mailboxKey(email string) string {
+	email = foldKey(email)
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 {
+		return email
+	}
+	local, _, _ := strings.Cut(email[:at], "+")
+	return local + email[at:]
 }
 
 // mailVerification queues the verification mail of u's email, at
@@ -100,7 +115,7 @@ func (s *server) readMailRequest(w http.ResponseWriter, r *http.Request) (string
 // it, and never fails because of it.
 func (s *server) mailVerification(r *http.Request, u user) {
 	now := s.now()
-	if s.mailsTo.take(foldKey(u.Email), now) > 0 || s.mailsTo.take("account:"+strconv.FormatInt(u.ID, 10), now) > 0 {
+	if s.mailsTo.take(mailboxKey(u.Email), now) > 0 || s.mailsTo.take("account:"+strconv.FormatInt(u.ID, 10), now) > 0 {
 		s.log.Info("verification mail not sent: -mail-limit reached for this address or account", "user", u.ID)
 		return
 	}

@@ -170,6 +170,35 @@ func TestResetRequestErrorsAndThrottle(t *testing.T) {
 	}
 }
 
+// TestMailsPerMailbox: the mail limit counts a mailbox, whatever +tag its
+// address carries: eight registrations as x+0 to x+7@example.com, then
+// reset requests for more tags, mail x@example.com at most -mail-limit
+// times in an hour, and every request gets the same answer.
+func TestMailsPerMailbox(t *testing.T) {
+	t.Parallel()
+	e, sink := newMailEnv(t, func(c *config) { c.ipLimit = 0 })
+	for i := range 8 {
+		res := e.postJSON("/api/register/", fmt.Sprintf(`{"username":"x%d","email":"x+%d@example.com","password":%q,"password2":%q}`,
+			i, i, testPassword, testPassword))
+		if res.status != 201 {
+			t.Fatalf("register x+%d: %d %s", i, res.status, res.body)
+		}
+	}
+	for i := range 3 {
+		res := e.postJSON("/api/password/reset/", fmt.Sprintf(`{"email":"X+%d@Example.com"}`, i))
+		if res.status != 429 {
+			t.Errorf("a reset request for X+%d, past the mailbox's limit: %d %s", i, res.status, res.body)
+		}
+	}
+	e.srv.mail.wait()
+	if got := len(sink.received); got != e.srv.cfg.mailLimit {
+		t.Errorf("%d mails to one mailbox in an hour, want %d", got, e.srv.cfg.mailLimit)
+	}
+	if got, want := mailboxKey("Some.One+tag+more@Example.COM"), "some.one@example.com"; got != want {
+		t.Errorf("mailboxKey = %q, want %q", got, want)
+	}
+}
+
 // TestResetLinkDies: a reset token stops working when it expires, when the
 // password or the email changes, and for anything that is not a token.
 func TestResetLinkDies(t *testing.T) {
