@@ -31,6 +31,41 @@ func TestRegister(t *testing.T) {
 	}
 }
 
+// TestLookalikeNamesAndEmailsAreRefused: a username or an email written
+// with a compatibility form of a character (one NFKC changes) is refused,
+// so that no account looks like another: where Django would normalize ſam
+// to sam, this server asks for the plain form. The plain names register.
+func TestLookalikeNamesAndEmailsAreRefused(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(c *config) { c.ipLimit = 0 })
+	for _, plain := range []string{"sam", "file", "foo", "x2", "ix"} {
+		e.register(plain)
+	}
+	for _, name := range []string{"ſam", "ﬁle", "ｆｏｏ", "x²", "Ⅸ", "\u212Aate"} {
+		t.Run("POST /api/register/ username "+name, func(t *testing.T) {
+			res := e.postJSON("/api/register/", fmt.Sprintf(`{"username":"%s","email":"lookalike@example.com","password":%q,"password2":%q}`,
+				name, testPassword, testPassword))
+			want(t, res, 400, `{"username":["`+msgLookalike+`"]}`)
+		})
+	}
+	e.register("kate")
+	for _, email := range []string{"\u212Aate@example.com", "ｋate@example.com", "kate@ｅxample.com"} {
+		t.Run("POST /api/register/ email "+email, func(t *testing.T) {
+			res := e.postJSON("/api/register/", fmt.Sprintf(`{"username":"mallory","email":"%s","password":%q,"password2":%q}`,
+				email, testPassword, testPassword))
+			if res.status != 400 || !strings.Contains(res.body, `"email":[`) || !strings.Contains(res.body, msgBadEmail) {
+				t.Errorf("%d %s", res.status, res.body)
+			}
+		})
+		t.Run("POST /api/password/reset/ "+email, func(t *testing.T) {
+			want(t, e.postJSON("/api/password/reset/", `{"email":"`+email+`"}`), 400, `{"email":["`+msgBadEmail+`"]}`)
+		})
+	}
+	if n := e.count(`SELECT count(*) FROM users`); n != 6 {
+		t.Errorf("%d accounts, want the 6 plain ones", n)
+	}
+}
+
 func TestRegisterFieldErrors(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)

@@ -252,6 +252,20 @@ func (in *input) image(errs *fieldErrors, name string) (img *imageFile, remove b
 	return &imageFile{data: file.data, ext: ext}, false
 }
 
+// msgLookalike refuses a username that Django would store normalized
+// (NFKC): this server keeps names as they are written, so it asks for the
+// plain form instead.
+const msgLookalike = "Enter the username in plain characters: it holds one that stands for another " +
+	"(such as ſ for s, ﬁ for fi, ｆ for f, ² for 2, or Ⅸ for IX)."
+
+// lookalike reports whether s holds a character that Unicode's
+// compatibility normalization (NFKC) changes or may combine with the one
+// before it (nfkc_table.go, generated): ſam and sam, ｆｏｏ and foo, K
+// (KELVIN SIGN) and K are one name to a person and two to a database.
+func lookalike(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return unicode.Is(nfkcUnstable, r) }) >= 0
+}
+
 // usernamePattern is Django's UnicodeUsernameValidator: letters, digits
 // and @.+-_ in any script.
 var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}_.@+-]+$`)
@@ -270,6 +284,8 @@ func (s *server) usernameRule(ctx context.Context, required bool, exceptUserID i
 		var problems []string
 		if !usernamePattern.MatchString(username) {
 			problems = append(problems, msgBadUsername)
+		} else if lookalike(username) {
+			problems = append(problems, msgLookalike)
 		}
 		if utf8.RuneCountInString(username) <= maxUsernameLen && s.taken(ctx, s.store.usernameTaken, username, exceptUserID) {
 			problems = append(problems, msgUsernameTaken)
@@ -311,9 +327,13 @@ var (
 )
 
 // validEmailAddress reports whether Django's EmailValidator accepts s.
+//
+// Beyond Django's, it refuses an address that holds a character of a
+// compatibility form (lookalike): KELVIN SIGN for K, a full-width letter,
+// which would reach one mailbox under two spellings.
 func validEmailAddress(s string) bool {
 	at := strings.LastIndexByte(s, '@')
-	if at < 0 || len(s) > maxEmailLen {
+	if at < 0 || len(s) > maxEmailLen || lookalike(s) {
 		return false
 	}
 	local, domain := s[:at], s[at+1:]
