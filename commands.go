@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -50,10 +51,11 @@ func manageKeys(cfg config, getenv func(string) string, command, kid string, std
 		}
 		if !retired {
 			fmt.Fprintf(stdout, "new current key %s, the first\n", kid)
-			return nil
+		} else {
+			fmt.Fprintf(stdout, "new current key %s; the previous one verifies its tokens until %s\n",
+				kid, now.Add(tokenWindow(cfg)).UTC().Truncate(time.Second).Format(time.RFC3339))
 		}
-		fmt.Fprintf(stdout, "new current key %s; the previous one verifies its tokens until %s\n",
-			kid, now.Add(tokenWindow(cfg)).UTC().Truncate(time.Second).Format(time.RFC3339))
+		return reportServers(cfg.dataDir, "sign with it", stdout)
 	case "revoke":
 		replacement, err := revokeKey(cfg, getenv, kid, now)
 		if err != nil {
@@ -63,6 +65,7 @@ func manageKeys(cfg config, getenv func(string) string, command, kid string, std
 		if replacement != "" {
 			fmt.Fprintf(stdout, "it was the current key: new current key %s\n", replacement)
 		}
+		return reportServers(cfg.dataDir, "refuse "+kid, stdout)
 	case "list":
 		keys, current, err := listKeys(cfg, getenv, now)
 		if err != nil {
@@ -83,6 +86,27 @@ func manageKeys(cfg config, getenv func(string) string, command, kid string, std
 			}
 			fmt.Fprintf(stdout, "%-16s  %-8s  %-9s  %s\n", k.ID, age(now.Sub(k.Created)), state, until)
 		}
+	}
+	return nil
+}
+
+// reportServers tells the servers running on dataDir to load the keys as
+// the command left them, waits until each has, and says so (what they now
+// do: doing). A server that did not answer is an error: the command cannot
+// make sure.
+func reportServers(dataDir, doing string, stdout io.Writer) error {
+	confirmed, late, err := notifyServers(dataDir)
+	switch {
+	case err != nil:
+		return err
+	case len(late) > 0:
+		return fmt.Errorf("%d server(s) running on %s did not confirm the new keys within %v (%s): "+
+			"they may not %s until they read the file, within a second if they run at all",
+			len(late), dataDir, keysConfirmTimeout, strings.Join(late, ", "), doing)
+	case confirmed == 0:
+		fmt.Fprintf(stdout, "no server is running on %s: the next one to start loads these keys\n", dataDir)
+	default:
+		fmt.Fprintf(stdout, "the %d server(s) running on %s now %s\n", confirmed, dataDir, doing)
 	}
 	return nil
 }

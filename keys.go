@@ -94,7 +94,7 @@ func loadKeyring(getenv func(string) string, dataDir string, now time.Time) (*ke
 			return nil, err
 		}
 	}
-	f, err := readKeysFile(path)
+	f, _, err := readKeysFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -136,26 +136,27 @@ func (f *keysFile) ring(now time.Time) (*keyring, error) {
 }
 
 // readKeysFile reads and checks the keys file: owner-only, whole JSON, each
-// key with a valid kid and a long enough secret, no kid twice.
-func readKeysFile(path string) (*keysFile, error) {
+// key with a valid kid and a long enough secret, no kid twice. It returns
+// the file's digest too (keysDigest), which names what was read.
+func readKeysFile(path string) (*keysFile, string, error) {
 	info, err := os.Lstat(path)
 	if err != nil {
-		return nil, fmt.Errorf("the signing keys: %w", err)
+		return nil, "", fmt.Errorf("the signing keys: %w", err)
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("the signing keys: %s is not a regular file", path)
+		return nil, "", fmt.Errorf("the signing keys: %s is not a regular file", path)
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("the signing keys: %s has mode %04o; others can read it, which leaks every token "+
+		return nil, "", fmt.Errorf("the signing keys: %s has mode %04o; others can read it, which leaks every token "+
 			"(make it the owner's only: chmod 600 %s)", path, perm, path)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("the signing keys: %w", err)
+		return nil, "", fmt.Errorf("the signing keys: %w", err)
 	}
 	var f keysFile
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("the signing keys: %s is not a keys file (%v); restore it from a backup, "+
+		return nil, "", fmt.Errorf("the signing keys: %s is not a keys file (%v); restore it from a backup, "+
 			"or remove it and run jwtnotes keys rotate (every session will have to log in again)", path, err)
 	}
 	seen := map[string]bool{}
@@ -163,15 +164,15 @@ func readKeysFile(path string) (*keysFile, error) {
 		secret, err := b64.DecodeString(k.Secret)
 		switch {
 		case !validKid(json.RawMessage(`"` + k.ID + `"`)):
-			return nil, fmt.Errorf("the signing keys: %s has a key with the invalid kid %q", path, k.ID)
+			return nil, "", fmt.Errorf("the signing keys: %s has a key with the invalid kid %q", path, k.ID)
 		case seen[k.ID]:
-			return nil, fmt.Errorf("the signing keys: %s has the kid %q twice", path, k.ID)
+			return nil, "", fmt.Errorf("the signing keys: %s has the kid %q twice", path, k.ID)
 		case err != nil || len(secret) < minSecretBytes:
-			return nil, fmt.Errorf("the signing keys: key %s of %s has no secret of at least %d bytes (base64url)", k.ID, path, minSecretBytes)
+			return nil, "", fmt.Errorf("the signing keys: key %s of %s has no secret of at least %d bytes (base64url)", k.ID, path, minSecretBytes)
 		}
 		seen[k.ID] = true
 	}
-	return &f, nil
+	return &f, keysDigest(data), nil
 }
 
 // createKeysFile makes the keys file of a data folder that has none: from
@@ -222,9 +223,10 @@ type keyWatcher struct {
 	signer *tokenSigner
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	stamp    fileStamp // of the file last loaded
-	reloaded func()    // tests: called after every load
+	mu         sync.Mutex
+	stamp      fileStamp     // of the file last loaded
+	registered *registration // where keys commands learn what it loaded (keynotify.go)
+	reloaded   func()        // tests: called after every load
 }
 
 // fileStamp tells a changed file: a rename gives a new inode.
@@ -247,10 +249,18 @@ func stampOf(path string) fileStamp {
 }
 
 // watchKeys follows the keys file of dataDir for signer until done closes:
-// once a second, and at once on each value of hup (SIGHUP).
-func watchKeys(dataDir string, signer *tokenSigner, log *slog.Logger, hup <-chan os.Signal, done <-chan struct{}) *keyWatcher {
-	w := &keyWatcher{path: filepath.Join(dataDir, keysFileName), signer: signer, log: log}
-	w.stamp = stampOf(w.path)
+// once a second, and at once on each value of hup (SIGHUP, which a keys
+// command sends: keynotify.go). It registers the server first, so that
+// every command from then on waits for it, and loads the file once more;
+// the caller closes the registration when the server stops. hup must
+// already receive SIGHUP, whose default would end the process.
+func watchKeys(dataDir string, signer *tokenSigner, log *slog.Logger, hup <-chan os.Signal, done <-chan struct{}) (*keyWatcher, error) {
+	registered, err := register(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	w := &keyWatcher{path: filepath.Join(dataDir, keysFileName), signer: signer, log: log, registered: registered}
+	w.reload("the server starts")
 	go func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
@@ -267,7 +277,7 @@ func watchKeys(dataDir string, signer *tokenSigner, log *slog.Logger, hup <-chan
 			}
 		}
 	}()
-	return w
+	return w, nil
 }
 
 // reload reads the keys file and replaces the ring. A file that cannot be
@@ -276,7 +286,7 @@ func (w *keyWatcher) reload(why string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	stamp := stampOf(w.path)
-	f, err := readKeysFile(w.path)
+	f, digest, err := readKeysFile(w.path)
 	var ring *keyring
 	if err == nil {
 		ring, err = f.ring(time.Now())
@@ -288,6 +298,7 @@ func (w *keyWatcher) reload(why string) {
 	}
 	w.signer.ring.Store(ring)
 	w.stamp = stamp
+	w.registered.loaded(digest) // a keys command waiting for this server may go on
 	w.log.Info("keys reloaded", "why", why, "current", ring.current.id, "verifying", len(ring.byID))
 	if w.reloaded != nil {
 		w.reloaded()
@@ -351,7 +362,7 @@ func listKeys(cfg config, getenv func(string) string, now time.Time) (keys []sto
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, "", fmt.Errorf("no keys file %s (is -data the server's data folder? the server makes it at its first start)", path)
 	}
-	f, err := readKeysFile(path)
+	f, _, err := readKeysFile(path)
 	if err != nil {
 		return nil, "", err
 	}
@@ -383,7 +394,7 @@ func changeKeys(cfg config, getenv func(string) string, now time.Time, change fu
 	return withKeysLock(cfg.dataDir, func(path string) error {
 		f := &keysFile{}
 		if _, err := os.Lstat(path); err == nil {
-			if f, err = readKeysFile(path); err != nil {
+			if f, _, err = readKeysFile(path); err != nil {
 				return err
 			}
 		} else if old, err := os.ReadFile(filepath.Join(cfg.dataDir, legacyKeyFile)); err == nil && len(old) >= minSecretBytes {
@@ -410,7 +421,7 @@ func changeKeys(cfg config, getenv func(string) string, now time.Time, change fu
 func pruneKeys(dataDir string, now time.Time) (int, error) {
 	dropped := 0
 	err := withKeysLock(dataDir, func(path string) error {
-		f, err := readKeysFile(path)
+		f, _, err := readKeysFile(path)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -32,7 +33,7 @@ func keysConfig(t *testing.T, dir string) config {
 // readKeys reads the keys file of dir, secrets included.
 func readKeys(t *testing.T, dir string) *keysFile {
 	t.Helper()
-	f, err := readKeysFile(filepath.Join(dir, keysFileName))
+	f, _, err := readKeysFile(filepath.Join(dir, keysFileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +277,50 @@ func TestKidIsLookedUpExactly(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
 		}
+	}
+}
+
+// TestRevokedKeyIsRefusedWhenTheCommandReturns: once jwtnotes keys revoke
+// returns, the running server refuses the key's tokens, access and refresh
+// alike, at once: the command waits for every server on the data folder to
+// load the new keys. Three rounds, each revoking the key of a fresh login
+// right after a rotation retired it.
+func TestRevokedKeyIsRefusedWhenTheCommandReturns(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServer(t, dir, "-ip-limit", "0")
+	client := &http.Client{}
+	// A registration its server left behind when it died: removed, never signalled.
+	stale := filepath.Join(dir, serversDirName, "999999999-deadbeef")
+	if err := os.WriteFile(stale, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		tokens := p.registerAndLogin(client, fmt.Sprint("user", round))
+		kid := headerKid(t, tokens.Access)
+		if out := jwtnotesCommand(t, "keys", "rotate", "-data", dir); !strings.Contains(out, "the 1 server(s) running on") {
+			t.Errorf("keys rotate said %q", out)
+		}
+		out := jwtnotesCommand(t, "keys", "revoke", kid, "-data", dir)
+		if !strings.Contains(out, "now refuse "+kid) {
+			t.Errorf("keys revoke said %q", out)
+		}
+		status, body, _ := call(client, "GET", p.base+"/api/profile/", tokens.Access, "", nil)
+		if status != 401 {
+			t.Errorf("round %d: the revoked key's access token right after the command: %d %s", round, status, body)
+		}
+		status, body, _ = call(client, "POST", p.base+"/api/token/refresh/", "", "application/json",
+			strings.NewReader(`{"refresh":"`+tokens.Refresh+`"}`))
+		if status != 401 || body != bodyTokenInvalid {
+			t.Errorf("round %d: the revoked key's refresh token right after the command: %d %s", round, status, body)
+		}
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a dead server's registration was kept: %v", err)
+	}
+	p.stop(syscall.SIGTERM)
+	if out := jwtnotesCommand(t, "keys", "rotate", "-data", dir); !strings.Contains(out, "no server is running on") {
+		t.Errorf("keys rotate with no server running said %q", out)
 	}
 }
 

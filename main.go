@@ -311,7 +311,11 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	stopWatching := make(chan struct{})
 	defer close(stopWatching)
 	if getenv("JWT_SECRET") == "" {
-		watchKeys(cfg.dataDir, signer, log, hup, stopWatching)
+		w, err := watchKeys(cfg.dataDir, signer, log, hup, stopWatching)
+		if err != nil {
+			return err
+		}
+		defer w.registered.close()
 	}
 	st, err := openStore(ctx, cfg.dataDir, cfg.checkpoints())
 	if err != nil {
