@@ -125,6 +125,13 @@ func copyDataDir(ctx context.Context, db *sql.DB, dataDir, dest string) (backupS
 	}
 
 	snapshot := filepath.Join(dest, "notes.db")
+	// Made empty and owner-only first: VACUUM INTO fills an empty file, and
+	// keeps its mode. The copy holds what the database does.
+	empty, err := os.OpenFile(snapshot, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return backupSummary{}, err
+	}
+	empty.Close()
 	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, snapshot); err != nil {
 		return backupSummary{}, fmt.Errorf("copy the database: %w", err)
 	}
@@ -226,6 +233,14 @@ func validMediaPath(rel string) bool {
 // restoreDataDir fills dataDir (which must not exist or be empty) from the
 // backup src, after checking it.
 func restoreDataDir(ctx context.Context, src, dataDir string) (backupSummary, error) {
+	root, err := filepath.EvalSymlinks(src) // the folder named: the one link a restore follows
+	if err != nil {
+		return backupSummary{}, fmt.Errorf("no backup in %s: %w", src, err)
+	}
+	src = root
+	if err := refuseLinks(src); err != nil {
+		return backupSummary{}, err
+	}
 	source := filepath.Join(src, "notes.db")
 	if _, err := os.Stat(source); err != nil {
 		return backupSummary{}, fmt.Errorf("no backup in %s (it has no notes.db): %w", src, err)
@@ -279,6 +294,9 @@ func restoreDataDir(ctx context.Context, src, dataDir string) (backupSummary, er
 	if err := syncFolder(work); err != nil {
 		return sum, err
 	}
+	if err := checkShape(ctx, filepath.Join(work, "notes.db")); err != nil {
+		return sum, err
+	}
 	if _, _, err := describeDatabase(ctx, filepath.Join(work, "notes.db"), true); err != nil {
 		return sum, err
 	}
@@ -289,6 +307,70 @@ func restoreDataDir(ctx context.Context, src, dataDir string) (backupSummary, er
 		return sum, err
 	}
 	return sum, syncFolder(filepath.Dir(filepath.Clean(dataDir)))
+}
+
+// refuseLinks refuses a backup that holds a symbolic link anywhere in its
+// tree (a folder media/images that leads elsewhere, not only a file): a
+// restore copies regular files from inside the backup, and nothing else.
+func refuseLinks(src string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("the backup holds a symbolic link, %s: a restore copies no link (nothing was changed)", path)
+		}
+		return nil
+	})
+}
+
+// checkShape upgrades the database at path to this server's schema, and
+// refuses it unless it is then of the shape a new database has
+// (schemaShape): no table, index, trigger or view of its own, none missing.
+func checkShape(ctx context.Context, path string) error {
+	shapeOf := func(path string) (string, error) {
+		db, err := sql.Open("sqlite", dsn(path, "_pragma=foreign_keys(1)"))
+		if err != nil {
+			return "", err
+		}
+		defer db.Close()
+		db.SetMaxOpenConns(1)
+		if err := migrate(ctx, db); err != nil {
+			return "", err
+		}
+		return schemaShape(ctx, db)
+	}
+	got, err := shapeOf(path)
+	if err != nil {
+		return fmt.Errorf("the backup's database cannot be brought to this server's schema: %w", err)
+	}
+	fresh, err := os.MkdirTemp("", "jwtnotes-schema-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(fresh)
+	want, err := shapeOf(filepath.Join(fresh, "notes.db"))
+	if err != nil {
+		return err
+	}
+	if got != want {
+		gotLines, wantLines := strings.Split(got, "\n"), strings.Split(want, "\n")
+		for i := range max(len(gotLines), len(wantLines)) {
+			g, w := lineAt(gotLines, i), lineAt(wantLines, i)
+			if g != w {
+				return fmt.Errorf("the backup's database is not made as this server makes one (it has %q where a new one has %q): "+
+					"a restore takes only a database this server made (nothing was changed)", truncate(g, 200), truncate(w, 200))
+			}
+		}
+	}
+	return nil
+}
+
+func lineAt(lines []string, i int) string {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return "(nothing)"
 }
 
 // makeEmptyFolder makes dir (mode 0700) unless it exists and is empty; a

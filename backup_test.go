@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -265,6 +266,110 @@ func TestBackupAndRestoreRefuseWhatTheyShouldNot(t *testing.T) {
 	plan := strings.Join(queryPlan(t, e.srv.store.db.read.db, namedFilesQuery), "\n")
 	if !strings.Contains(plan, "notes_cover_image") || !strings.Contains(plan, "users_cover_photo") {
 		t.Errorf("the named files' plan:\n%s", plan)
+	}
+}
+
+// TestRestoreRefusesForeignObjectsAndLinks: a backup whose database holds
+// a trigger, view, table or index this server does not make is refused
+// (a trigger could make every new note public), and so is one with a
+// symbolic link anywhere in its tree, a folder too; the data folder stays
+// empty. An untouched backup restores.
+func TestRestoreRefusesForeignObjectsAndLinks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newTestEnv(t)
+	e.register("alice")
+	e.createNote(e.login("alice").Access, `{"title":"private"}`)
+	fresh := func(t *testing.T) string {
+		backup := filepath.Join(t.TempDir(), "b")
+		if _, err := backupDataDir(ctx, e.srv.cfg.dataDir, backup, false, envOf(nil)); err != nil {
+			t.Fatal(err)
+		}
+		return backup
+	}
+	refused := func(t *testing.T, backup, because string) {
+		t.Helper()
+		target := filepath.Join(t.TempDir(), "restored")
+		_, err := restoreDataDir(ctx, backup, target)
+		if err == nil || !strings.Contains(err.Error(), because) {
+			t.Errorf("restore: %v, want a refusal that says %q", err, because)
+		}
+		if entries, _ := os.ReadDir(target); len(entries) > 0 {
+			t.Errorf("a refused restore left %d entries in the data folder", len(entries))
+		}
+	}
+	for _, extra := range []string{
+		`CREATE TRIGGER everything_public AFTER INSERT ON notes BEGIN UPDATE notes SET is_public = 1 WHERE id = new.id; END`,
+		`CREATE VIEW all_notes AS SELECT * FROM notes`,
+		`CREATE TABLE spare (x)`,
+		`CREATE INDEX notes_title ON notes(title)`,
+		`DROP INDEX notes_public_updated`,
+	} {
+		t.Run(extra, func(t *testing.T) {
+			backup := fresh(t)
+			db, err := sql.Open("sqlite", dsn(filepath.Join(backup, "notes.db"), ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(extra); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			refused(t, backup, "not made as this server makes one")
+		})
+	}
+	t.Run("media/images a link to another folder", func(t *testing.T) {
+		backup := fresh(t)
+		elsewhere := t.TempDir()
+		images := filepath.Join(backup, "media", imagesFolder)
+		if err := os.RemoveAll(images); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(images), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(elsewhere, images); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, backup, "symbolic link")
+	})
+	t.Run("untouched", func(t *testing.T) {
+		if _, err := restoreDataDir(ctx, fresh(t), filepath.Join(t.TempDir(), "restored")); err != nil {
+			t.Errorf("an untouched backup: %v", err)
+		}
+	})
+}
+
+// TestDatabaseFilesAreOwnerOnly: notes.db, its -wal and -shm, and a
+// backup's copy are the owner's only (they hold password hashes, emails and
+// private notes); a database an older server made readable by others is
+// narrowed at the next start.
+func TestDatabaseFilesAreOwnerOnly(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.register("alice") // a write: the -wal and -shm exist
+	dataDir := e.srv.cfg.dataDir
+	backup := filepath.Join(t.TempDir(), "b")
+	if _, err := backupDataDir(context.Background(), dataDir, backup, false, envOf(nil)); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dataDir, "notes.db"), filepath.Join(dataDir, "notes.db-wal"),
+		filepath.Join(dataDir, "notes.db-shm"), filepath.Join(backup, "notes.db")} {
+		if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", path, info, err)
+		}
+	}
+	old := t.TempDir()
+	if err := os.WriteFile(filepath.Join(old, "notes.db"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openStore(context.Background(), old, sqliteCheckpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if info, err := os.Stat(filepath.Join(old, "notes.db")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("a database of mode 0644, opened: %v %v, want 0600", info, err)
 	}
 }
 

@@ -698,47 +698,14 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 	}
 }
 
-// describeSchema lists every table's columns and foreign keys, every index
-// (its SQL, with white space folded) and the search index's settings, one
-// line each, in name order: what makes two databases the same shape
-// whatever the comments in their CREATE statements.
+// describeSchema is st's schemaShape.
 func describeSchema(t *testing.T, st *store) string {
 	t.Helper()
-	rows, err := st.db.read.db.Query(`
-		SELECT 'column ' || m.name || '.' || c.name || ' ' || c.type || ' notnull=' || c."notnull" ||
-			' default=' || coalesce(c.dflt_value, '-') || ' pk=' || c.pk
-		FROM sqlite_schema m, pragma_table_info(m.name) c WHERE m.type = 'table'
-		UNION ALL
-		SELECT 'foreign key ' || m.name || '.' || f."from" || ' -> ' || f."table" || '.' || f."to" ||
-			' on delete ' || f.on_delete
-		FROM sqlite_schema m, pragma_foreign_key_list(m.name) f WHERE m.type = 'table'
-		UNION ALL
-		SELECT 'index ' || name || ' on ' || tbl_name || ': ' || coalesce(sql, '(automatic)')
-		FROM sqlite_schema WHERE type = 'index'
-		UNION ALL
-		SELECT 'table ' || name || ' ' || iif(sql LIKE '%WITHOUT ROWID', 'without rowid', 'rowid')
-		FROM sqlite_schema WHERE type = 'table'
-		UNION ALL
-		SELECT 'trigger ' || name || ' on ' || tbl_name || ': ' || sql FROM sqlite_schema WHERE type = 'trigger'
-		UNION ALL
-		SELECT 'search index setting ' || k || ' = ' || v FROM notes_search_config
-		ORDER BY 1`)
+	shape, err := schemaShape(context.Background(), st.db.read.db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var lines []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, strings.Join(strings.Fields(line), " "))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return strings.Join(lines, "\n")
+	return shape
 }
 
 // queryInt64 reads one number from the database.

@@ -103,3 +103,43 @@ func schemaSteps() (current schemaStep, upgrades []schemaStep, err error) {
 	}
 	return current, upgrades, nil
 }
+
+// schemaShape describes what a database is made of, one line a thing, in
+// name order: each table's columns and foreign keys, each index's SQL,
+// each trigger's and view's SQL (white space folded), and the search
+// index's settings. Two databases of one shape have the same tables,
+// indexes, triggers and views, whatever the comments in their CREATE
+// statements; restore refuses a database whose shape is not the one this
+// server makes (a trigger of its own could make every new note public).
+func schemaShape(ctx context.Context, db *sql.DB) (string, error) {
+	rows, err := db.QueryContext(ctx, `
+		SELECT 'column ' || m.name || '.' || c.name || ' ' || c.type || ' notnull=' || c."notnull" ||
+			' default=' || coalesce(c.dflt_value, '-') || ' pk=' || c.pk || ' hidden=' || c.hidden
+		FROM sqlite_schema m, pragma_table_xinfo(m.name) c WHERE m.type = 'table'
+		UNION ALL
+		SELECT 'foreign key ' || m.name || '.' || f."from" || ' -> ' || f."table" || '.' || f."to" ||
+			' on delete ' || f.on_delete
+		FROM sqlite_schema m, pragma_foreign_key_list(m.name) f WHERE m.type = 'table'
+		UNION ALL
+		SELECT 'table ' || name || ' ' || iif(sql LIKE '%WITHOUT ROWID', 'without rowid', 'rowid')
+		FROM sqlite_schema WHERE type = 'table'
+		UNION ALL
+		SELECT type || ' ' || name || ' on ' || tbl_name || ': ' || coalesce(sql, '(automatic)')
+		FROM sqlite_schema WHERE type IN ('index', 'trigger', 'view')
+		UNION ALL
+		SELECT 'search index setting ' || k || ' = ' || v FROM notes_search_config
+		ORDER BY 1`)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return "", err
+		}
+		lines = append(lines, strings.Join(strings.Fields(line), " "))
+	}
+	return strings.Join(lines, "\n"), rows.Err()
+}

@@ -21,6 +21,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"net/url"
 	"runtime"
 	"runtime/debug"
@@ -63,6 +65,9 @@ type sqliteDB struct {
 // openSQLite opens the database at path, runs migrate on the write
 // connection, then starts the writer.
 func openSQLite(ctx context.Context, path string, checkpoints walCheckpoints, migrate func(context.Context, *sql.DB) error) (*sqliteDB, error) {
+	if err := ownerOnly(path); err != nil {
+		return nil, err
+	}
 	// Pragmas go in the DSN so that every pooled connection gets them; a
 	// db.Exec("PRAGMA ...") would reach one connection only.
 	// synchronous(NORMAL): in WAL mode a commit is a write() to the log and
@@ -112,6 +117,24 @@ func openSQLite(ctx context.Context, path string, checkpoints walCheckpoints, mi
 	d.stopped.Add(1)
 	go d.writer()
 	return d, nil
+}
+
+// ownerOnly makes the database file readable by its owner only, and its
+// -wal and -shm, which SQLite creates with the database's mode: they hold
+// password hashes, emails and private notes. A file that an older server
+// made with a wider mode is narrowed.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // dsn builds a modernc.org/sqlite data source name for a file path.
