@@ -467,7 +467,7 @@ func TestFlushInBatches(t *testing.T) {
 func TestFlushExpiredTokensCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	st, err := openStore(context.Background(), dir, sqliteCheckpoints)
+	st, err := openStore(context.Background(), dir, sqliteSettings{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -363,7 +363,7 @@ func TestDatabaseFilesAreOwnerOnly(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(old, "notes.db"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	st, err := openStore(context.Background(), old, sqliteCheckpoints)
+	st, err := openStore(context.Background(), old, sqliteSettings{})
 	if err != nil {
 		t.Fatal(err)
 	}

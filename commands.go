@@ -27,7 +27,7 @@ func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error
 	if _, err := os.Stat(filepath.Join(cfg.dataDir, "notes.db")); err != nil {
 		return fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
 	}
-	st, err := openStore(ctx, cfg.dataDir, cfg.checkpoints())
+	st, err := openStore(ctx, cfg.dataDir, cfg.sqliteSettings())
 	if err != nil {
 		return err
 	}

@@ -295,7 +295,7 @@ func TestGroupCommitLostTransaction(t *testing.T) {
 // left waiting for a writer that has stopped.
 func TestWriteAfterClose(t *testing.T) {
 	t.Parallel()
-	st, err := openStore(context.Background(), t.TempDir(), sqliteCheckpoints)
+	st, err := openStore(context.Background(), t.TempDir(), sqliteSettings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestPragmas(t *testing.T) {
 		want   string
 	}{
 		{st.db.write.db, "journal_mode", "wal"},
-		{st.db.write.db, "synchronous", "1"}, // NORMAL
+		{st.db.write.db, "synchronous", "2"}, // FULL
 		{st.db.write.db, "wal_autocheckpoint", strconv.Itoa(walCheckpointPages)},
 		{st.db.write.db, "foreign_keys", "1"},
 		{st.db.write.db, "busy_timeout", "10000"},
@@ -337,7 +337,7 @@ func TestPragmas(t *testing.T) {
 		})
 	}
 	// With -litestream the writer leaves checkpoints to Litestream.
-	st2, err := openStore(context.Background(), t.TempDir(), externalCheckpoints)
+	st2, err := openStore(context.Background(), t.TempDir(), sqliteSettings{externalCheckpoints: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,7 @@ type config struct {
 	maxNotes    int    // notes per account
 	maxNotesMB  int    // MiB of notes (text and images) per account
 	litestream  bool   // Litestream replicates the database: it checkpoints, not the server
+	synchronous string // "full": every commit synced before it is answered; "normal": only the log written
 	// cookieOrigins may call the cookie routes from another origin, with
 	// credentials; secureCookie forces the refresh cookie's Secure.
 	cookieOrigins []string
@@ -78,12 +79,9 @@ type config struct {
 	requireVerifiedEmail bool          // login refuses an account whose email is not verified
 }
 
-// checkpoints is who checkpoints the database's log (sqlite.go).
-func (cfg config) checkpoints() walCheckpoints {
-	if cfg.litestream {
-		return externalCheckpoints
-	}
-	return sqliteCheckpoints
+// sqliteSettings are the flags' choices for the database file (sqlite.go).
+func (cfg config) sqliteSettings() sqliteSettings {
+	return sqliteSettings{externalCheckpoints: cfg.litestream, normalSync: cfg.synchronous == "normal"}
 }
 
 // run is the whole program: main only adds the process around it, so tests
@@ -225,6 +223,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"mark the refresh cookie Secure even on plain HTTP, for a server behind a proxy that ends TLS (env SECURE_COOKIE=1)")
 	litestream := fs.Bool("litestream", env("LITESTREAM", "") == "1" || env("LITESTREAM", "") == "true",
 		"a litestream replicate sidecar replicates notes.db: leave WAL checkpoints to it (env LITESTREAM=1)")
+	synchronous := fs.String("synchronous", env("SYNCHRONOUS", "full"), "full: every write is on the disk before it is answered; "+
+		"normal: written to the log only, which a crash of the process keeps but a power cut may not (env SYNCHRONOUS)")
 	smtpHost := fs.String("smtp-host", env("SMTP_HOST", ""), "mail server for password resets and email verification; none: each mail is written to the log instead (env SMTP_HOST)")
 	smtpPort := number("smtp-port", "SMTP_PORT", "587", "mail server port (STARTTLS is required unless the server is localhost)")
 	smtpUser := fs.String("smtp-user", env("SMTP_USER", ""), "user to log in to the mail server as, with the password in SMTP_PASSWORD (env SMTP_USER)")
@@ -256,7 +256,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
 		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20, maxConns: *maxConns, maxConnsIP: *maxConnsIP,
 		publicURL: strings.TrimSuffix(*publicURL, "/"), writeLimit: *writeLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
-		litestream: *litestream, secureCookie: *secureCookie,
+		litestream: *litestream, synchronous: strings.ToLower(*synchronous), secureCookie: *secureCookie,
 		mail:      mailConfig{host: *smtpHost, port: *smtpPort, user: *smtpUser, password: getenv("SMTP_PASSWORD"), from: *mailFrom},
 		mailLimit: *mailLimit, resetTTL: *resetTTL, verifyTTL: *verifyTTL, requireVerifiedEmail: *requireVerified,
 	}
@@ -289,6 +289,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, &usageError{"-smtp-port must be a port number"}
 	case cfg.mail.password != "" && cfg.mail.user == "":
 		return config{}, &usageError{"SMTP_PASSWORD is set but -smtp-user is not"}
+	case cfg.synchronous != "full" && cfg.synchronous != "normal":
+		return config{}, &usageError{"-synchronous must be full or normal"}
 	}
 	return cfg, nil
 }
@@ -317,7 +319,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		}
 		defer w.registered.close()
 	}
-	st, err := openStore(ctx, cfg.dataDir, cfg.checkpoints())
+	st, err := openStore(ctx, cfg.dataDir, cfg.sqliteSettings())
 	if err != nil {
 		return err
 	}

@@ -665,7 +665,7 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 	}
 	db.Close()
 
-	upgraded, err := openStore(context.Background(), dir, sqliteCheckpoints)
+	upgraded, err := openStore(context.Background(), dir, sqliteSettings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -688,7 +688,7 @@ func TestSchemaUpgradeKeepsData(t *testing.T) {
 		t.Errorf("a note in the upgraded database: %v", err)
 	}
 
-	fresh, err := openStore(context.Background(), t.TempDir(), sqliteCheckpoints)
+	fresh, err := openStore(context.Background(), t.TempDir(), sqliteSettings{})
 	if err != nil {
 		t.Fatal(err)
 	}

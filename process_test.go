@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,8 +76,15 @@ type serverProcess struct {
 
 func startServer(t testing.TB, dataDir string, flags ...string) *serverProcess {
 	t.Helper()
-	args := append([]string{"-addr", "127.0.0.1:0", "-data", dataDir}, flags...)
-	cmd := exec.Command(serverBinary(t), args...)
+	return startServerUnder(t, nil, dataDir, flags...)
+}
+
+// startServerUnder starts the server as the last argument of wrapper (a
+// tracer's command line; nil for none).
+func startServerUnder(t testing.TB, wrapper []string, dataDir string, flags ...string) *serverProcess {
+	t.Helper()
+	argv := append(append(append([]string{}, wrapper...), serverBinary(t), "-addr", "127.0.0.1:0", "-data", dataDir), flags...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "JWT_SECRET=") // the key file in dataDir, always
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -227,7 +235,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM); code != 0 {
 		t.Errorf("exit code %d, want 0\n%s", code, p.stderr)
 	}
-	st, err := openStore(t.Context(), dir, sqliteCheckpoints)
+	st, err := openStore(t.Context(), dir, sqliteSettings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,6 +536,70 @@ wait:
 	res.Body.Close()
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Errorf("50 KiB of headers: %d, want 401", res.StatusCode)
+	}
+}
+
+// TestEveryCreateIsSyncedBeforeItsAnswer: with -synchronous full (the
+// default), every 201 of a note's create is written to its client only
+// after a sync of the write-ahead log (fsync or fdatasync of notes.db-wal),
+// as Debian's strace sees the real binary's system calls. With normal, the
+// log is synced at checkpoints only: the test logs how many answers went
+// out before one.
+func TestEveryCreateIsSyncedBeforeItsAnswer(t *testing.T) {
+	t.Parallel()
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("strace is not installed (Debian's strace; .ci/run installs it)")
+	}
+	for _, mode := range []string{"full", "normal"} {
+		t.Run(mode, func(t *testing.T) {
+			dir, trace := t.TempDir(), filepath.Join(t.TempDir(), "trace")
+			p := startServerUnder(t, []string{strace, "-f", "-y", "-e", "trace=write,fsync,fdatasync", "-o", trace}, dir,
+				"-synchronous", mode, "-ip-limit", "0", "-write-limit", "0")
+			client := &http.Client{}
+			tokens := p.registerAndLogin(client, "alice")
+			const creates = 20
+			for i := range creates {
+				status, body, err := call(client, "POST", p.base+"/api/notes/", tokens.Access, "application/json",
+					strings.NewReader(fmt.Sprintf(`{"title":"note %d"}`, i)))
+				if err != nil || status != 201 {
+					t.Fatalf("create %d: %d %s %v", i, status, body, err)
+				}
+			}
+			// SIGTERM to the server itself, strace's child: strace then
+			// writes the rest of its trace and exits with it.
+			children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.cmd.Process.Pid, p.cmd.Process.Pid))
+			server, _ := strconv.Atoi(strings.TrimSpace(string(children)))
+			if err != nil || server == 0 {
+				t.Fatalf("the server under strace: %q %v", children, err)
+			}
+			syscall.Kill(server, syscall.SIGTERM)
+			<-p.exited
+			data, err := os.ReadFile(trace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			answered, unsynced, synced := 0, 0, false
+			for _, line := range strings.Split(string(data), "\n") {
+				switch {
+				case (strings.Contains(line, "fsync(") || strings.Contains(line, "fdatasync(")) && strings.Contains(line, "notes.db-wal>"):
+					synced = true
+				case strings.Contains(line, "write(") && strings.Contains(line, `"HTTP/1.1 201 Created`):
+					answered++
+					if !synced {
+						unsynced++
+					}
+					synced = false
+				}
+			}
+			if answered < creates {
+				t.Fatalf("the trace shows %d answers 201, want %d at least:\n%s", answered, creates, truncate(string(data), 3000))
+			}
+			if mode == "full" && unsynced > 0 {
+				t.Errorf("%d of %d answers 201 went out with no sync of the log since the one before", unsynced, answered)
+			}
+			t.Logf("-synchronous %s: %d of %d answers 201 with no sync of the log before them", mode, unsynced, answered)
+		})
 	}
 }
 

@@ -34,17 +34,22 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// walCheckpoints says who copies the write-ahead log back into the database
-// file: this process (the checkpointer below, and SQLite inside the commit
-// that crosses walCheckpointPages of log), or another process: Litestream,
-// which must be the only one to checkpoint while it replicates
-// (-litestream). Without it the log grows.
-type walCheckpoints int
-
-const (
-	sqliteCheckpoints walCheckpoints = iota
-	externalCheckpoints
-)
+// sqliteSettings are the command line's choices for the database file.
+// The zero value is the default: this process checkpoints, and every
+// commit is on the disk before it is answered.
+type sqliteSettings struct {
+	// externalCheckpoints: another process copies the write-ahead log back
+	// into the database file, not this one (the checkpointer below, and
+	// SQLite inside the commit that crosses walCheckpointPages of log):
+	// Litestream, which must be the only one to checkpoint while it
+	// replicates (-litestream). Without either the log grows.
+	externalCheckpoints bool
+	// normalSync is synchronous(NORMAL) instead of FULL: a commit is
+	// written to the log but not synced, so a crash of the process loses
+	// nothing, but a power cut can take the last commits that were already
+	// answered (-synchronous normal; docs/RELIABILITY.md has the trade).
+	normalSync bool
+}
 
 // sqliteDB is the database file as the store uses it.
 type sqliteDB struct {
@@ -64,21 +69,25 @@ type sqliteDB struct {
 
 // openSQLite opens the database at path, runs migrate on the write
 // connection, then starts the writer.
-func openSQLite(ctx context.Context, path string, checkpoints walCheckpoints, migrate func(context.Context, *sql.DB) error) (*sqliteDB, error) {
+func openSQLite(ctx context.Context, path string, settings sqliteSettings, migrate func(context.Context, *sql.DB) error) (*sqliteDB, error) {
 	if err := ownerOnly(path); err != nil {
 		return nil, err
 	}
 	// Pragmas go in the DSN so that every pooled connection gets them; a
 	// db.Exec("PRAGMA ...") would reach one connection only.
-	// synchronous(NORMAL): in WAL mode a commit is a write() to the log and
-	// survives a crash of the process; only a power cut can take the last
-	// commits, never the database's integrity.
+	// synchronous(FULL): in WAL mode a commit is synced to the log before
+	// it returns, so what was answered survives a power cut; NORMAL syncs
+	// only at checkpoints (sqliteSettings). Either keeps the database whole.
 	// cache_size: 1 MiB of pages per connection, not SQLite's 2 MiB: the
 	// hot pages fit, and the cache is memory outside Go's limit, once per
 	// connection.
-	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-1024)"
+	synchronous := "FULL"
+	if settings.normalSync {
+		synchronous = "NORMAL"
+	}
+	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(" + synchronous + ")&_pragma=cache_size(-1024)"
 	writeOnly := "&_pragma=journal_mode(WAL)&_txlock=immediate"
-	if checkpoints == externalCheckpoints {
+	if settings.externalCheckpoints {
 		writeOnly += "&_pragma=wal_autocheckpoint(0)"
 	} else {
 		writeOnly += fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", walCheckpointPages)
@@ -103,7 +112,7 @@ func openSQLite(ctx context.Context, path string, checkpoints walCheckpoints, mi
 	read.SetMaxIdleConns(readers)
 	d := &sqliteDB{read: newStatements(read), write: newStatements(write),
 		writes: make(chan writeJob), closing: make(chan struct{})}
-	if checkpoints == sqliteCheckpoints {
+	if !settings.externalCheckpoints {
 		if d.checkpoint, err = sql.Open("sqlite", dsn(path, common)); err != nil {
 			write.Close()
 			read.Close()

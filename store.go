@@ -92,13 +92,13 @@ type store struct {
 
 // openStore opens (creating if needed) the database dataDir/notes.db, brings
 // its schema up to date, and opens the media folder dataDir/media.
-func openStore(ctx context.Context, dataDir string, checkpoints walCheckpoints) (*store, error) {
+func openStore(ctx context.Context, dataDir string, settings sqliteSettings) (*store, error) {
 	media, err := openMedia(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dataDir, "notes.db")
-	db, err := openSQLite(ctx, path, checkpoints, migrate)
+	db, err := openSQLite(ctx, path, settings, migrate)
 	if err != nil {
 		media.Close()
 		return nil, fmt.Errorf("open the database %s: %w", path, err)

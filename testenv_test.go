@@ -77,7 +77,7 @@ func newTestEnv(t testing.TB, configure ...func(*config)) *testEnv {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	st, err := openStore(context.Background(), cfg.dataDir, sqliteCheckpoints)
+	st, err := openStore(context.Background(), cfg.dataDir, sqliteSettings{})
 	if err != nil {
 		t.Fatal(err)
 	}
