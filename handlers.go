@@ -38,6 +38,7 @@ type server struct {
 	perAddress   *limiter    // login and register requests per client address
 	failedLogins *limiter    // failed logins per account (and per unknown name)
 	writes       *limiter    // writes per account: notes and profile changes
+	searches     *limiter    // broad searches per account (planSearch)
 	mailsTo      *limiter    // mails per recipient address (and per account), and reset requests per address asked for
 	bodies       *bodyBudget // memory that request bodies may hold at once
 	mail         *mailer     // mail.go: sends in the background
@@ -66,6 +67,7 @@ func newServer(cfg config, st *store, tokens *tokenSigner, log *slog.Logger, now
 		perAddress:   newLimiter(cfg.ipLimit, time.Minute),
 		failedLogins: newLimiter(cfg.loginLimit, cfg.loginWindow),
 		writes:       newLimiter(cfg.writeLimit, time.Minute),
+		searches:     newLimiter(cfg.searchLimit, time.Minute),
 		mailsTo:      newLimiter(cfg.mailLimit, time.Hour),
 		bodies:       &bodyBudget{free: cfg.bodyMemory},
 		mail:         mail,
@@ -820,6 +822,9 @@ func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQu
 	body, more, ok := s.pages.get(key, version, now)
 	if !ok {
 		q.limit, q.offset = p.limit+1, p.offset
+		if err := s.planSearch(r, &q); err != nil {
+			return err
+		}
 		notes, err := s.store.listNotes(r.Context(), q)
 		if err != nil {
 			return err
@@ -841,6 +846,27 @@ func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQu
 		w.Header().Set("Link", fmt.Sprintf(`<%s%s?%s>; rel="next"`, s.baseURL(r), r.URL.EscapedPath(), next.Encode()))
 	}
 	return writeBody(w, http.StatusOK, body)
+}
+
+// planSearch asks the search index for the candidates of q's search. A
+// search it cannot narrow at a cost that does not grow with the notes is
+// broad, and spends one of the caller's -search-limit a minute: one
+// account cannot keep a core busy with searches.
+func (s *server) planSearch(r *http.Request, q *noteQuery) error {
+	if q.search == "" {
+		return nil
+	}
+	ids, narrowed, err := s.store.searchCandidates(r.Context(), q.search)
+	if err == nil && !narrowed {
+		if wait := s.searches.take(strconv.FormatInt(q.viewer, 10), s.now()); wait > 0 {
+			return throttled(wait)
+		}
+		var walk bool
+		ids, walk, err = s.store.broadSearch(r.Context(), q.search)
+		narrowed = !walk
+	}
+	q.candidates, q.indexed = ids, narrowed
+	return err
 }
 
 // ---- media and health ----

@@ -367,10 +367,12 @@ type page struct {
 	mine          bool
 }
 
-// Page sizes: limit is 20 unless asked, and at most 100.
+// Page sizes: limit is 20 unless asked, and at most 100; a search is at
+// most 200 characters.
 const (
 	defaultPageSize = 20
 	maxPageSize     = 100
+	maxSearchLen    = 200
 )
 
 // readPage reads limit, offset, q and mine from the query string.
@@ -386,6 +388,9 @@ func readPage(r *http.Request) (page, error) {
 		return vs[len(vs)-1]
 	}
 	p := page{limit: defaultPageSize, search: last("q")}
+	if utf8.RuneCountInString(p.search) > maxSearchLen {
+		errs.add("q", fmt.Sprintf("Ensure this field has no more than %d characters.", maxSearchLen))
+	}
 	if v := last("limit"); v != "" {
 		p.limit = queryInt(errs, "limit", v, 1)
 	}

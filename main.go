@@ -63,6 +63,7 @@ type config struct {
 	maxConnsIP  int    // open connections from one client address
 	publicURL   string // where absolute URLs start, e.g. https://notes.example; "" for the listening address
 	writeLimit  int    // writes per account per minute
+	searchLimit int    // broad searches per account per minute
 	maxNotes    int    // notes per account
 	maxNotesMB  int    // MiB of notes (text and images) per account
 	litestream  bool   // Litestream replicates the database: it checkpoints, not the server
@@ -216,6 +217,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	maxConnsIP := number("max-conns-per-ip", "MAX_CONNS_PER_IP", "256", "open connections from one client address")
 	publicURL := fs.String("public-url", env("PUBLIC_URL", ""), "scheme and host that absolute URLs (the Link of a list) start with, e.g. https://notes.example; default: the address the request came in on (env PUBLIC_URL)")
 	writeLimit := number("write-limit", "WRITE_LIMIT", "120", "note and profile writes per account per minute, 0 for no limit")
+	searchLimit := number("search-limit", "SEARCH_LIMIT", "30", "broad searches (?q= of under 3 characters, or of trigrams every one common) per account per minute, 0 for no limit")
 	maxNotes := number("max-notes", "MAX_NOTES", "10000", "notes one account may keep, 0 for no limit")
 	maxNotesMB := number("max-notes-mb", "MAX_NOTES_MB", "100", "MiB of notes (titles, bodies, images) one account may keep, 0 for no limit")
 	cookieOrigins := fs.String("cookie-origins", env("COOKIE_ORIGINS", ""), "comma-separated origins that may use the refresh cookie routes from another origin, with credentials (env COOKIE_ORIGINS); the server's own origin always may")
@@ -255,7 +257,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		accessTTL: *accessTTL, refreshTTL: *refreshTTL, sessionTTL: *sessionTTL, reuseGrace: *reuseGrace,
 		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
 		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20, maxConns: *maxConns, maxConnsIP: *maxConnsIP,
-		publicURL: strings.TrimSuffix(*publicURL, "/"), writeLimit: *writeLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
+		publicURL: strings.TrimSuffix(*publicURL, "/"), writeLimit: *writeLimit, searchLimit: *searchLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
 		litestream: *litestream, synchronous: strings.ToLower(*synchronous), secureCookie: *secureCookie,
 		mail:      mailConfig{host: *smtpHost, port: *smtpPort, user: *smtpUser, password: getenv("SMTP_PASSWORD"), from: *mailFrom},
 		mailLimit: *mailLimit, resetTTL: *resetTTL, verifyTTL: *verifyTTL, requireVerifiedEmail: *requireVerified,
@@ -277,8 +279,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, &usageError{"token and session lifetimes must be positive"}
 	case cfg.reuseGrace < 0 || cfg.loginLimit < 0 || cfg.ipLimit < 0 || cfg.loginWindow <= 0:
 		return config{}, &usageError{"-reuse-grace, -login-limit and -ip-limit cannot be negative, -login-window must be positive"}
-	case cfg.writeLimit < 0 || cfg.maxNotes < 0 || cfg.maxNotesMB < 0:
-		return config{}, &usageError{"-write-limit, -max-notes and -max-notes-mb cannot be negative"}
+	case cfg.writeLimit < 0 || cfg.searchLimit < 0 || cfg.maxNotes < 0 || cfg.maxNotesMB < 0:
+		return config{}, &usageError{"-write-limit, -search-limit, -max-notes and -max-notes-mb cannot be negative"}
 	case cfg.maxConns < 1 || cfg.maxConnsIP < 1:
 		return config{}, &usageError{"-max-conns and -max-conns-per-ip must be at least 1"}
 	case cfg.bodyMemory < maxMultipartBody:

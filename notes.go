@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -183,15 +184,20 @@ type noteQuery struct {
 	search string // a substring of title or body, any case; "" for all
 	limit  int    // -1 for no limit
 	offset int
+	// indexed: the search index names candidates (searchCandidates), the
+	// only notes that may hold search; else the notes are walked.
+	indexed    bool
+	candidates []int64
 }
 
 // listNotes returns the notes of q, newest updated first.
 //
 // Everyone's visible notes are two index walks, each already newest first:
-// the caller's own notes (notes_user_updated) and the others' public notes
+// the caller's own notes (notes_user_updated) and the public notes
 // (notes_public_updated). Under one ORDER BY that both indexes give, SQLite
-// merges the two walks row by row and stops when the page is full, with no
-// sort and no temporary table (EXPLAIN QUERY PLAN: MERGE (UNION ALL)). One
+// merges the two walks row by row, drops a note both give, and stops when
+// the page is full, with no sort and no temporary table (EXPLAIN QUERY
+// PLAN: MERGE (UNION)). One
 // walk over all notes would step over every private note of everyone else.
 // The query is built from fixed pieces; every value goes in as a named
 // argument.
@@ -199,19 +205,11 @@ func (s *store) listNotes(ctx context.Context, q noteQuery) ([]note, error) {
 	if strings.ContainsRune(q.search, 0) {
 		return nil, nil // NUL only separates title from body: it matches no text
 	}
-	search := foldKey(q.search)
 	query, args := listQuery(q), []any{sql.Named("viewer", q.viewer), sql.Named("owner", q.owner),
-		sql.Named("search", search), sql.Named("limit", q.limit), sql.Named("offset", q.offset)}
-	if match, ok := trigramMatch(search); ok {
-		// A substring that few notes could hold is found by the trigram
-		// index (search.go); a common one, by the walks, soon enough.
-		few, err := indexAnswers(ctx, s.db, match)
-		if err != nil {
-			return nil, err
-		}
-		if few {
-			query, args = indexedSearchQuery(q), append(args, sql.Named("match", match))
-		}
+		sql.Named("search", foldKey(q.search)), sql.Named("limit", q.limit), sql.Named("offset", q.offset)}
+	if q.search != "" && q.indexed {
+		ids, _ := json.Marshal(q.candidates) // ints cannot fail
+		query, args = indexedSearchQuery(q), append(args, sql.Named("ids", string(ids)))
 	}
 	rows, err := s.db.query(ctx, query, args...)
 	if err != nil {
@@ -229,6 +227,23 @@ func (s *store) listNotes(ctx context.Context, q noteQuery) ([]note, error) {
 	return notes, rows.Err()
 }
 
+// searchCandidates is what the search index says of search at a cost that
+// does not grow with the notes (search.go): the only notes that may hold
+// it, or narrowed false when only broader work can tell (broadSearch).
+func (s *store) searchCandidates(ctx context.Context, search string) (ids []int64, narrowed bool, err error) {
+	if strings.ContainsRune(search, 0) {
+		return nil, true, nil // NUL only separates title from body: no note holds it
+	}
+	return s.search.candidates(ctx, foldKey(search))
+}
+
+// broadSearch is what the search index says of search with work that grows
+// with the notes: the notes that may hold it, or walk when the notes must
+// be walked in order.
+func (s *store) broadSearch(ctx context.Context, search string) (ids []int64, walk bool, err error) {
+	return s.search.broadCandidates(ctx, foldKey(search))
+}
+
 // listQuery is the SQL of listNotes for q.
 func listQuery(q noteQuery) string {
 	walk := func(where string) string {
@@ -239,7 +254,11 @@ func listQuery(q noteQuery) string {
 		}
 		return w
 	}
-	query := walk(`user_id = :viewer`) + ` UNION ALL ` + walk(`is_public = 1 AND user_id <> :viewer`)
+	// UNION, not UNION ALL of the others' public notes: a viewer's own
+	// public notes are in both walks, and SQLite's merge drops the second
+	// of each pair as it goes; skipping them in the second walk instead
+	// read every public note of a viewer who has many.
+	query := walk(`user_id = :viewer`) + ` UNION ` + walk(`is_public = 1`)
 	if q.owner != 0 {
 		query = walk(`user_id = :owner AND (user_id = :viewer OR is_public = 1)`)
 	}

@@ -171,7 +171,7 @@ func TestIndexedSearchQueryPlan(t *testing.T) {
 	for _, q := range []noteQuery{{viewer: 1, limit: 21}, {viewer: 1, owner: 2, limit: 21, offset: 20}} {
 		query := indexedSearchQuery(q)
 		plan := queryPlan(t, e.srv.store.db.read.db, query, nullArgs(query)...)
-		if plan[0] != "SEARCH notes USING INTEGER PRIMARY KEY (rowid=?)" || !slices.Contains(plan, "SCAN notes_search VIRTUAL TABLE INDEX 0:M1") {
+		if plan[0] != "SEARCH notes USING INTEGER PRIMARY KEY (rowid=?)" || !slices.Contains(plan, "SCAN json_each VIRTUAL TABLE INDEX 1:") {
 			t.Errorf("%+v: plan %q does not look up the index's candidates by id", q, plan)
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -231,4 +233,76 @@ func TestScaleFlush(t *testing.T) {
 	t.Logf("create p99: %v alone, %v beside a flush of 1,000,000 rows (ratio %.2f); the flush took %v",
 		p99(quiet).Round(time.Microsecond), p99(busy).Round(time.Microsecond),
 		float64(p99(busy))/float64(p99(quiet)), flushTook.Round(time.Millisecond))
+}
+
+// TestSearchCost: what a search costs beside a plain list on 50,000 public
+// notes of common words (200 of them, 20 to 60 a note), through the real
+// handler with the caches off: the searches an attacker would send (common
+// words that match nothing, a long run of them, one of the words), each as
+// a ratio to the plain list. A measurement, run with -scale:
+//
+//	go test -run TestSearchCost -v -scale .
+func TestSearchCost(t *testing.T) {
+	if !*scaleEnabled {
+		t.Skip("a measurement: run with -scale")
+	}
+	e := newTestEnv(t, func(c *config) {
+		c.ipLimit, c.loginLimit, c.writeLimit, c.maxNotes, c.maxNotesMB, c.searchLimit = 0, 0, 0, 0, 0, 0
+	})
+	e.srv.pages, e.srv.store.access = nil, nil
+	words := strings.Fields(`the of and to a in is it you that he was for on are with as I his they be at one have this
+		from or had by hot word but what some we can out other were all there when up use your how said an each she
+		which do their time if will way about many then them write would like so these her long make thing see him two
+		has look more day could go come did number sound no most people my over know water than call first who may down
+		side been now find any new work part take get place made live where after back little only round man year came
+		show every good me give our under name very through just form sentence great think say help low line differ turn
+		cause much mean before move right boy old too same tell does set three want air well also play small end put home
+		read hand port large spell add even land here must big high such follow act why ask men change went light kind
+		off need house picture try us again animal point mother world near build self earth father`)
+	e.register("reader")
+	e.register("writer") // user 2, who wrote the notes
+	random := rand.New(rand.NewSource(1))
+	if err := e.srv.store.write(context.Background(), func(tx *txn, _ *changed) error {
+		for i := range 50_000 {
+			var w []string
+			for range 20 + random.Intn(40) {
+				w = append(w, words[random.Intn(len(words))])
+			}
+			title, body := strings.Join(w[:3], " "), strings.Join(w[3:], " ")
+			if _, err := tx.ExecContext(context.Background(), `INSERT INTO notes (user_id, title, body, search, is_public,
+				created, updated, size) VALUES (2, ?, ?, ?, 1, ?, ?, ?)`, title, body, searchKey(title, body), i, i, len(title)+len(body)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.catchUp()
+	if err := e.srv.store.search.merge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	access := e.login("reader").Access
+	timeOf := func(q string) time.Duration {
+		path := "/api/notes/?q=" + url.QueryEscape(q)
+		if q == "" {
+			path = "/api/notes/"
+		}
+		const calls = 50
+		start := time.Now()
+		for range calls {
+			if res := e.get(path, access); res.status != 200 {
+				t.Fatalf("%s: %d %s", path, res.status, res.body)
+			}
+		}
+		return time.Since(start) / calls
+	}
+	plain := timeOf("")
+	fmt.Printf("%-50s %10s %8s %s\n", "q", "per call", "× list", "narrowed")
+	for _, q := range []string{"", strings.Repeat("the ", 49) + "zq", "the of and to a in is it you that he was for",
+		"write would like so these", "xyzzy", "ing", "the", "of the", "the the the", "zq"} {
+		_, narrowed, _ := e.srv.store.searchCandidates(context.Background(), q)
+		d := timeOf(q)
+		fmt.Printf("%-50.50q %10v %8.1f %v\n", q, d.Round(time.Microsecond), float64(d)/float64(plain), narrowed)
+	}
 }

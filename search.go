@@ -8,11 +8,14 @@ package main
 // nothing reads every note the caller may see, and costs more the more
 // notes there are. So notes_search (schema.sql) holds every
 // trigram, every three characters in a row, of every note, with where it
-// stands, in an SQLite FTS5 table. A search of three characters or more is
-// asked of it as a phrase, its trigrams one after another: the notes that
-// hold the search itself, everyone's, which the query then narrows to those
-// the caller may see. When they are many (candidatesCap), the walk finds a
-// page of them soon enough, and is used instead.
+// stands, in an SQLite FTS5 table. A search of three characters or more
+// has trigrams: the notes that hold the search hold each of them. So the
+// rarest of its trigrams (the first found held by few notes) names the
+// candidates, few, which are read and checked for the whole search. When
+// every trigram is common the index cannot narrow it cheaply, and the
+// notes are walked in order, which finds a page of a common substring soon
+// and reads every note to find a rare one: such a search is "broad", and
+// an account may make only so many a minute (-search-limit).
 //
 // What a search may still miss is what the index has not seen yet. Writing
 // to an FTS5 table costs a lot per transaction and little per row (kept in
@@ -27,7 +30,8 @@ package main
 // (with candidatesCap or more pending, as under a stream of writes or after
 // a bulk load, it walks until the indexer has caught up), and checks each: a
 // note the index knows in an older version is found, or not, by its text
-// as it is now.
+// as it is now. (A note whose new text is pending is a candidate whatever
+// the index says of its older one.)
 //
 // It knows the three search tables and the writer's inWriteTx, not HTTP.
 
@@ -49,19 +53,20 @@ const (
 	// indexDelay is how long a change waits for others before it is
 	// indexed anyway.
 	indexDelay = 500 * time.Millisecond
-	// candidatesCap: a search that this many notes or more hold walks the
-	// notes in order instead (listQuery), which finds a page of such a
-	// common substring soon; reading and sorting that many candidates
-	// would cost more.
-	candidatesCap = 200
+	// candidatesCap: a trigram held by fewer notes is rare enough for its
+	// notes to be read one by one; one held by more says nothing cheap.
+	candidatesCap = 500
+	// denseCap: a search that this many notes or more hold walks the notes
+	// in order instead (listQuery), which finds a page of them soon;
+	// reading and sorting that many candidates would cost more.
+	denseCap = 1000
 	// mergeAfter is how many batches in a row make a catch-up after which
 	// the index is merged (merge), and mergePages how much one merge
 	// transaction writes (pages of 4 KB).
 	mergeAfter = 20
 	mergePages = 200
-	// matchRunes is how much of a search is asked of the index at most
-	// (each character more is one more trigram to look up).
-	matchRunes = 24
+	// probedTrigrams bounds the trigrams of one search that are looked up.
+	probedTrigrams = 16
 )
 
 // searchIndex keeps notes_search up to date. committed (store.go) counts
@@ -225,39 +230,114 @@ func (x *searchIndex) indexBatch(ctx context.Context) (more bool, err error) {
 	return more, err
 }
 
-// trigramMatch is the FTS5 query for search (already folded): one phrase,
-// quoted so that every character is literal, which the trigram tokenizer
-// turns into the search's trigrams one after another. Its candidates are
-// the notes that hold the search itself. A long search asks for its first
-// matchRunes characters only: as few notes hold them, and every candidate
-// is checked for the whole. ok is false for a search under three
-// characters, which the index cannot answer.
-func trigramMatch(search string) (match string, ok bool) {
-	runes := []rune(search)
-	if len(runes) < 3 {
-		return "", false
+// candidates asks the index which notes may hold search (already folded),
+// at a cost that does not grow with the notes: up to probedTrigrams of its
+// trigrams are looked up, each for at most candidatesCap notes, until one
+// is held by fewer. Those notes, and the notes not indexed yet, are the
+// candidates, the only notes that may hold the search (each is then read,
+// and checked for the whole search). narrowed is false when the index
+// cannot name them so: the search is under three characters, every
+// trigram looked up is common, or candidatesCap notes wait to be indexed
+// (as after a bulk load). Then only broader work can tell (broadCandidates).
+func (x *searchIndex) candidates(ctx context.Context, search string) (ids []int64, narrowed bool, err error) {
+	pending, ok, err := x.pending(ctx, search)
+	if !ok {
+		return nil, false, err
 	}
-	runes = runes[:min(len(runes), matchRunes)]
-	return `"` + strings.ReplaceAll(string(runes), `"`, `""`) + `"`, true
+	for _, trigram := range probedTrigramsOf([]rune(search)) {
+		ids, err := x.rowids(ctx, `SELECT rowid FROM notes_search WHERE notes_search MATCH :match LIMIT :cap`,
+			phrase(trigram), candidatesCap)
+		if err != nil || len(ids) < candidatesCap {
+			return append(ids, pending...), err == nil, err
+		}
+	}
+	return nil, false, nil
 }
 
-// indexAnswers reports whether the index answers a search for match
-// cheaply: fewer than candidatesCap notes hold its trigrams, and fewer than
-// that wait to be indexed (many do after a bulk load, until the indexer
-// has caught up). Else the search walks the notes, as it would without the
-// index.
-func indexAnswers(ctx context.Context, db *sqliteDB, match string) (bool, error) {
-	var candidates, pending int
-	err := db.queryRow(ctx, `SELECT
-			(SELECT count(*) FROM (SELECT rowid FROM notes_search WHERE notes_search MATCH :match LIMIT :cap)),
-			(SELECT count(*) FROM (SELECT note_id FROM notes_search_pending LIMIT :cap))`,
-		sql.Named("match", match), sql.Named("cap", candidatesCap)).Scan(&candidates, &pending)
-	return candidates < candidatesCap && pending < candidatesCap, err
+// broadCandidates is what the index can say of a search candidates could
+// not narrow, with work that grows with the notes: the notes that hold the
+// search whole (its trigrams in a row, a phrase), unless denseCap or more
+// do, or it cannot be asked (under three characters, too many notes
+// pending). Then walk: the notes must be walked in order (listQuery),
+// which finds a page of a common substring soon, and reads every note the
+// caller may see when few hold it.
+func (x *searchIndex) broadCandidates(ctx context.Context, search string) (ids []int64, walk bool, err error) {
+	pending, ok, err := x.pending(ctx, search)
+	if !ok {
+		return nil, true, err
+	}
+	ids, err = x.rowids(ctx, `SELECT rowid FROM notes_search WHERE notes_search MATCH :match LIMIT :cap`,
+		phrase(search), denseCap)
+	return append(ids, pending...), len(ids) >= denseCap, err
 }
 
-// indexedSearchQuery is the SQL of listNotes for a search answered from the
-// index: the candidates and the notes not indexed yet, those the viewer may
-// see that hold the substring, sorted.
+// pending is the notes not indexed yet, if the index can be asked of
+// search at all: it is three characters or more, and fewer than
+// candidatesCap notes wait.
+func (x *searchIndex) pending(ctx context.Context, search string) (ids []int64, ok bool, err error) {
+	if len([]rune(search)) < 3 {
+		return nil, false, nil
+	}
+	ids, err = x.rowids(ctx, `SELECT note_id FROM notes_search_pending LIMIT :cap`, "", candidatesCap)
+	return ids, err == nil && len(ids) < candidatesCap, err
+}
+
+// phrase is text as an FTS5 phrase, quoted so that every character is
+// literal: the trigram tokenizer makes it the text's trigrams in a row.
+func phrase(text string) string {
+	return `"` + strings.ReplaceAll(text, `"`, `""`) + `"`
+}
+
+// probedTrigramsOf is the trigrams of search that candidates looks up, at
+// most probedTrigrams of the distinct ones: first those with a space in the
+// middle (the end of a word and the start of the next: in a text of words,
+// the rarest), then others spread from the first to the last.
+func probedTrigramsOf(runes []rune) []string {
+	var spaced, rest []string
+	seen := map[string]bool{}
+	for i := 0; i+3 <= len(runes); i++ {
+		t := string(runes[i : i+3])
+		switch {
+		case seen[t]:
+		case runes[i+1] == ' ':
+			spaced = append(spaced, t)
+		default:
+			rest = append(rest, t)
+		}
+		seen[t] = true
+	}
+	probed := spaced[:min(len(spaced), probedTrigrams)]
+	if room := probedTrigrams - len(probed); len(rest) <= room {
+		probed = append(probed, rest...)
+	} else {
+		for i := range room {
+			probed = append(probed, rest[i*(len(rest)-1)/max(room-1, 1)])
+		}
+	}
+	return probed
+}
+
+// rowids runs query (with :cap, and :match when match is not "") for ids.
+func (x *searchIndex) rowids(ctx context.Context, query, match string, limit int) ([]int64, error) {
+	rows, err := x.db.query(ctx, query, sql.Named("cap", limit), sql.Named("match", match))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// indexedSearchQuery is the SQL of listNotes for a search the index
+// answers: of the candidates (:ids, a JSON array), those the viewer may see
+// that hold the substring, sorted.
 func indexedSearchQuery(q noteQuery) string {
 	visible := `(user_id = :viewer OR is_public = 1)`
 	if q.owner != 0 {
@@ -266,8 +346,6 @@ func indexedSearchQuery(q noteQuery) string {
 		visible += ` AND +user_id = :owner`
 	}
 	return `SELECT ` + noteColumns + ` FROM notes
-		WHERE id IN (SELECT rowid FROM notes_search WHERE notes_search MATCH :match
-				UNION ALL SELECT note_id FROM notes_search_pending)
-			AND ` + visible + ` AND instr(search, :search) > 0
+		WHERE id IN (SELECT value FROM json_each(:ids)) AND ` + visible + ` AND instr(search, :search) > 0
 		ORDER BY updated DESC, id DESC LIMIT :limit OFFSET :offset`
 }

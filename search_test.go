@@ -147,9 +147,9 @@ func TestSearchIndexInBatches(t *testing.T) {
 }
 
 // TestSearchOfACommonSubstringWalks: when candidatesCap notes or more
-// hold the trigrams (here: someone else's private notes), or wait to be
-// indexed, the search walks the caller's notes in order instead, and still
-// answers right.
+// hold every trigram of the search (here: someone else's private notes), or
+// wait to be indexed, the index names no candidates and the search walks
+// the caller's notes in order instead, and still answers right.
 func TestSearchOfACommonSubstringWalks(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
@@ -160,38 +160,71 @@ func TestSearchOfACommonSubstringWalks(t *testing.T) {
 	e.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
 		INSERT INTO notes (user_id, body, search, created, updated) SELECT ?, 'zebra', char(0) || 'zebra', i, i FROM n`,
 		candidatesCap, bobID)
+	indexed := func(search string) bool {
+		t.Helper()
+		_, indexed, err := e.srv.store.searchCandidates(context.Background(), search)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return indexed
+	}
 	// Before the indexer has caught up, that many notes pending are as
-	// many candidates.
-	if few, err := indexAnswers(context.Background(), e.srv.store.db, `"crossing"`); err != nil || few {
-		t.Fatalf("with %d notes pending, indexAnswers = %v, %v; want false", candidatesCap, few, err)
+	// many candidates: a walk.
+	if indexed("crossing") {
+		t.Fatalf("with %d notes pending, the index named the candidates of crossing", candidatesCap)
 	}
 	if got := listIDs(t, e.get("/api/notes/?q=crossing", alice)); fmt.Sprint(got) != fmt.Sprint([]int64{mine.ID}) {
 		t.Errorf("?q=crossing = %v, want alice's note %d", got, mine.ID)
 	}
 	e.catchUp()
-	if few, err := indexAnswers(context.Background(), e.srv.store.db, `"crossing"`); err != nil || !few {
-		t.Fatalf("caught up, indexAnswers for crossing = %v, %v; want true", few, err)
-	}
-	few, err := indexAnswers(context.Background(), e.srv.store.db, `"zebra"`)
-	if err != nil || few {
-		t.Fatalf("indexAnswers = %v, %v; want false", few, err)
+	if !indexed("crossing") || indexed("zebra") {
+		t.Fatalf("caught up: crossing indexed %v (want true), zebra %v (want false)", indexed("crossing"), indexed("zebra"))
 	}
 	if got := listIDs(t, e.get("/api/notes/?q=zebra", alice)); fmt.Sprint(got) != fmt.Sprint([]int64{mine.ID}) {
 		t.Errorf("?q=zebra = %v, want alice's note %d alone", got, mine.ID)
 	}
 }
 
-func TestTrigramMatch(t *testing.T) {
+func TestProbedTrigrams(t *testing.T) {
+	long := []rune("abcdefghijklmnopqrstuvwxyz0123456789")
 	for search, want := range map[string]string{
-		"ab":                    "",
-		"abc":                   `"abc"`,
-		`a"b c`:                 `"a""b c"`,
-		"écoles":                `"écoles"`,
-		strings.Repeat("é", 30): `"` + strings.Repeat("é", matchRunes) + `"`,
+		"abc":                   "[abc]",
+		`a"b c`:                 `[b c a"b "b ]`,
+		"the of and":            "[e o f a the he   of of   an and]",
+		"écoles":                "[éco col ole les]",
+		strings.Repeat("é", 30): "[ééé]",
+		string(long):            "[abc cde efg ghi ijk lmn nop pqr rst tuv wxy yz0 012 234 456 789]",
 	} {
-		got, ok := trigramMatch(search)
-		if got != want || ok != (want != "") {
-			t.Errorf("trigramMatch(%q) = %q, %v; want %q", search, got, ok, want)
+		if got := fmt.Sprint(probedTrigramsOf([]rune(search))); got != want {
+			t.Errorf("probedTrigramsOf(%q) = %s; want %s", search, got, want)
 		}
 	}
+}
+
+// TestBroadSearchesAreLimited: a search the index cannot narrow at a cost
+// that does not grow with the notes (here, under three characters) spends
+// one of the account's -search-limit a minute, and past it gets 429; one
+// the index narrows is never refused; a q over 200 characters is a 400.
+func TestBroadSearchesAreLimited(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(c *config) { c.searchLimit = 2 })
+	e.register("alice")
+	alice := e.login("alice").Access
+	e.createNote(alice, `{"title":"zebra crossing"}`)
+	e.catchUp()
+	for i, q := range []string{"ze", "br"} {
+		if res := e.get("/api/notes/?q="+q, alice); res.status != 200 {
+			t.Fatalf("broad search %d: %d %s", i+1, res.status, res.body)
+		}
+	}
+	res := e.get("/api/notes/?q=ra", alice)
+	wantThrottled(t, res, 60)
+	if res := e.get("/api/notes/?q=crossing", alice); res.status != 200 || len(listIDs(t, res)) != 1 {
+		t.Errorf("a narrowed search past the limit: %d %s", res.status, res.body)
+	}
+	// The attack's search: common words and a rare end. Narrowed.
+	if _, narrowed, err := e.srv.store.searchCandidates(context.Background(), strings.Repeat("the ", 49)+"zq"); err != nil || !narrowed {
+		t.Errorf("the 49 common words and zq: narrowed %v, %v", narrowed, err)
+	}
+	want(t, e.get("/api/notes/?q="+strings.Repeat("a", 201), alice), 400, `{"q":["Ensure this field has no more than 200 characters."]}`)
 }
