@@ -10,7 +10,8 @@ package main
 // tokens are signed (jwt.go). The machinery the handlers share has files of
 // its own: router.go (slash forms, 405, CORS, logging), auth.go (the
 // Bearer token of a request), body.go and input.go (bodies, and their
-// fields validated), answers.go (errors to answers, writing JSON),
+// fields validated), lists.go (the notes list a page at a time),
+// answers.go (errors to answers, writing JSON),
 // passwords.go, throttle.go, cookies.go (the refresh token as a cookie),
 // recovery.go (password reset and email verification by mail).
 
@@ -18,7 +19,6 @@ import (
 	"context"
 	_ "embed"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -775,98 +775,6 @@ func (s *server) ownNote(r *http.Request, c *caller) (note, error) {
 		return note{}, errForbidden
 	}
 	return n, err
-}
-
-// listNotes is GET /api/notes/: the caller's notes and everyone's public
-// notes, newest updated first, a page at a time.
-func (s *server) listNotes(w http.ResponseWriter, r *http.Request, c *caller) error {
-	page, err := readPage(r)
-	if err != nil {
-		return err
-	}
-	q := noteQuery{viewer: c.user.ID, search: page.search}
-	if page.mine {
-		q.owner = c.user.ID
-	}
-	return s.writeNotesPage(w, r, q, page)
-}
-
-// userNotes is GET /api/users/{id}/notes/: that user's public notes, or all
-// of them if it is the caller.
-func (s *server) userNotes(w http.ResponseWriter, r *http.Request, c *caller) error {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		return errNotFoundAnswer
-	}
-	page, err := readPage(r)
-	if err != nil {
-		return err
-	}
-	exists, err := s.store.userExists(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	if !exists {
-		return errNotFoundAnswer
-	}
-	return s.writeNotesPage(w, r, noteQuery{viewer: c.user.ID, owner: id, search: page.search}, page)
-}
-
-// writeNotesPage answers one page of q. It asks for one note more than the
-// page holds: if it comes, there is a next page, and the Link header says
-// where (an absolute URL that keeps the other query parameters).
-// A page answered moments ago, with no note written since that it could
-// hold, comes from s.pages (pagecache.go).
-func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQuery, p page) error {
-	key, version, now := pageKey{q.viewer, q.owner, q.search, p.limit, p.offset}, s.store.lists.version(q.viewer), s.now()
-	body, more, ok := s.pages.get(key, version, now)
-	if !ok {
-		q.limit, q.offset = p.limit+1, p.offset
-		if err := s.planSearch(r, &q); err != nil {
-			return err
-		}
-		notes, err := s.store.listNotes(r.Context(), q)
-		if err != nil {
-			return err
-		}
-		if more = len(notes) > p.limit; more {
-			notes = notes[:p.limit]
-		}
-		page, err := newNotesPage(notes)
-		if err != nil {
-			return err
-		}
-		body = page.body
-		s.pages.put(key, version, now, page, more)
-	}
-	if more {
-		next := r.URL.Query()
-		next.Set("limit", strconv.Itoa(p.limit))
-		next.Set("offset", strconv.Itoa(p.offset+p.limit))
-		w.Header().Set("Link", fmt.Sprintf(`<%s%s?%s>; rel="next"`, s.baseURL(r), r.URL.EscapedPath(), next.Encode()))
-	}
-	return writeBody(w, http.StatusOK, body)
-}
-
-// planSearch asks the search index for the candidates of q's search. A
-// search it cannot narrow at a cost that does not grow with the notes is
-// broad, and spends one of the caller's -search-limit a minute: one
-// account cannot keep a core busy with searches.
-func (s *server) planSearch(r *http.Request, q *noteQuery) error {
-	if q.search == "" {
-		return nil
-	}
-	ids, narrowed, err := s.store.searchCandidates(r.Context(), q.search)
-	if err == nil && !narrowed {
-		if wait := s.searches.take(strconv.FormatInt(q.viewer, 10), s.now()); wait > 0 {
-			return throttled(wait)
-		}
-		var walk bool
-		ids, walk, err = s.store.broadSearch(r.Context(), q.search)
-		narrowed = !walk
-	}
-	q.candidates, q.indexed = ids, narrowed
-	return err
 }
 
 // ---- media and health ----

@@ -1,12 +1,11 @@
 package main
 
 // input.go: the fields of a request body, validated as Django REST
-// framework validates them, and a list's query string.
+// framework validates them.
 //
 // text, optionalText, optionalBool and image read the fields of an *input
 // (body.go) with DRF's rules and messages, collecting every problem in a
-// fieldErrors, in the order the fields are checked. readPage reads a list's
-// query string.
+// fieldErrors, in the order the fields are checked.
 //
 // It knows fields and their messages, not what a handler does with them;
 // the only store calls are the uniqueness checks of username and email.
@@ -15,17 +14,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"image"
 	_ "image/gif" // image.DecodeConfig recognises the three accepted formats
 	_ "image/jpeg"
 	_ "image/png"
-	"math"
 	"net"
-	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -356,79 +351,4 @@ func validEmailAddress(s string) bool {
 		return r
 	}, domain)
 	return emailDomainPattern.MatchString(ascii) && !strings.HasSuffix(ascii, "-")
-}
-
-// ---- the query string of a list ----
-
-// page is what a list's query string asks for.
-type page struct {
-	limit, offset int
-	search        string
-	mine          bool
-}
-
-// Page sizes: limit is 20 unless asked, and at most 100; a search is at
-// most 200 characters.
-const (
-	defaultPageSize = 20
-	maxPageSize     = 100
-	maxSearchLen    = 200
-)
-
-// readPage reads limit, offset, q and mine from the query string.
-func readPage(r *http.Request) (page, error) {
-	query := r.URL.Query()
-	errs := &fieldErrors{}
-	// The last value of a repeated parameter counts, as in Django's QueryDict.
-	last := func(name string) string {
-		vs := query[name]
-		if len(vs) == 0 {
-			return ""
-		}
-		return vs[len(vs)-1]
-	}
-	p := page{limit: defaultPageSize, search: last("q")}
-	if utf8.RuneCountInString(p.search) > maxSearchLen {
-		errs.add("q", fmt.Sprintf("Ensure this field has no more than %d characters.", maxSearchLen))
-	}
-	if v := last("limit"); v != "" {
-		p.limit = queryInt(errs, "limit", v, 1)
-	}
-	if v := last("offset"); v != "" {
-		p.offset = queryInt(errs, "offset", v, 0)
-	}
-	if v := last("mine"); v != "" {
-		mine, ok := parseBool(v)
-		if !ok {
-			errs.add("mine", msgNotBool)
-		}
-		p.mine = mine
-	}
-	p.limit = min(p.limit, maxPageSize)
-	if errs.any() {
-		return page{}, errs
-	}
-	return p, nil
-}
-
-// queryInt reads a whole number of at least least, as DRF's IntegerField.
-// Numbers too large for an int are taken as the largest (a limit is capped
-// anyway, and an offset that large is past every note).
-func queryInt(errs *fieldErrors, name, v string, least int) int {
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if errors.Is(err, strconv.ErrRange) { // a whole number, only too large either way
-		if strings.HasPrefix(strings.TrimSpace(v), "-") {
-			errs.add(name, fmt.Sprintf("Ensure this value is greater than or equal to %d.", least))
-			return 0
-		}
-		return math.MaxInt32
-	}
-	if err != nil {
-		errs.add(name, "A valid integer is required.")
-		return 0
-	}
-	if n < least {
-		errs.add(name, fmt.Sprintf("Ensure this value is greater than or equal to %d.", least))
-	}
-	return min(n, math.MaxInt32)
 }
