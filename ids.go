@@ -36,17 +36,3 @@ func tokenID(now time.Time) string {
 	rand.Read(b[6:]) // never fails (crypto/rand documents it)
 	return hex.EncodeToString(b[:])
 }
-
-// isTokenID reports whether s has the form of an id of tokenID (or
-// randomID): 32 lowercase hex characters.
-func isTokenID(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for i := range len(s) {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
