@@ -566,7 +566,7 @@ func TestVanishedUserIs401(t *testing.T) {
 			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Authorization", "Bearer "+tokens.Access)
-			c, err := e.srv.authenticate(req)
+			c, err := e.srv.authenticate(req, authorized)
 			if err != nil || c == nil {
 				t.Fatalf("authenticate: %v", err)
 			}

@@ -13,6 +13,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,10 +54,8 @@ func tokenRefused(err error) *apiError {
 
 // verdict is the message of a token's refusal (jwt.go's tokenError).
 func verdict(err error) string {
-	if e, ok := err.(tokenError); ok {
-		return string(e)
-	}
-	return string(errTokenInvalid)
+	e, _ := err.(tokenError)
+	return cmp.Or(string(e), string(errTokenInvalid))
 }
 
 // writeError is the one place errors become answers: field errors are 400,

@@ -27,9 +27,26 @@ var (
 )
 
 // authenticate reads "Authorization: Bearer <access token>" as simplejwt
-// does. It returns nil, nil when there is no such header, and the
-// contract's 401 when there is one that does not hold.
-func (s *server) authenticate(r *http.Request) (*caller, error) {
+// does, as a route of access who asks: a public route reads no header; an
+// optional one takes no header (nil, nil); an authorized one needs it. A
+// header that does not hold is the contract's 401. The caller's id goes to
+// the request's log line.
+func (s *server) authenticate(r *http.Request, who access) (*caller, error) {
+	if who == public {
+		return nil, nil
+	}
+	c, err := s.bearer(r)
+	if err == nil && c == nil && who == authorized {
+		err = errNotAuthenticated
+	}
+	if info := requestInfoFrom(r.Context()); c != nil && info != nil {
+		info.userID = c.user.ID
+	}
+	return c, err
+}
+
+// bearer is the caller of r's Bearer token: nil, nil when there is none.
+func (s *server) bearer(r *http.Request) (*caller, error) {
 	parts := strings.Fields(r.Header.Get("Authorization"))
 	if len(parts) == 0 || parts[0] != "Bearer" {
 		return nil, nil // no credentials, or another scheme: not ours to judge

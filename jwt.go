@@ -321,10 +321,7 @@ func jsonString(raw json.RawMessage) string {
 // booleans, null and numbers outside that range are refused: a time beyond
 // it would overflow the microseconds the store keeps.
 func jsonSeconds(raw json.RawMessage) (int64, bool) {
-	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(string(raw), 64)
+	f, err := strconv.ParseFloat(string(raw), 64) // of a JSON value, only a number parses
 	if err != nil || f < 0 || f > maxNumericDate {
 		return 0, false
 	}

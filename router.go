@@ -194,28 +194,15 @@ func (s *server) allowedOrigin(origin string) string {
 	return ""
 }
 
-// endpoint wraps a handler: authentication as the route asks, then the
-// handler, then the error answer if it returned one.
+// endpoint wraps a handler: authentication as the route asks (auth.go),
+// then the handler, then the error answer if either returned one.
 func (s *server) endpoint(who access, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var c *caller
-		if who != public {
-			var err error
-			c, err = s.authenticate(r)
-			if err == nil && c == nil && who == authorized {
-				err = errNotAuthenticated
-			}
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			if c != nil {
-				if info := requestInfoFrom(r.Context()); info != nil {
-					info.userID = c.user.ID
-				}
-			}
+		c, err := s.authenticate(r, who)
+		if err == nil {
+			err = h(w, r, c)
 		}
-		if err := h(w, r, c); err != nil {
+		if err != nil {
 			s.writeError(w, r, err)
 		}
 	}

@@ -96,8 +96,7 @@ func (v *verifiedTokens) keep(token string, e verifiedToken) {
 	size := textSize(token, e.claims)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if old, ok := v.entries[token]; ok {
-		delete(v.entries, token)
+	if old, ok := v.entries[token]; ok { // replaced below
 		v.bytes -= textSize(token, old.claims)
 	}
 	if len(v.entries) >= verifiedTokensSize || v.bytes+size > verifiedTokensBytes {
