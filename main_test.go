@@ -201,3 +201,24 @@ func TestErrorsNameTheirCauseAndFix(t *testing.T) {
 		t.Errorf("a busy port: %v", err)
 	}
 }
+
+// TestCodeMapListsEveryFile: GUIDE.md §5, the one map of the code, names
+// every source file of the server, so that the map cannot fall behind.
+func TestCodeMapListsEveryFile(t *testing.T) {
+	t.Parallel()
+	guide, err := os.ReadFile("GUIDE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(guide), "## 5. A map of the code")
+	section, _, _ = strings.Cut(section, "\n## 6.")
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(files, "schema.sql", "openapi.json") {
+		if !strings.HasSuffix(f, "_test.go") && !strings.Contains(section, "`"+f+"`") {
+			t.Errorf("GUIDE.md §5 does not name %s", f)
+		}
+	}
+}

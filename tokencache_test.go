@@ -162,3 +162,27 @@ func TestKeptTokenExpiresThroughTheAPI(t *testing.T) {
 	e.clock.advance(time.Millisecond)
 	want(t, e.get("/api/profile/", tokens.Access), 401, bodyAccessRefused("Token is invalid or expired"))
 }
+
+// BenchmarkVerifyAccess: an access token checked in full, and the same
+// token again, answered from memory (go test -run XXX -bench VerifyAccess).
+func BenchmarkVerifyAccess(b *testing.B) {
+	token := singleKeySigner(testKey).sign(testClaims(accessToken))
+	b.Run("full", func(b *testing.B) {
+		s := singleKeySigner(testKey)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.verify(token, accessToken, testNow); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("kept", func(b *testing.B) {
+		v := newVerifiedTokens(singleKeySigner(testKey))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.verifyAccess(token, testNow); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
