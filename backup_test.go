@@ -46,97 +46,13 @@ func TestBackupUnderLoadRestoresEveryAcknowledgedWrite(t *testing.T) {
 		t.Fatalf("refresh: %d %s", status, body)
 	}
 
-	// Writers: notes, one in four with an image, and one note whose image
-	// is replaced again and again (each replacement deletes a file).
-	var mu sync.Mutex
-	acked := map[int64]string{} // note id -> its image path ("" for none)
-	stop := make(chan struct{})
-	var writers sync.WaitGroup
-	create := func(i int) {
-		var status int
-		var body string
-		if i%4 == 0 {
-			ct, b := multipartBody(map[string]string{"title": fmt.Sprint("note ", i)}, "cover_image", "a.png", pngImage(4+i%7, 4))
-			status, body, _ = call(client, "POST", p.base+"/api/notes/", rotated.Access, ct, strings.NewReader(b))
-		} else {
-			status, body, _ = call(client, "POST", p.base+"/api/notes/", rotated.Access, "application/json",
-				strings.NewReader(fmt.Sprintf(`{"title":"note %d","body":"written under a backup"}`, i)))
-		}
-		var n noteJSON
-		if status == 201 && json.Unmarshal([]byte(body), &n) == nil {
-			image := ""
-			if n.CoverImage != nil {
-				image = *n.CoverImage
-			}
-			mu.Lock()
-			acked[n.ID] = image
-			mu.Unlock()
-		} else {
-			select {
-			case <-stop: // the test is ending
-			default:
-				t.Errorf("create: %d %s", status, body)
-			}
-		}
-	}
-	for w := range 3 {
-		writers.Go(func() {
-			for i := w; ; i += 3 {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				create(i)
-			}
-		})
-	}
-	replaced := make(chan int64, 1)
-	writers.Go(func() {
-		ct, b := multipartBody(map[string]string{"title": "replaced"}, "cover_image", "a.png", pngImage(3, 3))
-		_, body, _ := call(client, "POST", p.base+"/api/notes/", rotated.Access, ct, strings.NewReader(b))
-		var n noteJSON
-		json.Unmarshal([]byte(body), &n)
-		replaced <- n.ID
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			ct, b := multipartBody(nil, "cover_image", "b.png", pngImage(5+i%9, 5))
-			call(client, "PATCH", fmt.Sprintf("%s/api/notes/%d/", p.base, n.ID), rotated.Access, ct, strings.NewReader(b))
-		}
-	})
-	stopWriters := sync.OnceFunc(func() { close(stop); writers.Wait() })
-	defer stopWriters() // before the servers stop, even when the test fails
-	replacedID := <-replaced
-	for { // until the writers have a few hundred notes acknowledged
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 200 {
-			break
-		}
-		select { // the next log line: a request answered
-		case <-p.logged:
-		case <-time.After(30 * time.Second):
-			t.Fatal("the writers made no progress")
-		}
-	}
-	mu.Lock()
-	before := make(map[int64]string, len(acked))
-	for id, image := range acked {
-		before[id] = image
-	}
-	mu.Unlock()
-
+	w := startBackupWriters(t, p, client, rotated.Access)
+	defer w.stop() // before the servers stop, even when the test fails
+	before := w.waitForNotes(200)
 	backup := filepath.Join(t.TempDir(), "backup")
 	out := jwtnotesCommand(t, "backup", backup, "-with-keys", "-data", dir)
-	mu.Lock()
-	during := len(acked) - len(before)
-	mu.Unlock()
-	stopWriters()
+	during := len(w.notes()) - len(before)
+	w.stop()
 	t.Logf("%d notes acknowledged before the backup began, %d while it ran; %s", len(before), during, strings.TrimSpace(out))
 	if !strings.Contains(out, "the signing keys") || during == 0 {
 		t.Errorf("backup said %q; %d writes were acknowledged while it ran (want some)", out, during)
@@ -153,10 +69,118 @@ func TestBackupUnderLoadRestoresEveryAcknowledgedWrite(t *testing.T) {
 	if _, _, err := describeDatabase(context.Background(), filepath.Join(restored, "notes.db"), true); err != nil {
 		t.Errorf("the restored database: %v", err)
 	}
-
 	q := startServer(t, restored, "-reuse-grace", "0s") // as the first: no grace answer for the replay below
+	checkRestoredNotes(t, q, client, rotated.Access, before, w.replacedID)
+	status, body, _ = call(client, "POST", q.base+"/api/token/refresh/", "", "application/json",
+		strings.NewReader(`{"refresh":"`+alice.Refresh+`"}`))
+	if status != 401 || !strings.Contains(body, "blacklisted") {
+		t.Errorf("a refresh token rotated out before the backup, on the restored server: %d %s", status, body)
+	}
+	for _, s := range []*serverProcess{p, q} {
+		if s.stop(syscall.SIGTERM) != 0 {
+			t.Error("a server did not exit cleanly")
+		}
+	}
+}
+
+// backupWriters write notes (one in four with an image) and replace one
+// note's image again and again (each replacement deletes a file), keeping
+// what was acknowledged.
+type backupWriters struct {
+	t          *testing.T
+	p          *serverProcess
+	mu         sync.Mutex
+	acked      map[int64]string // note id -> its image path ("" for none)
+	replacedID int64
+	done       chan struct{}
+	running    sync.WaitGroup
+	stop       func()
+}
+
+func startBackupWriters(t *testing.T, p *serverProcess, client *http.Client, access string) *backupWriters {
+	w := &backupWriters{t: t, p: p, acked: map[int64]string{}, done: make(chan struct{})}
+	w.stop = sync.OnceFunc(func() { close(w.done); w.running.Wait() })
+	for writer := range 3 {
+		w.running.Go(func() {
+			for i := writer; w.going(); i += 3 {
+				w.create(client, access, i)
+			}
+		})
+	}
+	ct, b := multipartBody(map[string]string{"title": "replaced"}, "cover_image", "a.png", pngImage(3, 3))
+	_, body, _ := call(client, "POST", p.base+"/api/notes/", access, ct, strings.NewReader(b))
+	var n noteJSON
+	json.Unmarshal([]byte(body), &n)
+	w.replacedID = n.ID
+	w.running.Go(func() {
+		for i := 0; w.going(); i++ {
+			ct, b := multipartBody(nil, "cover_image", "b.png", pngImage(5+i%9, 5))
+			call(client, "PATCH", fmt.Sprintf("%s/api/notes/%d/", p.base, n.ID), access, ct, strings.NewReader(b))
+		}
+	})
+	return w
+}
+
+func (w *backupWriters) going() bool {
+	select {
+	case <-w.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// create writes note i, and records it if acknowledged.
+func (w *backupWriters) create(client *http.Client, access string, i int) {
+	contentType, body := "application/json", fmt.Sprintf(`{"title":"note %d","body":"written under a backup"}`, i)
+	if i%4 == 0 {
+		contentType, body = multipartBody(map[string]string{"title": fmt.Sprint("note ", i)}, "cover_image", "a.png", pngImage(4+i%7, 4))
+	}
+	status, answer, _ := call(client, "POST", w.p.base+"/api/notes/", access, contentType, strings.NewReader(body))
+	var n noteJSON
+	if status != 201 || json.Unmarshal([]byte(answer), &n) != nil {
+		if w.going() { // else the test is ending
+			w.t.Errorf("create: %d %s", status, answer)
+		}
+		return
+	}
+	w.mu.Lock()
+	w.acked[n.ID] = deref(n.CoverImage)
+	w.mu.Unlock()
+}
+
+// notes is a copy of the notes acknowledged so far.
+func (w *backupWriters) notes() map[int64]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	notes := make(map[int64]string, len(w.acked))
+	for id, image := range w.acked {
+		notes[id] = image
+	}
+	return notes
+}
+
+// waitForNotes waits until n notes are acknowledged, and returns them.
+func (w *backupWriters) waitForNotes(n int) map[int64]string {
+	for {
+		if notes := w.notes(); len(notes) >= n {
+			return notes
+		}
+		select { // the next log line: a request answered
+		case <-w.p.logged:
+		case <-time.After(30 * time.Second):
+			w.t.Fatal("the writers made no progress")
+		}
+	}
+}
+
+// checkRestoredNotes: every note acknowledged before the backup began is
+// on the restored server with its image, and so is the note whose image was
+// being replaced, with the image of the moment of the backup.
+func checkRestoredNotes(t *testing.T, q *serverProcess, client *http.Client, access string, before map[int64]string, replacedID int64) {
+	t.Helper()
 	for id, image := range before {
-		status, body, _ := call(client, "GET", fmt.Sprintf("%s/api/notes/%d/", q.base, id), rotated.Access, "", nil)
+		status, body, _ := call(client, "GET", fmt.Sprintf("%s/api/notes/%d/", q.base, id), access, "", nil)
 		if status != 200 {
 			t.Errorf("note %d, acknowledged before the backup began: %d %s", id, status, body)
 			continue
@@ -167,22 +191,12 @@ func TestBackupUnderLoadRestoresEveryAcknowledgedWrite(t *testing.T) {
 			}
 		}
 	}
-	status, body, _ = call(client, "GET", fmt.Sprintf("%s/api/notes/%d/", q.base, replacedID), rotated.Access, "", nil)
+	status, body, _ := call(client, "GET", fmt.Sprintf("%s/api/notes/%d/", q.base, replacedID), access, "", nil)
 	var n noteJSON
 	if status != 200 || json.Unmarshal([]byte(body), &n) != nil || n.CoverImage == nil {
 		t.Errorf("the note whose image was being replaced: %d %s", status, body)
 	} else if status, _, _ := call(client, "GET", q.base+*n.CoverImage, "", "", nil); status != 200 {
 		t.Errorf("its image, as of the backup: %d", status)
-	}
-	status, body, _ = call(client, "POST", q.base+"/api/token/refresh/", "", "application/json",
-		strings.NewReader(`{"refresh":"`+alice.Refresh+`"}`))
-	if status != 401 || !strings.Contains(body, "blacklisted") {
-		t.Errorf("a refresh token rotated out before the backup, on the restored server: %d %s", status, body)
-	}
-	for _, s := range []*serverProcess{p, q} {
-		if s.stop(syscall.SIGTERM) != 0 {
-			t.Error("a server did not exit cleanly")
-		}
 	}
 }
 

@@ -37,7 +37,7 @@ var (
 func scaleDB(t *testing.T, users, big int) *testEnv {
 	t.Helper()
 	e := newTestEnv(t, func(c *config) {
-		c.ipLimit, c.loginLimit, c.writeLimit, c.maxNotes, c.maxNotesMB = 0, 0, 0, 0, 0
+		c.ipLimit, c.loginLimit, c.writeLimit, c.maxNotes, c.maxNotesMB, c.searchLimit = 0, 0, 0, 0, 0, 0
 	})
 	if !*scaleCached {
 		// Every request asks the database, as a first request would: the
