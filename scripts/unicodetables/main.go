@@ -56,29 +56,9 @@ var nfkcUnstable = &unicode.RangeTable{
 `, norm.Version, len(runes))
 	r16, r32, latin := ranges(runes)
 	b.WriteString("\tR16: []unicode.Range16{\n")
-	for i, r := range r16 {
-		if i%4 == 0 {
-			b.WriteString("\t\t")
-		}
-		fmt.Fprintf(&b, "{0x%04x, 0x%04x, %d},", r[0], r[1], r[2])
-		if i%4 == 3 || i == len(r16)-1 {
-			b.WriteString("\n")
-		} else {
-			b.WriteString(" ")
-		}
-	}
+	writeRanges(&b, r16, 4, "{0x%04x, 0x%04x, %d},")
 	b.WriteString("\t},\n\tR32: []unicode.Range32{\n")
-	for i, r := range r32 {
-		if i%3 == 0 {
-			b.WriteString("\t\t")
-		}
-		fmt.Fprintf(&b, "{0x%05x, 0x%05x, %d},", r[0], r[1], r[2])
-		if i%3 == 2 || i == len(r32)-1 {
-			b.WriteString("\n")
-		} else {
-			b.WriteString(" ")
-		}
-	}
+	writeRanges(&b, r32, 3, "{0x%05x, 0x%05x, %d},")
 	fmt.Fprintf(&b, "\t},\n\tLatinOffset: %d,\n}\n", latin)
 	src, err := format.Source(b.Bytes())
 	if err != nil {
@@ -86,6 +66,21 @@ var nfkcUnstable = &unicode.RangeTable{
 	}
 	if err := os.WriteFile(*out, src, 0o644); err != nil {
 		log.Fatal(err)
+	}
+}
+
+// writeRanges writes ranges, perLine to a line, each in format.
+func writeRanges(b *bytes.Buffer, ranges [][3]rune, perLine int, format string) {
+	for i, r := range ranges {
+		if i%perLine == 0 {
+			b.WriteString("\t\t")
+		}
+		fmt.Fprintf(b, format, r[0], r[1], r[2])
+		if i%perLine == perLine-1 || i == len(ranges)-1 {
+			b.WriteString("\n")
+		} else {
+			b.WriteString(" ")
+		}
 	}
 }
 
