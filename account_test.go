@@ -478,7 +478,7 @@ func TestFlushExpiredTokensCommand(t *testing.T) {
 	}
 	st.Close()
 	var stdout bytes.Buffer
-	if err := run(context.Background(), []string{"jwtnotes", "flushexpiredtokens", "-data", dir}, envOf(nil), &stdout, io.Discard); err != nil {
+	if err := run(context.Background(), []string{"jwtnotes", "flushexpiredtokens", "-data", dir}, envOf(nil), nil, &stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if got := stdout.String(); got != "deleted 0 blacklisted tokens and 2 sessions\n" {

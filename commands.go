@@ -9,14 +9,18 @@ package main
 // the store's, keys.go's and backup.go's.
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 // flushExpiredTokens is the command of the same name (simplejwt's management
@@ -175,4 +179,143 @@ func restoreCommand(ctx context.Context, cfg config, folder string, getenv func(
 			"(every session will have to log in again)\n", cfg.dataDir, cfg.dataDir)
 	}
 	return nil
+}
+
+// usersCommand is jwtnotes users list, show NAME, deactivate NAME, activate
+// NAME and set-password NAME, as manage.py's changepassword and the admin
+// give them. It works beside a running server: the server sees a change
+// within a second (what it keeps in memory lives a second at most when
+// another process writes). It never shows a password hash.
+func usersCommand(ctx context.Context, cfg config, sub, name string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if _, err := os.Stat(filepath.Join(cfg.dataDir, "notes.db")); err != nil {
+		return fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
+	}
+	st, err := openStore(ctx, cfg.dataDir, cfg.sqliteSettings())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	now := time.Now()
+	if sub == "list" {
+		users, err := st.listUsers(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%-6s  %-20s  %-30s  %-8s  %-6s  %s\n", "ID", "USERNAME", "EMAIL", "VERIFIED", "ACTIVE", "LAST LOGIN")
+		for _, u := range users {
+			fmt.Fprintf(stdout, "%-6d  %-20s  %-30s  %-8s  %-6s  %s\n", u.ID, u.Username, u.Email,
+				yesNo(u.EmailVerified), yesNo(u.IsActive), timeOrNever(u.LastLogin))
+		}
+		return nil
+	}
+	u, sessions, notes, err := st.userNamed(ctx, name, now)
+	if errors.Is(err, errNotFound) {
+		return &usageError{fmt.Sprintf("no user %q (jwtnotes users list shows them)", name)}
+	}
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "show":
+		fmt.Fprintf(stdout, "id          %d\nusername    %s\nemail       %s\nname        %s\nverified    %s\nactive      %s\n"+
+			"joined      %s\nlast login  %s\nsessions    %d live\nnotes       %d\n",
+			u.ID, u.Username, u.Email, strings.TrimSpace(u.FirstName+" "+u.LastName), yesNo(u.EmailVerified),
+			yesNo(u.IsActive), u.DateJoined.Format(time.RFC3339), timeOrNever(u.LastLogin), sessions, notes)
+	case "deactivate", "activate":
+		if err := st.setActive(ctx, u.ID, sub == "activate", now); err != nil {
+			return err
+		}
+		if sub == "activate" {
+			fmt.Fprintf(stdout, "activated %s: they can log in again\n", u.Username)
+			return nil
+		}
+		fmt.Fprintf(stdout, "deactivated %s: %d sessions revoked; a running server refuses their tokens within a second\n", u.Username, sessions)
+	case "set-password":
+		password, err := readNewPassword(stdin, stderr)
+		if err != nil {
+			return err
+		}
+		common, err := loadCommonPasswords()
+		if err != nil {
+			return err
+		}
+		if problems := passwordProblems(common, password, u.Username, u.Email, u.FirstName, u.LastName); len(problems) > 0 {
+			return &usageError{"the password is refused: " + strings.Join(problems, " ")}
+		}
+		hash, err := newPasswordHasher(1).hash(ctx, password)
+		if err != nil {
+			return err
+		}
+		if err := st.setPassword(ctx, u.ID, hash, now); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "password of %s set: %d sessions revoked; they log in again with it\n", u.Username, sessions)
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func timeOrNever(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Format(time.RFC3339)
+}
+
+// readNewPassword reads a password: from a terminal, twice and not echoed,
+// after a prompt on prompt; from anything else (a pipe, a file), its first
+// line.
+func readNewPassword(stdin io.Reader, prompt io.Writer) (string, error) {
+	lines := bufio.NewReader(stdin)
+	readLine := func() (string, error) {
+		line, err := lines.ReadString('\n')
+		if err != nil && (line == "" || !errors.Is(err, io.EOF)) {
+			return "", fmt.Errorf("read the password: %w", err)
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	f, isFile := stdin.(*os.File)
+	if !isFile {
+		return readLine()
+	}
+	restore, isTerminal := echoOff(f)
+	if !isTerminal {
+		return readLine()
+	}
+	defer restore()
+	fmt.Fprint(prompt, "New password: ")
+	first, err := readLine()
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprint(prompt, "\nAgain: ")
+	second, err := readLine()
+	fmt.Fprintln(prompt)
+	if err != nil {
+		return "", err
+	}
+	if first != second {
+		return "", &usageError{"the two passwords differ; nothing was changed"}
+	}
+	return first, nil
+}
+
+// echoOff turns the terminal f's echo off, if f is a terminal, and returns
+// how to turn it on again.
+func echoOff(f *os.File) (restore func(), isTerminal bool) {
+	fd := f.Fd()
+	var state syscall.Termios
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TCGETS, uintptr(unsafe.Pointer(&state))); e != 0 {
+		return nil, false
+	}
+	quiet := state
+	quiet.Lflag &^= syscall.ECHO
+	syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TCSETS, uintptr(unsafe.Pointer(&quiet)))
+	return func() { syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TCSETS, uintptr(unsafe.Pointer(&state))) }, true
 }

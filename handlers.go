@@ -368,7 +368,7 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 		email = ""
 	}
 	password := in.text(errs, "password", textRule{required: true, raw: true, check: func(p string) []string {
-		return s.passwordProblems(p, username, email, "", "")
+		return passwordProblems(s.common, p, username, email, "", "")
 	}})
 	password2 := in.text(errs, "password2", textRule{required: true, raw: true})
 	bio := in.text(errs, "bio", textRule{allowBlank: true, maxLen: 255})
@@ -536,7 +536,7 @@ func (s *server) newPasswordHash(ctx context.Context, in *input, errs *fieldErro
 		if u == nil {
 			return nil
 		}
-		return s.passwordProblems(p, u.Username, u.Email, u.FirstName, u.LastName)
+		return passwordProblems(s.common, p, u.Username, u.Email, u.FirstName, u.LastName)
 	}})
 	password2 := in.text(errs, "new_password2", textRule{required: true, raw: true})
 	if errs.any() {

@@ -365,7 +365,7 @@ func TestBadKeysFilesStopTheStart(t *testing.T) {
 			dir := t.TempDir()
 			tc.setup(t, dir)
 			var stderr bytes.Buffer
-			err := run(context.Background(), []string{"jwtnotes", "-data", dir, "-addr", "127.0.0.1:0"}, envOf(nil), io.Discard, &stderr)
+			err := run(context.Background(), []string{"jwtnotes", "-data", dir, "-addr", "127.0.0.1:0"}, envOf(nil), nil, io.Discard, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("start: %v, want an error saying %q", err, tc.want)
 			}

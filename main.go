@@ -29,7 +29,7 @@ func main() {
 	tuneMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "jwtnotes:", err)
 		var usage *usageError
 		if errors.As(err, &usage) {
@@ -87,13 +87,13 @@ func (cfg config) sqliteSettings() sqliteSettings {
 
 // run is the whole program: main only adds the process around it, so tests
 // can run the real thing with their own arguments, environment and context.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	args = args[1:] // the program name
 	command := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
 	}
-	var keysCommand, kid, folder string
+	var keysCommand, kid, folder, usersCommandName, userName string
 	var withKeys bool
 	switch command {
 	case "serve", "flushexpiredtokens":
@@ -116,8 +116,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if keysCommand != "rotate" && keysCommand != "list" && (keysCommand != "revoke" || kid == "") {
 			return &usageError{"want jwtnotes keys rotate, keys list or keys revoke KID"}
 		}
+	case "users":
+		if len(args) > 0 {
+			usersCommandName, args = args[0], args[1:]
+		}
+		if usersCommandName != "list" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			userName, args = args[0], args[1:]
+		}
+		if usersCommandName != "list" && (userName == "" || !slices.Contains([]string{"show", "deactivate", "activate", "set-password"}, usersCommandName)) {
+			return &usageError{"want jwtnotes users list, or users show, deactivate, activate or set-password NAME"}
+		}
 	default:
-		return &usageError{fmt.Sprintf("unknown command %q (want serve, flushexpiredtokens, keys, backup or restore)", command)}
+		return &usageError{fmt.Sprintf("unknown command %q (want serve, flushexpiredtokens, keys, users, backup or restore)", command)}
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -131,6 +141,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return flushExpiredTokens(ctx, cfg, stdout)
 	case "keys":
 		return manageKeys(cfg, getenv, keysCommand, kid, stdout)
+	case "users":
+		return usersCommand(ctx, cfg, usersCommandName, userName, stdin, stdout, stderr)
 	case "backup":
 		return backupCommand(ctx, cfg, folder, withKeys, getenv, stdout)
 	case "restore":
@@ -158,6 +170,12 @@ const usageText = `Usage:
   jwtnotes keys rotate [-data DIR]         make a new signing key current; the old one verifies its tokens until they expire
   jwtnotes keys list [-data DIR]           each key's id, age, state and until when it verifies (never the key)
   jwtnotes keys revoke KID [-data DIR]     refuse every token key KID signed, at once
+  jwtnotes users list [-data DIR]          every user: id, name, email, verified, active, last login (never a hash)
+  jwtnotes users show NAME                 one user, with their live sessions and notes counted
+  jwtnotes users deactivate NAME           refuse their login and every session (a running server: within a second)
+  jwtnotes users activate NAME             let them log in again
+  jwtnotes users set-password NAME         a new password (asked twice at a terminal, else the first line of
+                                           standard input), the registration validators applied; every session ends
   jwtnotes backup DEST [-with-keys]        copy the database and its media into DEST while the server runs
                                            (-with-keys: the signing keys too; they are a secret)
   jwtnotes restore SRC [-data DIR]         fill an empty data folder from a backup, after checking it

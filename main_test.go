@@ -21,7 +21,7 @@ func TestRunRefusesShortSecret(t *testing.T) {
 	secret := "too-short-secret"
 	var stderr bytes.Buffer
 	err := run(context.Background(), []string{"jwtnotes", "-data", t.TempDir()},
-		envOf(map[string]string{"JWT_SECRET": secret}), io.Discard, &stderr)
+		envOf(map[string]string{"JWT_SECRET": secret}), nil, io.Discard, &stderr)
 	var usage *usageError
 	if !errors.As(err, &usage) {
 		t.Fatalf("run = %v, want a usage error (exit code 2)", err)
@@ -49,7 +49,7 @@ func TestRunRefusesBadCommandLine(t *testing.T) {
 		{[]string{"jwtnotes"}, map[string]string{"SMTP_PASSWORD": "secret"}}, // and no SMTP_USER
 	} {
 		t.Run(strings.Join(tc.args[1:], " ")+fmt.Sprint(tc.env), func(t *testing.T) {
-			err := run(context.Background(), tc.args, envOf(tc.env), io.Discard, io.Discard)
+			err := run(context.Background(), tc.args, envOf(tc.env), nil, io.Discard, io.Discard)
 			var usage *usageError
 			if !errors.As(err, &usage) {
 				t.Errorf("run(%q, %v) = %v, want a usage error", tc.args, tc.env, err)
@@ -75,7 +75,7 @@ func TestMailConfig(t *testing.T) {
 		t.Errorf("config = %+v", cfg)
 	}
 	err = run(context.Background(), []string{"jwtnotes", "-data", t.TempDir(), "-addr", "127.0.0.1:0", "-mail-from", "not an address"},
-		envOf(nil), io.Discard, io.Discard)
+		envOf(nil), nil, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "-mail-from") {
 		t.Errorf("run with a bad -mail-from = %v", err)
 	}
@@ -107,7 +107,7 @@ func TestRunServesAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"jwtnotes", "serve", "-addr", "127.0.0.1:0", "-data", t.TempDir()},
-			envOf(nil), io.Discard, stderrW)
+			envOf(nil), nil, io.Discard, stderrW)
 		stderrW.Close()
 	}()
 	lines := bufio.NewScanner(stderrR)
@@ -149,7 +149,7 @@ func TestErrorsNameTheirCauseAndFix(t *testing.T) {
 	t.Parallel()
 	runWith := func(args ...string) (stderr string, err error) {
 		var buf bytes.Buffer
-		err = run(context.Background(), append([]string{"jwtnotes"}, args...), envOf(nil), io.Discard, &buf)
+		err = run(context.Background(), append([]string{"jwtnotes"}, args...), envOf(nil), nil, io.Discard, &buf)
 		return buf.String(), err
 	}
 

@@ -95,8 +95,8 @@ func (s *server) confirmPassword(ctx context.Context, u user, password string) (
 
 // passwordProblems runs Django's four default password validators in their
 // order and returns every message: similarity to the user's attributes,
-// length, the common-password list, all digits.
-func (s *server) passwordProblems(password, username, email, firstName, lastName string) []string {
+// length, the common-password list (common), all digits.
+func passwordProblems(common commonPasswords, password, username, email, firstName, lastName string) []string {
 	var problems []string
 	if attr := similarAttribute(password, map[string]string{
 		"username": username, "email address": email, "first name": firstName, "last name": lastName,
@@ -106,7 +106,7 @@ func (s *server) passwordProblems(password, username, email, firstName, lastName
 	if utf8.RuneCountInString(password) < 8 {
 		problems = append(problems, "This password is too short. It must contain at least 8 characters.")
 	}
-	if s.common.contains(password) {
+	if common.contains(password) {
 		problems = append(problems, "This password is too common.")
 	}
 	if password != "" && strings.IndexFunc(password, func(r rune) bool { return !unicode.IsDigit(r) }) < 0 {
