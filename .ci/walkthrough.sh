@@ -17,7 +17,8 @@ go build -o "$work/jwtnotes" .
 export DATA_DIR="$work/data"
 # server.log in the repository's folder: the README has the reader keep the
 # log there (go run . 2>&1 | tee server.log) to take a mailed link from it.
-trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" server.log' EXIT
+# The walk-through writes served.png and backup-* there too.
+trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" server.log served.png backup-*' EXIT
 "$work/jwtnotes" -data "$work/data" -addr 127.0.0.1:8001 -public-url http://127.0.0.1:8000 >server.log 2>&1 &
 server=$!
 curl -sS --retry 60 --retry-connrefused --retry-delay 0 --retry-max-time 30 -o /dev/null http://127.0.0.1:8001/healthz
@@ -26,15 +27,16 @@ awk '/^```sh walkthrough$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$
 blocks=$(grep -c '^```sh walkthrough$' README.md)
 echo "running $blocks blocks, $(wc -l <"$work/walkthrough.sh") lines"
 timeout 300 bash -euo pipefail "$work/walkthrough.sh"
-# The typed client: the blocks fenced "sh typescript" and "ts typescript",
-# in a folder inside e2e/ (whose node_modules hold the pinned tools).
-client=$(mktemp -d e2e/typescript-client.XXXXXX)
-trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" "$client" server.log' EXIT
-awk '/^```sh typescript$/ { on = 1; next } /^```$/ { on = 0 } on' README.md | grep -v '^npm install' >"$client/generate.sh"
+# The typed client: the blocks fenced "sh typescript", "ts typescript" (saved
+# as example.ts) and "sh typescript-run", as written, in a new folder (npm
+# installs from the registry the versions the README pins).
+client=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" "$client" server.log served.png backup-*' EXIT
+awk '/^```sh typescript$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$client/setup.sh"
 awk '/^```ts typescript$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$client/example.ts"
-echo '{"compilerOptions": {"target": "es2022", "module": "esnext", "moduleResolution": "bundler", "strict": true, "outDir": "out"}}' >"$client/tsconfig.json"
-(cd "$client" && bash -euo pipefail generate.sh && echo '{"type": "module"}' >package.json &&
-    ../node_modules/.bin/tsc -p . && cp package.json out/ && node out/example.js) | tee "$work/client.out"
+awk '/^```sh typescript-run$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$client/run.sh"
+(cd "$client" && bash -euo pipefail setup.sh && mv example.ts jwtnotes-client/ && cd jwtnotes-client &&
+    bash -euo pipefail ../run.sh) | tee "$work/client.out"
 grep -q "'Beach', 'Holiday'" "$work/client.out"
 if grep -q 'level=ERROR' server.log; then
     echo "the server logged an error:"; cat server.log; exit 1
