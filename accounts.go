@@ -274,6 +274,16 @@ func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessio
 // (TestScaleFlush; docs/PERFORMANCE.md has the sizes tried).
 const flushBatch = 100
 
+// usernameOf is user id's username, or errNotFound.
+func (s *store) usernameOf(ctx context.Context, id int64) (string, error) {
+	var name string
+	err := s.db.queryRow(ctx, `SELECT username FROM users WHERE id = ?`, id).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", errNotFound
+	}
+	return name, err
+}
+
 // ---- the users command (commands.go) ----
 
 // listUsers is every user, by id, as `jwtnotes users list` shows them.

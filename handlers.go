@@ -128,14 +128,16 @@ func (s *server) routes() http.Handler {
 	rt.handle("PUT", "/api/notes/{id}/update/", authorized, s.updateNote)
 	rt.handle("PATCH", "/api/notes/{id}/update/", authorized, s.updateNote)
 	rt.handle("DELETE", "/api/notes/{id}/delete/", authorized, s.deleteNote)
+	rt.handle("GET", "/api/users/{id}/", authorized, s.userName)
 	rt.handle("GET", "/api/users/{id}/notes/", authorized, s.userNotes)
 	rt.handle("GET", "/api/", optional, rt.listRoutes)
 	rt.handle("GET", "/api/schema/", optional, s.serveSchema)
 	rt.handle("GET", "/media/covers/{name}", public, s.serveMedia(coversFolder))
 	rt.handle("GET", "/media/images/{name}", public, s.serveMedia(imagesFolder))
 	rt.handle("GET", "/healthz", public, s.healthz)
-	rt.handle("GET", "/", public, s.serveWeb)
-	rt.handle("GET", "/assets/{name}", public, s.serveWeb)
+	rt.handle("GET", "/api/docs/", public, s.serveWeb("docs.html"))
+	rt.handle("GET", "/", public, s.serveWeb("index.html"))
+	rt.handle("GET", "/assets/{name}", public, s.serveWeb(""))
 	return s.logRequests(s.recoverPanics(s.cors(rt.finish())))
 }
 
@@ -438,6 +440,27 @@ func newProfileJSON(u user, notes []note) profileJSON {
 // getProfile is GET /api/profile/.
 func (s *server) getProfile(w http.ResponseWriter, r *http.Request, c *caller) error {
 	return s.writeProfile(w, r, c.user)
+}
+
+// userName is GET /api/users/{id}/: a user as others see them beside their
+// public notes, by id and username; never the email or the rest of the
+// profile.
+func (s *server) userName(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return errNotFoundAnswer
+	}
+	name, err := s.store.usernameOf(r.Context(), id)
+	if errors.Is(err, errNotFound) {
+		return errNotFoundAnswer
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		ID       int64  `json:"id"`
+		Username string `json:"username"`
+	}{id, name})
 }
 
 // profileNotes is how many of their notes a profile embeds: the newest

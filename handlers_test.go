@@ -755,3 +755,28 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		t.Errorf("log lines lack path, status or user:\n%s", logs)
 	}
 }
+
+// TestPagesAreServed: the page, the API's reference and their files, each
+// with its type and a policy that keeps it to its own files; nothing else.
+func TestPagesAreServed(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	for path, want := range map[string]string{
+		"/": "text/html; charset=utf-8", "/api/docs/": "text/html; charset=utf-8", "/api/docs": "text/html; charset=utf-8",
+		"/assets/app.js": "text/javascript; charset=utf-8", "/assets/docs.js": "text/javascript; charset=utf-8",
+		"/assets/app.css": "text/css; charset=utf-8",
+	} {
+		res := e.do("GET", path, "", "")
+		if res.status != 200 || res.header.Get("Content-Type") != want || !strings.HasPrefix(res.header.Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("GET %s: %d %q %q", path, res.status, res.header.Get("Content-Type"), res.header.Get("Content-Security-Policy"))
+		}
+	}
+	if res := e.do("GET", "/api/docs/", "", ""); !strings.Contains(res.body, `<script src="/assets/docs.js" defer></script>`) {
+		t.Error("GET /api/docs/ is not docs.html")
+	}
+	for _, path := range []string{"/assets/nothing.js", "/assets/..%2fweb.go", "/assets/"} {
+		if res := e.do("GET", path, "", ""); res.status != 404 {
+			t.Errorf("GET %s: %d, want 404", path, res.status)
+		}
+	}
+}

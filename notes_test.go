@@ -352,6 +352,22 @@ func TestUserNotes(t *testing.T) {
 	want(t, e.do("GET", fmt.Sprintf("/api/users/%d/notes/", aliceID), "", ""), 401, bodyNotAuthenticated)
 }
 
+// TestUserName: a note's owner by name, for anyone logged in; nothing else
+// of their profile.
+func TestUserName(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	aliceID := e.register("alice")
+	e.register("bob")
+	bob := e.login("bob").Access
+	want(t, e.get(fmt.Sprintf("/api/users/%d/", aliceID), bob), 200, fmt.Sprintf(`{"id":%d,"username":"alice"}`, aliceID))
+	want(t, e.get(fmt.Sprintf("/api/users/%d", aliceID), bob), 200, fmt.Sprintf(`{"id":%d,"username":"alice"}`, aliceID))
+	want(t, e.get("/api/users/999/", bob), 404, `{"detail":"Not found."}`)
+	want(t, e.get("/api/users/x/", bob), 404, `{"detail":"Not found."}`)
+	want(t, e.get("/api/users/99999999999999999999/", bob), 404, `{"detail":"Not found."}`)
+	want(t, e.do("GET", fmt.Sprintf("/api/users/%d/", aliceID), "", ""), 401, bodyNotAuthenticated)
+}
+
 func TestProfileIncludesOwnNotes(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
