@@ -26,7 +26,7 @@ const shots = process.env.SCREENSHOTS ? resolve(process.env.SCREENSHOTS) : "";
 const password = "Correct-Horse-42";
 const newPassword = "Battery-Staple-77";
 
-let server, base, browser, work, prismWork, cookieSitePort, smtp;
+let server, base, browser, work, prismWork, cookieSitePort, smtp, smtpPort, bin;
 
 // freePort asks the system for a port nobody listens on.
 async function freePort() {
@@ -103,32 +103,47 @@ async function mailLink(address, n) {
   return link[1];
 }
 
+// startServer starts the binary with the test's settings and args, and
+// returns it and the address it listens on, once it does.
+async function startServer(args) {
+  const proc = spawn(bin, [...args, "-ip-limit", "0", "-reuse-grace", "2s", "-smtp-host", "127.0.0.1", "-smtp-port", String(smtpPort)], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, JWT_SECRET: "" },
+  });
+  const address = await new Promise((resolvePromise, reject) => {
+    let seen = "";
+    proc.stderr.on("data", (chunk) => {
+      seen += chunk;
+      const m = /msg=listening addr=(\S+)/.exec(seen);
+      if (m) resolvePromise(`http://${m[1]}`);
+    });
+    proc.on("exit", (code) => reject(new Error(`server exited (${code}): ${seen}`)));
+  });
+  return { server: proc, address };
+}
+
+// stopServer stops it and waits until it has exited.
+async function stopServer(proc) {
+  if (proc.exitCode !== null) return;
+  const exited = new Promise((r) => proc.on("exit", r));
+  proc.kill("SIGTERM");
+  await exited;
+}
+
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "jwtnotes-e2e-"));
-  const smtpPort = await freePort();
+  smtpPort = await freePort();
   await startMailServer(smtpPort);
-  const bin = join(work, "jwtnotes");
+  bin = join(work, "jwtnotes");
   execFileSync("go", ["build", "-o", bin, "."], { cwd: root, stdio: "inherit" });
   // The browser's port; prism listens on port+10 (.ci/prism.sh). The
   // cookie wrapper's page has an origin of its own, named in -cookie-origins.
   let port = await freePort();
   while (port > 65000) port = await freePort();
   cookieSitePort = await freePort();
-  server = spawn(bin, ["-addr", "127.0.0.1:0", "-data", join(work, "data"), "-access-ttl", "2s", "-ip-limit", "0",
-    "-public-url", `http://127.0.0.1:${port}`, "-reuse-grace", "2s", "-cookie-origins", `http://127.0.0.1:${cookieSitePort}`,
-    "-smtp-host", "127.0.0.1", "-smtp-port", String(smtpPort)], {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, JWT_SECRET: "" },
-  });
-  const direct = await new Promise((resolvePromise, reject) => {
-    let seen = "";
-    server.stderr.on("data", (chunk) => {
-      seen += chunk;
-      const m = /msg=listening addr=(\S+)/.exec(seen);
-      if (m) resolvePromise(`http://${m[1]}`);
-    });
-    server.on("exit", (code) => reject(new Error(`server exited (${code}): ${seen}`)));
-  });
+  let direct;
+  ({ server, address: direct } = await startServer(["-addr", "127.0.0.1:0", "-data", join(work, "data"), "-access-ttl", "2s",
+    "-public-url", `http://127.0.0.1:${port}`, "-cookie-origins", `http://127.0.0.1:${cookieSitePort}`]));
   prismWork = mkdtempSync(join(tmpdir(), "jwtnotes-prism-"));
   execFileSync(join(root, ".ci/prism.sh"), ["start", prismWork, String(port), direct], { stdio: "inherit" });
   base = `http://127.0.0.1:${port}`;
@@ -141,11 +156,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.on("exit", r));
-    server.kill("SIGTERM");
-    await exited;
-  }
+  if (server) await stopServer(server);
   smtp?.kill("SIGTERM");
   rmSync(work, { recursive: true, force: true });
   if (prismWork) {
@@ -155,19 +166,58 @@ after(async () => {
 });
 
 
+// newPage opens a page in a browser of its own (its own cookies and
+// storage). page.consoleErrors collects what the console shows in red.
 async function newPage(viewport = { width: 1100, height: 900 }) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
+  page.consoleErrors = [];
+  page.on("console", (msg) => { if (msg.type() === "error") page.consoleErrors.push(msg.text()); });
   page.on("dialog", (dialog) => dialog.accept());
   page.on("pageerror", (err) => { throw err; });
   return page;
 }
 
+// fieldError is the message shown beside a form's field: the element its
+// aria-describedby names, which the field is marked invalid for.
+async function fieldError(form, label) {
+  const field = form.getByLabel(label, { exact: true });
+  await form.locator(`[aria-invalid="true"]`).first().waitFor();
+  assert.equal(await field.getAttribute("aria-invalid"), "true", `${label} is not marked invalid`);
+  const id = await field.getAttribute("aria-describedby");
+  const text = await form.locator(`[id="${id}"]`).textContent();
+  // Beside the field: the message comes right after the field's label.
+  const next = await field.evaluate((input) => input.labels[0].nextElementSibling?.id);
+  assert.equal(next, id, `${label}'s message is not beside it`);
+  return text;
+}
+
+// nothingOverflows: at this size the page needs no sideways scrolling, and
+// nothing runs past the screen's edge (but in a box that scrolls itself).
+async function nothingOverflows(page, screen) {
+  const over = await page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    const scrolls = (el) => el.parentElement && el.parentElement !== document.body &&
+      (/auto|scroll|hidden/.test(getComputedStyle(el.parentElement).overflowX) || scrolls(el.parentElement));
+    const past = [...document.querySelectorAll("body *")]
+      .filter((el) => el.getClientRects().length && el.getBoundingClientRect().right > width + 0.5 && !scrolls(el))
+      .map((el) => el.outerHTML.slice(0, 60));
+    return document.documentElement.scrollWidth > width ? [`the page scrolls sideways: ${document.documentElement.scrollWidth}px`, ...past] : past;
+  });
+  assert.deepEqual(over, [], `wider than the screen on the ${screen} screen`);
+}
+
+// focusedHeading is the text of the heading that has the focus, if any.
+function focusedHeading(page) {
+  return page.evaluate(() => (/^H[1-6]$/.test(document.activeElement?.tagName) ? document.activeElement.textContent : null));
+}
+
 // shot checks what a person sees on the screen, then takes its picture
-// (with SCREENSHOTS set).
-async function shot(page, name) {
+// (with SCREENSHOTS set): the whole page, or only the part given.
+async function shot(page, name, part) {
   await checkWhatIsSeen(page, name);
-  if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  const path = join(shots, `${name}.png`);
+  if (shots) await (part ? part.screenshot({ path }) : page.screenshot({ path, fullPage: true }));
 }
 
 // checkWhatIsSeen: nothing the page hides shows (an element with the hidden
@@ -194,8 +244,8 @@ async function checkWhatIsSeen(page, screen) {
   assert.deepEqual(problems, [], `on the ${screen} screen`);
 }
 
-async function logIn(page, username, pass) {
-  await page.goto(base + "/#login");
+async function logIn(page, username, pass, site = base) {
+  await page.goto(site + "/#login");
   await page.getByRole("heading", { name: "Log in" }).waitFor();
   const form = page.locator("#login-form");
   await form.getByLabel("Username").fill(username);
@@ -225,10 +275,13 @@ function countRefreshes(page, path = "/api/token/cookie/refresh/") {
 
 let alice; // the main page, logged in as alice
 
-test("register shows the API's messages, then logs in", async () => {
+test("register shows the API's messages beside their fields, then logs in", async () => {
   alice = await newPage();
   await alice.goto(base);
+  await alice.getByRole("heading", { name: "Log in" }).waitFor();
   await shot(alice, "login");
+  // Logged out, the page asks the server for nothing it would refuse.
+  assert.deepEqual(alice.consoleErrors, [], "a logged-out page load");
   // The footer links the API's schema, which describes the routes.
   const schemaLink = alice.getByRole("link", { name: "its OpenAPI 3.1 schema" });
   const schema = await (await fetch(new URL(await schemaLink.getAttribute("href"), base))).json();
@@ -240,8 +293,10 @@ test("register shows the API's messages, then logs in", async () => {
   await form.getByLabel("Password", { exact: true }).fill("123");
   await form.getByLabel("Password again").fill("123");
   await form.getByRole("button", { name: "Register" }).click();
-  await assert.doesNotReject(form.getByText("This password is too short").waitFor());
-  await form.getByText("This password is entirely numeric.").waitFor();
+  const problem = await fieldError(form, "Password");
+  assert.match(problem, /This password is too short/);
+  assert.match(problem, /This password is entirely numeric\./);
+  assert.equal(await form.locator(".errors").textContent(), "", "nothing else at the foot");
 
   await form.getByLabel("Password", { exact: true }).fill(password);
   await form.getByLabel("Password again").fill(password);
@@ -251,14 +306,36 @@ test("register shows the API's messages, then logs in", async () => {
   await alice.locator("#status", { hasText: "Welcome" }).waitFor(); // said once the first notes are in
 });
 
-test("notes: create with an image, search, edit, make public, delete", async () => {
+test("notes: create with an image (once, however often clicked), search, edit, make public, delete", async () => {
   const form = alice.locator("#note-form");
   await form.getByLabel("Title").fill("Groceries");
   await form.getByLabel("Text").fill("Milk, eggs, <b>bread</b>");
   await form.getByLabel("Image").setInputFiles({ name: "list.png", mimeType: "image/png", buffer: png(120, 60, [70, 130, 220]) });
-  await form.getByRole("button", { name: "Add note" }).click();
+  // Held at the browser until the page has shown that it is working; a
+  // double click meanwhile sends one note.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  let creates = 0;
+  await alice.route("**/api/notes/", async (route) => {
+    if (route.request().method() !== "POST") return route.continue();
+    creates++;
+    await held;
+    return route.continue();
+  });
+  const add = form.getByRole("button", { name: "Add note" });
+  await add.dblclick();
+  await alice.waitForFunction(() => document.querySelector("#note-form").getAttribute("aria-busy") === "true");
+  assert.ok(await add.isDisabled(), "Add note is not disabled while it works");
+  await add.click({ force: true }).catch(() => {}); // and once more, for good measure
+  release();
   const groceries = alice.locator(".note", { hasText: "Groceries" });
   await groceries.waitFor();
+  await alice.locator("#status", { hasText: "Note added." }).waitFor();
+  await alice.unroute("**/api/notes/");
+  assert.equal(creates, 1, "one create request");
+  assert.equal(await alice.locator(".note", { hasText: "Groceries" }).count(), 1);
+  assert.equal(await form.getAttribute("aria-busy"), null);
+  assert.ok(await add.isEnabled());
   assert.equal(await groceries.locator(".note-body").textContent(), "Milk, eggs, <b>bread</b>"); // text, not HTML
   await groceries.locator(".note-image").waitFor();
   assert.ok(await groceries.locator(".note-image").evaluate((img) => img.complete && img.naturalWidth === 120));
@@ -289,6 +366,21 @@ test("notes: create with an image, search, edit, make public, delete", async () 
   await alice.waitForFunction(() => document.querySelectorAll("#notes .note").length === 1);
   await alice.locator("#status", { hasText: "Note deleted." }).waitFor();
   await shot(alice, "notes");
+  // The message was the Notes view's: it does not follow to another view.
+  await alice.getByRole("link", { name: "Sessions", exact: true }).click();
+  await alice.locator("#sessions li").first().waitFor();
+  assert.equal(await alice.locator("#status").textContent(), "");
+  assert.equal(await focusedHeading(alice), "Where you are logged in", "the focus went to the view's heading");
+  await alice.getByRole("link", { name: "Notes", exact: true }).click();
+  await alice.locator(".note").first().waitFor();
+});
+
+test("with the server out of reach, the page says so in words", async () => {
+  await alice.route("**/api/notes/?*", (route) => route.abort("connectionrefused"));
+  await alice.locator("#search-form").getByRole("button", { name: "Search" }).click();
+  await alice.locator("#status", { hasText: "The server cannot be reached: check that it is running, then try again." }).waitFor();
+  await alice.unroute("**/api/notes/?*");
+  assert.equal(await alice.locator("#search-form").getByRole("button", { name: "Search" }).isEnabled(), true);
 });
 
 test("another user sees a public note without its owner's buttons", async () => {
@@ -301,6 +393,7 @@ test("another user sees a public note without its owner's buttons", async () => 
   await logIn(bob, "bob", password);
   const groceries = bob.locator(".note", { hasText: "Groceries" });
   await groceries.waitFor();
+  assert.match(await groceries.locator(".note-meta").textContent(), /^Public · by alice · /, "the owner by name");
   assert.equal(await groceries.locator(".note-actions").isVisible(), false);
   assert.equal(await groceries.getByRole("button", { name: "Delete" }).isVisible(), false);
   await checkWhatIsSeen(bob, "another user's notes");
@@ -323,7 +416,8 @@ test("profile: edit and upload a cover photo", async () => {
   assert.ok(await alice.locator("#cover").evaluate((img) => !img.hidden && img.naturalWidth === 300));
   await form.getByLabel("Email").fill("not-an-email");
   await form.getByRole("button", { name: "Save profile" }).click();
-  await form.getByText("email: Enter a valid email address.").waitFor();
+  assert.equal(await fieldError(form, "Email"), "Enter a valid email address.");
+  assert.equal(await alice.locator("#status").textContent(), "", "Profile saved. is gone with the next try");
   await form.getByLabel("Email").fill("alice@example.com");
   await shot(alice, "profile");
 });
@@ -364,6 +458,22 @@ test("a password change logs the other device out cleanly; so does revoking its 
   await logIn(phone, "alice", password);
   await phone.locator(".note").first().waitFor();
   await shot(phone, "phone");
+  // On a phone: nothing runs off the screen, the menu is one row, and the
+  // banner is as wide as the cards.
+  await nothingOverflows(phone, "phone's notes");
+  const rows = await phone.evaluate(() => new Set([...document.querySelectorAll("#nav > *")]
+    .map((el) => { const box = el.getBoundingClientRect(); return Math.round(box.top + box.height / 2); })).size);
+  assert.equal(rows, 1, "the menu wraps");
+  const widths = await phone.evaluate(() => [document.querySelector("#verify-banner"), document.querySelector("#note-form")]
+    .map((el) => Math.round(el.getBoundingClientRect().width)));
+  assert.equal(widths[0], widths[1], "the banner and the cards");
+  for (const view of ["Profile", "Sessions", "Tokens"]) {
+    await phone.getByRole("link", { name: view, exact: true }).click();
+    await phone.locator(`#${view.toLowerCase()}-view`).waitFor();
+    await phone.locator("#loading").waitFor({ state: "hidden" });
+    await nothingOverflows(phone, `phone's ${view}`);
+  }
+  await phone.getByRole("link", { name: "Notes", exact: true }).click();
 
   await alice.getByRole("link", { name: "Profile", exact: true }).click();
   const form = alice.locator("#password-form");
@@ -371,7 +481,7 @@ test("a password change logs the other device out cleanly; so does revoking its 
   await form.getByLabel("New password", { exact: true }).fill(newPassword);
   await form.getByLabel("New password again").fill(newPassword);
   await form.getByRole("button", { name: "Change password" }).click();
-  await form.getByText("old password: Wrong password.").waitFor();
+  assert.equal(await fieldError(form, "Current password"), "Wrong password.");
   await form.getByLabel("Current password").fill(password);
   await form.getByRole("button", { name: "Change password" }).click();
   await alice.locator("#status", { hasText: "Password changed." }).waitFor();
@@ -597,6 +707,10 @@ test("the token inspector shows the access token, and the stolen-token demo show
   assert.equal(await page.locator("#token-kid").textContent(), header.kid);
   assert.equal(await page.locator("#token-sid").textContent(), claims.sid);
   assert.match(await page.locator("#token-left").textContent(), /^\d+ s$/);
+  // iat and exp in local time, as this browser writes a time.
+  const local = (seconds) => page.evaluate((s) => new Date(s * 1000).toLocaleTimeString(), seconds);
+  assert.equal(await page.locator("#token-iat").textContent(), await local(claims.iat));
+  assert.equal(await page.locator("#token-exp").textContent(), await local(claims.exp));
   await page.locator("#token-events li", { hasText: "login" }).waitFor();
   // The 2 s access token expires: the timeline shows the rotation.
   await page.locator("#token-events li", { hasText: "refresh: the server rotated the cookie" }).waitFor();
@@ -617,20 +731,174 @@ test("the token inspector shows the access token, and the stolen-token demo show
   await tab.close();
   await shot(page, "inspector");
 
-  await page.getByRole("button", { name: "Run the demo" }).click();
-  await page.locator("#demo-steps li", { hasText: "Cleaned up" }).waitFor({ timeout: 60000 });
-  const steps = await page.locator("#demo-steps li").allTextContents();
+  const sessions = await liveSessions(page);
+  const demo = page.locator("#demo");
+  await demo.getByLabel("Your password").fill("not-my-password");
+  await demo.getByRole("button", { name: "Run the demo" }).click();
+  assert.equal(await fieldError(demo, "Your password"), "No active account found with the given credentials");
+  const steps = await runDemo(page, newPassword);
   for (const want of [/Rotation/, /A grace answer/, /401 "Token is blacklisted"/, /Revoked too/, /answers 401/]) {
     assert.ok(steps.some((s) => want.test(s)), `no step matches ${want}: ${steps.join(" | ")}`);
   }
+  assert.ok(steps.every((s) => !/,:|undefined/.test(s)), steps.join(" | "));
   await shot(page, "demo");
+
+  // Stopped half-way (here: the network fails at the first rotation), the
+  // demo still ends its session.
+  await page.route("**/api/token/refresh/", (route) => route.abort("connectionrefused"));
+  const stopped = await runDemo(page, newPassword);
+  await page.unroute("**/api/token/refresh/");
+  assert.ok(stopped.some((s) => /The demo stopped: The server cannot be reached/.test(s)), stopped.join(" | "));
+  assert.ok(stopped.some((s) => /Cleaned up: the demo's session is logged out/.test(s)), stopped.join(" | "));
+  assert.equal(await liveSessions(page), sessions, "the demo left a session behind");
   // Alice's own session was not touched.
   await page.getByRole("link", { name: "Notes", exact: true }).click();
   await page.locator(".note").first().waitFor();
   await page.context().close();
 });
 
-// Last: everything that went through prism is as openapi.json describes.
+test("logging out leaves nothing of the account on the page: no typed field, no error, no note", async () => {
+  const page = await newPage();
+  await page.goto(base + "/#login");
+  const login = page.locator("#login-form");
+  await login.getByLabel("Username").fill("alice");
+  await login.getByLabel("Password").fill("not-her-password");
+  await login.getByRole("button", { name: "Log in" }).click();
+  await login.getByText("No active account found with the given credentials").waitFor();
+  await page.getByRole("link", { name: "Forgot password?" }).click();
+  await page.locator("#forgot-form").getByLabel("Email").fill("alice@example.com");
+  await login.getByLabel("Password").fill(newPassword);
+  await login.getByRole("button", { name: "Log in" }).click();
+  await page.locator(".note").first().waitFor();
+  await page.locator("#note-form").getByLabel("Title").fill("half-written");
+  await page.getByRole("link", { name: "Profile", exact: true }).click();
+  await page.locator("#password-form").getByLabel("Current password").fill("typed, never sent");
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Log in" }).waitFor();
+  await page.locator("#status", { hasText: "Logged out." }).waitFor();
+  assert.equal(await focusedHeading(page), "Log in");
+  const left = await page.evaluate(() => ({
+    typed: [...document.querySelectorAll("form input:not([type=checkbox]):not([type=file]), form textarea")]
+      .filter((field) => field.value).map((field) => field.name),
+    errors: [...document.querySelectorAll(".errors, .field-error")].map((box) => box.textContent).filter(Boolean),
+    notes: document.querySelectorAll("#notes li").length,
+  }));
+  assert.deepEqual(left, { typed: [], errors: [], notes: 0 });
+  await page.context().close();
+});
+
+test("an account deletes itself from the Profile view, with its password", async () => {
+  const res = await fetch(base + "/api/register/", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: "dora", email: "dora@example.com", password, password2: password }),
+  });
+  assert.equal(res.status, 201);
+  const page = await newPage();
+  await logIn(page, "dora", password);
+  await page.getByRole("link", { name: "Profile", exact: true }).click();
+  const form = page.locator("#delete-form");
+  await form.getByLabel("Password").fill("wrong");
+  await form.getByRole("button", { name: "Delete my account" }).click();
+  assert.equal(await fieldError(form, "Password"), "Wrong password.");
+  await form.getByLabel("Password").fill(password);
+  await form.getByRole("button", { name: "Delete my account" }).click();
+  await page.locator("#status", { hasText: "Your account is deleted" }).waitFor();
+  await page.getByRole("heading", { name: "Log in" }).waitFor();
+  assert.equal(await refreshCookie(page), undefined, "the cookie went with the account");
+  const again = await fetch(base + "/api/token/", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username: "dora", password }),
+  });
+  assert.equal(again.status, 401);
+  await page.context().close();
+});
+
+test("the API's reference at /api/docs/: every route, and a form that calls one with the page's session", async () => {
+  const page = await newPage();
+  await logIn(page, "alice", newPassword);
+  await page.getByRole("link", { name: "its reference, to read and try" }).click();
+  await page.locator(".operation").first().waitFor();
+  const schema = await (await fetch(base + "/api/schema/")).json();
+  const operations = Object.values(schema.paths).flatMap((item) => Object.entries(item).filter(([m]) => m !== "options" && m !== "parameters"));
+  assert.equal(await page.locator(".operation").count(), operations.length, "every route, once");
+  for (const [, op] of operations) {
+    assert.equal(await page.locator(`#${op.operationId} h2`).count(), 1, op.operationId);
+  }
+  await page.locator("#toc").getByRole("link", { name: "GET /api/notes/", exact: true }).waitFor();
+  const list = page.locator("#listNotes");
+  assert.ok(await list.getByRole("cell", { name: "limit", exact: true }).isVisible(), "the parameters' table");
+  // Logged in in this browser, the page takes a token of its own.
+  await page.locator("#token-status", { hasText: "Your session's access token, as alice" }).waitFor();
+  const create = page.locator("#createNote");
+  await create.getByText("Try it").click();
+  await create.getByLabel("Body (JSON)").fill(JSON.stringify({ title: "from the reference" }));
+  await create.getByRole("button", { name: "Send POST" }).click();
+  await create.locator(".answer", { hasText: /^201 Created/ }).waitFor();
+  await list.getByText("Try it").click();
+  await list.getByLabel(/^limit/).fill("1");
+  await list.getByRole("button", { name: "Send GET" }).click();
+  const answer = list.locator(".answer");
+  await answer.filter({ hasText: /^200 OK/ }).waitFor();
+  const text = await answer.textContent();
+  assert.match(text, /Link: <http[^>]+offset=1[^>]*>; rel="next"/);
+  assert.equal(JSON.parse(text.slice(text.indexOf("\n\n") + 2)).length, 1);
+  // Trying a login fills the token box with its answer's access token.
+  await page.locator("#token").fill("");
+  const login = page.locator("#login");
+  await login.getByText("Try it").click();
+  await login.getByLabel("Body (JSON)").fill(JSON.stringify({ username: "alice", password: newPassword }));
+  await login.getByRole("button", { name: "Send POST" }).click();
+  await login.locator(".answer", { hasText: /^200 OK/ }).waitFor();
+  assert.match(await page.locator("#token").inputValue(), /^eyJ/);
+  await checkWhatIsSeen(page, "API reference");
+  await shot(page, "api-docs", list);
+  const phone = await page.context().newPage();
+  await phone.setViewportSize({ width: 390, height: 800 });
+  await phone.goto(base + "/api/docs/#createNote");
+  await phone.locator(".operation").first().waitFor();
+  await nothingOverflows(phone, "phone's API reference");
+  await page.context().close();
+});
+
+// The demo logs in a second session of the account: a server that lets
+// only verified addresses log in lets it too.
+test("with -require-verified-email, the demo works too, and leaves no session behind", async () => {
+  const { server: strict, address: site } = await startServer(["-addr", "127.0.0.1:0", "-data", join(work, "strict"),
+    "-require-verified-email"]);
+  try {
+    const res = await fetch(site + "/api/register/", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: "vera", email: "vera@example.com", password, password2: password }),
+    });
+    assert.equal(res.status, 201);
+    const page = await newPage();
+    await page.goto(await mailLink("vera@example.com", 1));
+    await page.locator("#status", { hasText: "Email address verified." }).waitFor();
+    await logIn(page, "vera", password, site);
+    await page.getByRole("link", { name: "Tokens", exact: true }).click();
+    const steps = await runDemo(page, password);
+    assert.ok(steps.some((s) => /Done: the demo's session is revoked/.test(s)), steps.join(" | "));
+    assert.equal(await liveSessions(page), 1, "the demo left a session behind");
+    await page.context().close();
+  } finally {
+    await stopServer(strict);
+  }
+});
+
+// runDemo runs the stolen-token demo with password and returns its steps.
+async function runDemo(page, pass) {
+  const demo = page.locator("#demo");
+  await demo.getByLabel("Your password").fill(pass);
+  await demo.getByRole("button", { name: "Run the demo" }).click();
+  await page.waitForFunction(() => document.querySelector("#demo").getAttribute("aria-busy") === null &&
+    document.querySelectorAll("#demo-steps li").length > 0, null, { timeout: 60000 });
+  return page.locator("#demo-steps li").allTextContents();
+}
+
+// liveSessions counts the account's sessions, as the page's own token sees them.
+function liveSessions(page) {
+  return page.evaluate(async () => (await api("/sessions/")).data.length);
+}
+
 test("mailed links: verify the email (and send again), then forget the password and reset it", async () => {
   const page = await newPage();
   await page.goto(base);

@@ -7,6 +7,9 @@
 //   it on every refresh, and the browser sends it to the token routes only.
 //   A reload or a second tab gets a fresh access token through it; nothing
 //   token-like is ever in localStorage, sessionStorage or document.cookie.
+// The page keeps one hint in localStorage, "jwtnotes.session": that this
+// browser holds a session cookie, so that a page load without one does not
+// ask the server for a refresh it would refuse. It is not a token.
 // Every API call goes through api(): it refreshes the access token shortly
 // before it expires, and once more if the server answers 401 anyway. All the
 // callers that need a refresh at the same moment share one refresh request.
@@ -14,6 +17,8 @@
 // Mailed links open this page with their token in the fragment
 // (#reset/TOKEN, #verify/TOKEN): the browser never sends a fragment to the
 // server, and the page takes it out of the address bar at once.
+// Every action (handle) shows that it is working and cannot be sent twice;
+// its errors show beside the fields they are about.
 "use strict";
 
 // ---- tokens ----
@@ -60,20 +65,37 @@ function accessFresh() {
   return session.access && session.accessExp - Date.now() / 1000 > refreshMargin();
 }
 
+// A timed refresh that finds the session over ends it here; one that finds
+// the server down leaves it to the next call to try again.
 let refreshTimer = 0;
 function scheduleRefresh() {
   clearTimeout(refreshTimer);
   const ms = (session.accessExp - refreshMargin()) * 1000 - Date.now();
-  refreshTimer = setTimeout(() => refreshTokens().catch(sessionEnded), Math.max(ms, 0));
+  refreshTimer = setTimeout(() => refreshTokens().catch((err) => {
+    if (err instanceof SessionEnded) sessionEnded();
+  }), Math.max(ms, 0));
 }
 
 class SessionEnded extends Error {}
+
+// The hint that this browser holds a session cookie (not the cookie, which
+// no script can read).
+const SESSION_HINT = "jwtnotes.session";
+
+// request is fetch, with the network's failure said in words.
+async function request(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch {
+    throw new Error("The server cannot be reached: check that it is running, then try again.");
+  }
+}
 
 // cookieCall posts {} (JSON: the server refuses anything else on these
 // routes, as a cross-site form could send it) to a cookie route; the
 // browser adds the HttpOnly cookie itself.
 function cookieCall(path, body = {}) {
-  return fetch(`/api/token/cookie/${path}`, {
+  return request(`/api/token/cookie/${path}`, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
 }
@@ -88,6 +110,7 @@ function refreshTokens() {
     if (res.status === 401) {
       const body = await res.json().catch(() => ({}));
       if (session.access) logEvent(`refused: ${body.detail || "401"} (the session is over)`);
+      localStorage.removeItem(SESSION_HINT);
       throw new SessionEnded("session ended");
     }
     if (!res.ok) throw new Error(`refresh failed: ${res.status}`);
@@ -119,7 +142,7 @@ async function api(path, { method = "GET", body, auth = true } = {}) {
       payload = JSON.stringify(body);
     }
     if (auth) headers.Authorization = `Bearer ${session.access}`;
-    return fetch(`/api${path}`, { method, headers, body: payload });
+    return request(`/api${path}`, { method, headers, body: payload });
   };
   if (auth && !accessFresh()) await refreshTokens();
   let res = await send();
@@ -137,13 +160,17 @@ async function api(path, { method = "GET", body, auth = true } = {}) {
 }
 
 // describeError turns the API's error body into sentences: {"detail": ...}
-// or {"field": ["message", ...], ...}.
+// or {"field": ["message", ...], ...}, each field named in words.
 function describeError(body) {
   if (!body || typeof body !== "object") return "";
   if (typeof body.detail === "string") return body.detail;
-  return Object.entries(body)
-    .map(([field, msgs]) => `${field === "non_field_errors" ? "" : field.replace(/_/g, " ") + ": "}${[].concat(msgs).join(" ")}`)
-    .join("\n");
+  return Object.entries(body).map(([field, msgs]) => withField(field, [].concat(msgs).join(" "))).join("\n");
+}
+
+function withField(field, text) {
+  if (field === "non_field_errors") return text;
+  const words = field.replace(/_/g, " ").replace(/2$/, " again");
+  return `${words[0].toUpperCase()}${words.slice(1)}: ${text}`;
 }
 
 // ---- page plumbing ----
@@ -151,42 +178,123 @@ function describeError(body) {
 const $ = (sel, root = document) => root.querySelector(sel);
 const views = ["auth", "reset", "notes", "profile", "sessions", "tokens"];
 
-function say(message) { $("#status").textContent = message; }
-
-function showErrors(form, err) {
-  const box = $(".errors", form);
-  box.replaceChildren();
-  if (!err) return;
-  const list = document.createElement("ul");
-  for (const line of err.message.split("\n")) {
-    const li = document.createElement("li");
-    li.textContent = line;
-    list.append(li);
-  }
-  box.append(list);
+// The status line speaks for the view it was said on, and is cleared when
+// another view shows. said with { next: true } (before a login, a logout
+// or a mailed link changes the view), it stays on the view that comes next.
+let currentView = null;
+let statusView = null; // undefined: the view that shows next
+function say(message, { next = false } = {}) {
+  $("#status").textContent = message;
+  statusView = next ? undefined : currentView;
 }
 
-// handle runs an action and deals with what can go wrong: the session
-// ending (back to the login form) or an API error (shown in the form).
-async function handle(form, action) {
+// showErrors writes an API error into its form: each field's messages
+// beside the field they are about (just under it, and the field points at
+// them for a screen reader), the rest at the foot of the form (or, for a
+// form with no place for them, the search, in the status line).
+let errorIds = 0;
+function showErrors(form, err) {
+  for (const old of form.querySelectorAll(".field-error")) old.remove();
+  for (const field of form.querySelectorAll("[aria-invalid]")) {
+    field.removeAttribute("aria-invalid");
+    field.removeAttribute("aria-describedby");
+  }
+  const box = $(".errors", form);
+  box?.replaceChildren();
+  if (!err) return;
+  const rest = [];
+  const fields = err.body && typeof err.body === "object" && typeof err.body.detail !== "string" ? Object.entries(err.body) : [];
+  for (const [name, msgs] of fields) {
+    const field = form.elements.namedItem(name);
+    const text = [].concat(msgs).join(" ");
+    if (!field?.labels?.length) { rest.push(withField(name, text)); continue; }
+    const note = document.createElement("p");
+    note.className = "field-error";
+    note.id = `field-error-${++errorIds}`;
+    note.textContent = text;
+    field.labels[0].after(note); // beside the field, not in its label: the field keeps its name
+    field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-describedby", note.id);
+  }
+  if (!fields.length) rest.push(...err.message.split("\n"));
+  if (rest.length && !box) say(rest.join(" "));
+  else if (rest.length) {
+    const list = document.createElement("ul");
+    for (const line of rest) {
+      const li = document.createElement("li");
+      li.textContent = line;
+      list.append(li);
+    }
+    box.append(list);
+  }
+  form.querySelector("[aria-invalid]")?.focus();
+}
+
+// handle runs an action started from a form or a button: while it works,
+// its buttons are disabled and marked busy (a second click sends nothing),
+// and what goes wrong is shown: the session ending (back to the login
+// form), or an error (in the form, else in the status line).
+const working = new WeakSet();
+async function handle(from, action) {
+  if (from && working.has(from)) return;
+  const form = from?.tagName === "FORM" ? from : null;
+  const buttons = form ? [...form.querySelectorAll("button")] : from ? [from] : [];
   if (form) showErrors(form, null);
+  if (from) {
+    say(""); // the status line speaks of the last action
+    working.add(from);
+    from.setAttribute("aria-busy", "true");
+    for (const b of buttons) b.disabled = true;
+  }
   try {
     await action();
   } catch (err) {
     if (err instanceof SessionEnded) return sessionEnded();
     if (form) showErrors(form, err);
     else say(err.message);
+  } finally {
+    if (from) {
+      working.delete(from);
+      from.removeAttribute("aria-busy");
+      for (const b of buttons) b.disabled = false;
+    }
   }
 }
 
+// loading shows "Loading…" while a view's data is on its way.
+let loads = 0;
+async function loading(action) {
+  $("#loading").hidden = ++loads === 0;
+  try { await action(); } finally { $("#loading").hidden = --loads === 0; }
+}
+
 function sessionEnded() {
-  clearTokens();
-  say("Your session has ended. Please log in again.");
+  forgetAccount();
+  say("Your session has ended. Please log in again.", { next: true });
   location.hash = "#login";
   route();
 }
 
+// forgetAccount leaves nothing of the account on the page: its tokens, its
+// notes and sessions, and whatever its forms held (a failed login too).
+function forgetAccount() {
+  clearTokens();
+  localStorage.removeItem(SESSION_HINT);
+  account.emailVerified = null;
+  account.email = "";
+  owners.clear();
+  nextPage = null;
+  for (const form of document.forms) { form.reset(); showErrors(form, null); }
+  for (const list of ["#notes", "#sessions", "#demo-steps"]) $(list).replaceChildren();
+  $("#more").hidden = true;
+  $("#cover").hidden = true;
+  $("#resend-form").hidden = true;
+}
+
+// show shows one view. A view that changes takes the focus to its heading,
+// so that a keyboard or a screen reader starts there.
 function show(view) {
+  const changed = currentView !== null && view !== currentView;
   for (const v of views) $(`#${v}-view`).hidden = v !== view;
   const loggedOut = view === "auth" || view === "reset";
   $("#nav").hidden = loggedOut;
@@ -195,6 +303,14 @@ function show(view) {
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.getAttribute("href") === `#${view}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
+  }
+  if (statusView !== undefined && statusView !== view) $("#status").textContent = "";
+  statusView = view;
+  currentView = view;
+  if (changed) {
+    const heading = [...document.querySelectorAll(`#${view}-view h2`)].find((h) => h.getClientRects().length);
+    heading?.setAttribute("tabindex", "-1");
+    heading?.focus();
   }
 }
 
@@ -207,16 +323,21 @@ async function route() {
   }
   if (location.hash === "#reset" && resetToken) return show("reset");
   if (!session.access) {
-    // A reload, or a new tab: the cookie (if any) gets an access token.
-    try { await refreshTokens(); } catch { return show("auth"); }
+    // A reload, or a new tab: the cookie (if this browser holds one) gets
+    // an access token.
+    if (!localStorage.getItem(SESSION_HINT)) return show("auth");
+    try { await refreshTokens(); } catch (err) {
+      if (!(err instanceof SessionEnded)) say(err.message, { next: true });
+      return show("auth");
+    }
   }
   await handle(null, checkVerified);
   const view = location.hash.slice(1);
-  if (view === "profile") { show("profile"); return handle(null, loadProfile); }
-  if (view === "sessions") { show("sessions"); return handle(null, loadSessions); }
+  if (view === "profile") { show("profile"); return handle(null, () => loading(loadProfile)); }
+  if (view === "sessions") { show("sessions"); return handle(null, () => loading(loadSessions)); }
   if (view === "tokens") { show("tokens"); return showToken(); }
   show("notes");
-  return handle(null, () => loadNotes(true));
+  return handle(null, () => loading(() => loadNotes(true)));
 }
 
 // ---- logging in and out ----
@@ -228,6 +349,8 @@ async function logIn(username, password) {
   // account: offer to mail the link again.
   $("#resend-form").hidden = data?.code !== "email_not_verified";
   if (!res.ok) throw new ApiError(res.status, data);
+  localStorage.setItem(SESSION_HINT, "cookie");
+  for (const form of document.querySelectorAll("#auth-view form")) { form.reset(); showErrors(form, null); }
   setAccess(data.access, "login: a new session, the refresh token set as an HttpOnly cookie");
   location.hash = "#notes";
   await route();
@@ -238,7 +361,6 @@ $("#login-form").addEventListener("submit", (ev) => {
   const f = ev.target;
   handle(f, async () => {
     await logIn(f.username.value, f.password.value);
-    f.reset();
     say(`Logged in as ${claimsOf(session.access).username}.`);
   });
 });
@@ -257,30 +379,37 @@ $("#register-form").addEventListener("submit", (ev) => {
       await logIn(f.username.value, f.password.value);
     } catch (err) {
       if (err.body?.code !== "email_not_verified") throw err;
-      $("#resend-form").email.value = email;
       f.reset();
+      $("#resend-form").email.value = email;
       return say(`Your account is ready. Open the link we mailed to ${email} to verify it, then log in.`);
     }
-    f.reset();
     say("Welcome! Your account is ready. We mailed you a link to verify your email address.");
   });
 });
 
-$("#logout").addEventListener("click", async () => {
-  clearTokens();
-  account.emailVerified = null;
-  await cookieCall("logout/").catch(() => {}); // the server ends the session and clears the cookie
+// logOut ends this tab's session (and the other tabs follow).
+async function logOut(message) {
+  forgetAccount();
   tabs.postMessage("logout");
-  logEvent("logout: the session ended, the cookie cleared");
-  say("Logged out.");
+  say(message, { next: true });
   location.hash = "#login";
-  route();
-});
+  await route();
+}
+
+$("#logout").addEventListener("click", (ev) => handle(ev.currentTarget, async () => {
+  await cookieCall("logout/").catch(() => {}); // the server ends the session and clears the cookie
+  logEvent("logout: the session ended, the cookie cleared");
+  await logOut("Logged out.");
+}));
 
 // Another tab logged out: follow it.
 const tabs = new BroadcastChannel("jwtnotes");
 tabs.addEventListener("message", (ev) => {
-  if (ev.data === "logout") { clearTokens(); account.emailVerified = null; say("Logged out."); location.hash = "#login"; route(); }
+  if (ev.data !== "logout") return;
+  forgetAccount();
+  say("Logged out.", { next: true });
+  location.hash = "#login";
+  route();
 });
 addEventListener("hashchange", route);
 
@@ -306,7 +435,7 @@ async function verifyEmail(token) {
   if (account.emailVerified === false) account.emailVerified = true;
   $("#verify-banner").hidden = true;
   $("#resend-form").hidden = true;
-  say(`${data.detail} ${session.access ? "" : "You can log in now."}`);
+  say(`${data.detail} ${session.access || localStorage.getItem(SESSION_HINT) ? "" : "You can log in now."}`, { next: true });
 }
 
 async function resendVerification(email) {
@@ -314,7 +443,7 @@ async function resendVerification(email) {
   say(data.detail);
 }
 
-$("#verify-resend").addEventListener("click", () => handle(null, () => resendVerification(account.email)));
+$("#verify-resend").addEventListener("click", (ev) => handle(ev.currentTarget, () => resendVerification(account.email)));
 
 $("#resend-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
@@ -341,13 +470,8 @@ $("#reset-form").addEventListener("submit", (ev) => {
       body: { token: resetToken, new_password: f.new_password.value, new_password2: f.new_password2.value },
     });
     resetToken = null;
-    f.reset();
     // The server ended every session of the account: this tab's and the others' too.
-    clearTokens();
-    account.emailVerified = null;
-    tabs.postMessage("logout");
-    say("Your password is reset and every device is logged out. Log in with the new password.");
-    location.hash = "#login";
+    await logOut("Your password is reset and every device is logged out. Log in with the new password.");
   });
 });
 
@@ -368,6 +492,7 @@ async function loadNotes(fresh) {
     path = `/notes/?${q}`;
   }
   const { data, link } = await api(path);
+  await learnOwners(data);
   const list = $("#notes");
   if (fresh) list.replaceChildren();
   for (const note of data) list.append(renderNote(note));
@@ -380,6 +505,20 @@ async function loadNotes(fresh) {
     empty.textContent = search.q.value ? "No note matches." : "No notes yet: write the first one above.";
     list.append(empty);
   }
+}
+
+// owners are the names of the users whose public notes this page has
+// shown (a note names its owner by id), asked once each.
+const owners = new Map();
+async function learnOwners(notes) {
+  const unknown = new Set(notes.map((n) => n.user).filter((id) => id !== myId && !owners.has(id)));
+  await Promise.all([...unknown].map(async (id) => {
+    try {
+      owners.set(id, (await api(`/users/${id}/`)).data.username);
+    } catch (err) {
+      if (err instanceof SessionEnded) throw err; // a note whose owner just left keeps their id
+    }
+  }));
 }
 
 function renderNote(note) {
@@ -401,14 +540,14 @@ function fillNote(li, note) {
   img.hidden = !note.cover_image;
   if (note.cover_image) { img.src = note.cover_image; img.alt = `Image of "${note.title}"`; }
   const when = new Date(note.updated).toLocaleString();
-  $(".note-meta", li).textContent =
-    `${note.is_public ? "Public" : "Private"} · ${note.user === myId ? "yours" : `by user ${note.user}`} · ${when}`;
+  const whose = note.user === myId ? "yours" : `by ${owners.get(note.user) ?? `user ${note.user}`}`;
+  $(".note-meta", li).textContent = `${note.is_public ? "Public" : "Private"} · ${whose} · ${when}`;
   $(".toggle-public", li).textContent = note.is_public ? "Make private" : "Make public";
 }
 
 function wireNote(li, note) {
   const form = $(".note-edit", li);
-  const update = (body) => handle(form, async () => {
+  const update = (from, body) => handle(from, async () => {
     const { data } = await api(`/notes/${note.id}/`, { method: "PATCH", body });
     Object.assign(note, data);
     fillNote(li, note);
@@ -416,6 +555,8 @@ function wireNote(li, note) {
     say("Note saved.");
   });
   $(".edit", li).addEventListener("click", () => {
+    form.reset();
+    showErrors(form, null);
     form.title.value = note.title;
     form.body.value = note.body;
     form.is_public.checked = note.is_public;
@@ -423,8 +564,8 @@ function wireNote(li, note) {
     form.title.focus();
   });
   $(".cancel", li).addEventListener("click", () => { form.hidden = true; });
-  $(".toggle-public", li).addEventListener("click", () => update({ is_public: !note.is_public }));
-  $(".delete", li).addEventListener("click", () => handle(null, async () => {
+  $(".toggle-public", li).addEventListener("click", (ev) => update(ev.currentTarget, { is_public: !note.is_public }));
+  $(".delete", li).addEventListener("click", (ev) => handle(ev.currentTarget, async () => {
     if (!confirm(`Delete "${note.title || "this note"}"?`)) return;
     await api(`/notes/${note.id}/`, { method: "DELETE" });
     li.remove();
@@ -438,7 +579,7 @@ function wireNote(li, note) {
     body.set("is_public", form.is_public.checked ? "true" : "false");
     if (form.cover_image.files[0]) body.set("cover_image", form.cover_image.files[0]);
     else if (form.remove_image.checked) body.set("cover_image", "");
-    update(body);
+    update(form, body);
   });
 }
 
@@ -461,9 +602,9 @@ $("#note-form").addEventListener("submit", (ev) => {
 
 $("#search-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  handle(null, () => loadNotes(true));
+  handle(ev.target, () => loading(() => loadNotes(true)));
 });
-$("#more").addEventListener("click", () => handle(null, () => loadNotes(false)));
+$("#more").addEventListener("click", (ev) => handle(ev.currentTarget, () => loadNotes(false)));
 
 // ---- profile and password ----
 
@@ -508,6 +649,18 @@ $("#password-form").addEventListener("submit", (ev) => {
   });
 });
 
+$("#delete-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, async () => {
+    if (!confirm("Delete your account, with its notes and images, for good?")) return;
+    await api("/profile/", { method: "DELETE", body: { password: f.password.value } });
+    await cookieCall("logout/").catch(() => {}); // the session is gone: this clears its cookie
+    logEvent("account deleted: every session ended");
+    await logOut("Your account is deleted, with its notes and images.");
+  });
+});
+
 // ---- sessions ----
 
 async function loadSessions() {
@@ -527,7 +680,7 @@ async function loadSessions() {
       button.className = "danger";
       button.textContent = "Log out";
       button.setAttribute("aria-label", `Log out ${s.user_agent || "that device"}`);
-      button.addEventListener("click", () => handle(null, async () => {
+      button.addEventListener("click", () => handle(button, async () => {
         await api(`/sessions/${s.id}/`, { method: "DELETE" });
         say("That device has been logged out.");
         await loadSessions();
@@ -538,14 +691,10 @@ async function loadSessions() {
   }
 }
 
-$("#logout-all").addEventListener("click", () => handle(null, async () => {
+$("#logout-all").addEventListener("click", (ev) => handle(ev.currentTarget, async () => {
   await api("/sessions/", { method: "DELETE" });
-  clearTokens();
-  tabs.postMessage("logout");
   logEvent("revoked: every session of the account, this one too");
-  say("Logged out everywhere.");
-  location.hash = "#login";
-  route();
+  await logOut("Logged out everywhere.");
 }));
 
 // ---- the token inspector ----
@@ -558,15 +707,21 @@ function logEvent(what, claims = session.access && claimsOf(session.access)) {
   $("#token-events").append(li);
 }
 
-// showToken fills the inspector with the current access token.
+// showToken fills the inspector with the current access token; its iat
+// and exp (seconds since 1970, as JWT has them) also in local time.
 function showToken() {
   if (!session.access) {
-    for (const id of ["#token-header", "#token-claims", "#token-sid", "#token-kid", "#token-left"]) $(id).textContent = "none";
+    for (const id of ["#token-header", "#token-claims", "#token-sid", "#token-kid", "#token-left", "#token-iat", "#token-exp"]) {
+      $(id).textContent = "none";
+    }
     return;
   }
   const header = headerOf(session.access), claims = claimsOf(session.access);
+  const local = (seconds) => new Date(seconds * 1000).toLocaleTimeString();
   $("#token-header").textContent = JSON.stringify(header, null, 2);
   $("#token-claims").textContent = JSON.stringify(claims, null, 2);
+  $("#token-iat").textContent = local(claims.iat);
+  $("#token-exp").textContent = local(claims.exp);
   $("#token-sid").textContent = claims.sid;
   $("#token-kid").textContent = header.kid ?? "none";
   showTimeLeft();
@@ -582,10 +737,8 @@ setInterval(showTimeLeft, 1000);
 // ---- the demo: a stolen refresh token ----
 
 // jsonPost posts JSON and returns the status and the parsed answer.
-async function jsonPost(path, body, access) {
-  const headers = { "Content-Type": "application/json" };
-  if (access) headers.Authorization = `Bearer ${access}`;
-  const res = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
+async function jsonPost(path, body) {
+  const res = await request(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   return { status: res.status, data: await res.json().catch(() => null) };
 }
 
@@ -598,52 +751,65 @@ function step(text) {
 const shortJti = (token) => claimsOf(token).jti.slice(-8);
 const pause = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function runDemo() {
+// runDemo plays a theft in a second session of the account, logged in
+// with the password in the JSON flow, so that it works whatever the
+// server's settings (an account that may log in here may log in again).
+// However it ends, the demo's session is over when it returns.
+async function runDemo(password) {
+  const username = claimsOf(session.access).username;
+  const login = await jsonPost("/api/token/", { username, password });
+  if (login.status !== 200) throw new ApiError(login.status, { password: [login.data?.detail ?? `The server answered ${login.status}.`] });
   $("#demo-steps").replaceChildren();
-  const name = `demo-${crypto.randomUUID().slice(0, 8)}`;
-  const password = `Demo-${crypto.randomUUID()}`;
-  const made = await jsonPost("/api/register/", { username: name, email: `${name}@example.invalid`, password, password2: password });
-  if (made.status !== 201) throw new Error(describeError(made.data));
-  const login = await jsonPost("/api/token/", { username: name, password });
-  step(`Made the demo account ${name} and logged it in, in the JSON flow: a session of its own, ${claimsOf(login.data.access).sid.slice(-8)}.`);
-  const stolen = login.data.refresh;
-  step(`A thief copies its refresh token (${shortJti(stolen)}).`);
-
-  const first = await jsonPost("/api/token/refresh/", { refresh: stolen });
-  step(`The owner refreshes: the server blacklists ${shortJti(stolen)} and answers a new refresh token (${shortJti(first.data.refresh)}). Rotation.`);
-  const again = await jsonPost("/api/token/refresh/", { refresh: stolen });
-  if (again.data?.refresh === first.data.refresh) {
-    step(`The old token again at once: within the grace period the server answers the same new token (${shortJti(again.data.refresh)}), so two tabs refreshing together end up with one. A grace answer.`);
+  let newest = login.data.refresh; // the demo session's newest refresh token
+  let revoked = false;
+  try {
+    step(`Logged in a second session of ${username} (${claimsOf(login.data.access).sid.slice(-8)}) in the JSON flow: its refresh token is in the answer.`);
+    const stolen = login.data.refresh;
+    step(`A thief copies that refresh token (${shortJti(stolen)}).`);
+    const first = await jsonPost("/api/token/refresh/", { refresh: stolen });
+    if (first.status !== 200) throw new Error(`the refresh was refused: ${describeError(first.data)}`);
+    newest = first.data.refresh;
+    step(`The owner refreshes: the server blacklists ${shortJti(stolen)} and answers a new refresh token (${shortJti(newest)}). Rotation.`);
+    const again = await jsonPost("/api/token/refresh/", { refresh: stolen });
+    if (again.data?.refresh === newest) {
+      step(`The old token again at once: within the grace period the server answers the same new token (${shortJti(newest)}), so two tabs refreshing together end up with one. A grace answer.`);
+    }
+    step("Waiting out the grace period…");
+    let replay;
+    for (let i = 0; i < 60; i++) {
+      await pause(1000);
+      replay = await jsonPost("/api/token/refresh/", { refresh: stolen });
+      if (replay.status === 401) break;
+    }
+    if (replay.status !== 401) throw new Error("the server still took the copy after a minute");
+    revoked = true;
+    step(`The thief replays the copy: 401 "${replay.data.detail}". A rotated token used after the grace period means two parties hold it, so the server revokes the whole session.`);
+    const owner = await jsonPost("/api/token/refresh/", { refresh: newest });
+    step(`The owner's newest refresh token (${shortJti(newest)}): ${owner.status} "${owner.data?.detail}". Revoked too.`);
+    const profile = await request("/api/profile/", { headers: { Authorization: `Bearer ${first.data.access}` } });
+    const body = await profile.json().catch(() => ({}));
+    const left = Math.round(claimsOf(first.data.access).exp - Date.now() / 1000);
+    step(`Its access token${left > 0 ? `, with ${left} s left before its exp` : ""}: GET /api/profile/ answers ${profile.status} "${body.detail}". The session is over everywhere.`);
+    step("Done: the demo's session is revoked; yours goes on.");
+  } catch (err) {
+    step(`The demo stopped: ${err.message}`);
+  } finally {
+    // Stopped half-way: end the demo's session all the same.
+    if (!revoked) {
+      const out = await jsonPost("/api/token/blacklist/", { refresh: newest }).catch(() => null);
+      step(out?.status === 200 ? "Cleaned up: the demo's session is logged out; yours goes on."
+        : "Could not log the demo's session out: end it in the Sessions view.");
+    }
   }
-  step("Waiting out the grace period...");
-  let replay;
-  for (let i = 0; i < 60; i++) {
-    await pause(1000);
-    replay = await jsonPost("/api/token/refresh/", { refresh: stolen });
-    if (replay.status === 401) break;
-  }
-  if (replay.status !== 401) throw new Error("the server still took the copy after a minute");
-  step(`The thief replays the copy: 401 "${replay.data.detail}". A rotated token used after the grace period means two parties hold it, so the server revokes the whole session.`);
-  const owner = await jsonPost("/api/token/refresh/", { refresh: first.data.refresh });
-  step(`The owner's newest refresh token (${shortJti(first.data.refresh)}): ${owner.status} "${owner.data?.detail}". Revoked too.`);
-  const profile = await fetch("/api/profile/", { headers: { Authorization: `Bearer ${first.data.access}` } });
-  const body = await profile.json().catch(() => ({}));
-  const left = Math.round(claimsOf(first.data.access).exp - Date.now() / 1000);
-  step(`And its access token${left > 0 ? `, ${left} s before its exp,` : ""}: GET /api/profile/ answers ${profile.status} "${body.detail}". The session is over everywhere.`);
-
-  const relogin = await jsonPost("/api/token/", { username: name, password });
-  const gone = await fetch("/api/profile/", {
-    method: "DELETE", headers: { "Content-Type": "application/json", Authorization: `Bearer ${relogin.data.access}` },
-    body: JSON.stringify({ password }),
-  });
-  step(gone.status === 204 ? "Cleaned up: the demo account is deleted." : `Could not delete the demo account (${gone.status}).`);
 }
 
-$("#demo-run").addEventListener("click", async () => {
-  const button = $("#demo-run");
-  button.disabled = true;
-  try { await runDemo(); } catch (err) { step(`The demo stopped: ${err.message}`); }
-  button.disabled = false;
+$("#demo").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, async () => {
+    await runDemo(f.password.value); // a wrong password: shown beside its field
+    f.reset();
+  });
 });
 
 // ---- start ----
