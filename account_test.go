@@ -472,7 +472,7 @@ func TestFlushExpiredTokensCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	st.createUser(context.Background(), newUser{Username: "u", Email: "u@example.com", PasswordHash: "x"}, now)
+	st.createUser(context.Background(), newUser{Username: "u", Email: "u@example.com", PasswordHash: "x"}, now, origin{})
 	for i, expires := range []time.Time{now.Add(-time.Hour), now.Add(-time.Minute), now.Add(time.Hour)} {
 		st.createSession(context.Background(), session{ID: fmt.Sprint("s", i), UserID: 1, Created: now.Add(-2 * time.Hour), Expires: expires}, "x")
 	}
@@ -532,12 +532,12 @@ func TestProfileClashNamesTheRightField(t *testing.T) {
 	alice := e.register("alice")
 	e.register("bob")
 	same, taken := "alice", "BOB@example.com"
-	_, _, err := e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &same, Email: &taken})
+	_, _, err := e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &same, Email: &taken}, e.clock.now(), origin{})
 	if err != errEmailTaken {
 		t.Errorf("own username and a taken email: %v, want errEmailTaken", err)
 	}
 	other := "Bob"
-	_, _, err = e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &other, Email: &taken})
+	_, _, err = e.srv.store.updateProfile(context.Background(), alice, profileChanges{Username: &other, Email: &taken}, e.clock.now(), origin{})
 	if err != errUsernameTaken {
 		t.Errorf("a taken username: %v, want errUsernameTaken", err)
 	}

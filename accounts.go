@@ -31,13 +31,13 @@ type profileChanges struct {
 // and whether the email changed (more than in case: then it is no longer
 // verified). If another user took the new username or email first, it
 // returns errUsernameTaken or errEmailTaken and saves nothing.
-func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (user, bool, error) {
+func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges, now time.Time, from origin) (user, bool, error) {
 	var u user
-	var oldPhoto, oldEmailKey string
+	var oldPhoto, oldEmail, oldEmailKey string
 	err := s.withNewFile(coversFolder, c.CoverPhoto, func(newPhoto *string) error {
 		return s.write(ctx, func(tx *txn, ch *changed) error {
 			ch.account = true
-			err := tx.QueryRowContext(ctx, `SELECT coalesce(cover_photo, ''), email_key FROM users WHERE id = ?`, id).Scan(&oldPhoto, &oldEmailKey)
+			err := tx.QueryRowContext(ctx, `SELECT coalesce(cover_photo, ''), email, email_key FROM users WHERE id = ?`, id).Scan(&oldPhoto, &oldEmail, &oldEmailKey)
 			if errors.Is(err, sql.ErrNoRows) {
 				return errUserGone
 			}
@@ -74,6 +74,7 @@ func (s *store) updateProfile(ctx context.Context, id int64, c profileChanges) (
 				return err
 			}
 			if foldKey(u.Email) != oldEmailKey { // every link mailed before dies, even if the email comes back
+				ch.log(event{userID: id, kind: evEmailChanged, at: now, from: from, detail: "to " + u.Email + " from " + oldEmail})
 				_, err = tx.ExecContext(ctx, `DELETE FROM account_tokens WHERE user_id = ?`, id)
 			}
 			return err
@@ -107,9 +108,11 @@ func (s *store) passwordHash(ctx context.Context, id int64) (string, error) {
 // the hash changed since it was checked (a password reset, which revoked
 // keep too), it returns errPasswordChanged and changes nothing: two changes
 // at the same moment cannot both win.
-func (s *store) changePassword(ctx context.Context, id int64, oldHash, hash, keep string, now time.Time) error {
+func (s *store) changePassword(ctx context.Context, id int64, oldHash, hash string, now time.Time, from origin) error {
+	keep := from.sessionID
 	return s.write(ctx, func(tx *txn, ch *changed) error {
 		ch.account = true
+		ch.log(event{userID: id, kind: evPasswordChanged, at: now, from: from, detail: "every other session was logged out"})
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ? AND password = ?`, hash, id, oldHash)
 		if err != nil {
 			return err
@@ -201,9 +204,10 @@ func (s *store) liveSessions(ctx context.Context, id int64, now time.Time) ([]se
 
 // revokeUserSession revokes one live session of user id; errNotFound if
 // there is no such session.
-func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID string, now time.Time) error {
+func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID string, now time.Time, from origin) error {
 	return s.write(ctx, func(tx *txn, ch *changed) error {
 		ch.account = true
+		ch.log(event{userID: id, kind: evSessionRevoked, at: now, from: from, detail: "session " + sessionID})
 		res, err := tx.ExecContext(ctx, `UPDATE sessions AS s SET revoked = ?
 			WHERE s.id = ? AND s.user_id = ? AND `+liveSession, micros(now), sessionID, id, micros(now))
 		if err != nil {
@@ -217,9 +221,10 @@ func (s *store) revokeUserSession(ctx context.Context, id int64, sessionID strin
 }
 
 // revokeAllSessions logs user id out everywhere.
-func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time) error {
+func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time, from origin) error {
 	return s.write(ctx, func(tx *txn, ch *changed) error {
 		ch.account = true
+		ch.log(event{userID: id, kind: evLogoutAll, at: now, from: from})
 		_, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE user_id = ? AND revoked IS NULL`,
 			micros(now), id)
 		return err
@@ -232,7 +237,7 @@ func (s *store) revokeAllSessions(ctx context.Context, id int64, now time.Time) 
 // tokens of mailed links past their time. It returns how many blacklist
 // rows and sessions went.
 func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessions int64, err error) {
-	var mailed int64 // expired tokens of mailed links: not worth a count of their own
+	var mailed int64 // expired tokens of mailed links, and old lines of the security logs: not worth a count of their own
 	// Each DELETE finds its rows by an index: counting the blacklist before
 	// and after would read all of it. Each step runs in transactions of at
 	// most flushBatch rows, so that a million expired rows never hold the one
@@ -249,6 +254,7 @@ func (s *store) flushExpired(ctx context.Context, now time.Time) (tokens, sessio
 		{`DELETE FROM blacklist WHERE jti IN (SELECT jti FROM blacklist WHERE expires <= :now LIMIT :batch)`, &tokens},
 		{`DELETE FROM account_tokens WHERE token_hash IN
 			(SELECT token_hash FROM account_tokens WHERE expires <= :now LIMIT :batch)`, &mailed},
+		{oldSecurityEvents, &mailed}, // securitylog.go
 	} {
 		for deleted := int64(flushBatch); deleted == flushBatch; {
 			err := s.write(ctx, func(tx *txn, _ *changed) error { // only what no answer kept holds
@@ -318,6 +324,11 @@ func (s *store) userNamed(ctx context.Context, name string, now time.Time) (u us
 func (s *store) setActive(ctx context.Context, id int64, active bool, now time.Time) error {
 	return s.write(ctx, func(tx *txn, ch *changed) error {
 		ch.account = true
+		kind := evDeactivated
+		if active {
+			kind = evActivated
+		}
+		ch.log(event{userID: id, kind: kind, at: now, from: byAdministrator})
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET is_active = ? WHERE id = ?`, active, id); err != nil || active {
 			return err
 		}
@@ -334,6 +345,8 @@ func (s *store) setActive(ctx context.Context, id int64, active bool, now time.T
 func (s *store) setPassword(ctx context.Context, id int64, hash string, now time.Time) error {
 	return s.write(ctx, func(tx *txn, ch *changed) error {
 		ch.account = true
+		ch.log(event{userID: id, kind: evPasswordChanged, at: now, from: byAdministrator,
+			detail: "set by an administrator; every session was logged out"})
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password = ? WHERE id = ?`, hash, id); err != nil {
 			return err
 		}

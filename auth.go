@@ -20,6 +20,17 @@ type caller struct {
 	claims claims
 }
 
+// originOf is where r came from, as a security log keeps it: the client's
+// address, its user agent, and the session of the caller's token (c may
+// be nil).
+func (s *server) originOf(r *http.Request, c *caller) origin {
+	o := origin{ip: s.clientIP(r), userAgent: truncate(r.UserAgent(), 512)}
+	if c != nil {
+		o.sessionID = c.claims.SessionID
+	}
+	return o
+}
+
 var (
 	errNotAuthenticated = detailError(http.StatusUnauthorized, "Authentication credentials were not provided.")
 	errUserNotFound     = &apiError{status: http.StatusUnauthorized, body: detailCode{"User not found", "user_not_found"}}

@@ -5,8 +5,9 @@ package main
 // A backup is a folder laid out as a data folder: notes.db, copied by
 // SQLite's VACUUM INTO (one read transaction, so a snapshot of one moment,
 // taken beside the server's writes without stopping or failing them); the
-// media files that snapshot names; and the signing keys only when asked
-// (-with-keys: whoever holds them can sign tokens for every account).
+// media files that snapshot names; and the keys only when asked
+// (-with-keys: jwt.keys, whoever holds them can sign tokens for every
+// account; and mfa.key, which opens the TOTP secrets, sealing.go).
 // Restore fills an empty data folder from one, after checking it: SQLite's
 // integrity_check, and every file the database names is there.
 //
@@ -37,13 +38,17 @@ import (
 type backupSummary struct {
 	users, notes, files int
 	bytes               int64
-	keys                bool
+	keys                bool // jwt.keys
+	totpKey             bool // mfa.key
 }
 
 func (b backupSummary) String() string {
 	keys := "the signing keys"
 	if !b.keys {
 		keys = "no signing keys"
+	}
+	if b.totpKey {
+		keys += " and the TOTP key"
 	}
 	s := fmt.Sprintf("%d users, %d notes, %d media files (%.1f MiB), %s", b.users, b.notes, b.files, float64(b.bytes)/(1<<20), keys)
 	return s
@@ -57,9 +62,7 @@ func backupDataDir(ctx context.Context, dataDir, dest string, withKeys bool, get
 	if _, err := os.Stat(source); err != nil {
 		return backupSummary{}, fmt.Errorf("no database in %s (is -data the server's data folder?): %w", dataDir, err)
 	}
-	if withKeys && getenv("JWT_SECRET") != "" {
-		return backupSummary{}, &usageError{"-with-keys: the key is JWT_SECRET, not a file; keep the secret where you keep secrets"}
-	}
+
 	if err := makeEmptyFolder(dest); err != nil {
 		return backupSummary{}, err
 	}
@@ -92,11 +95,18 @@ func backupDataDir(ctx context.Context, dataDir, dest string, withKeys bool, get
 	if err != nil {
 		return sum, err
 	}
-	if withKeys {
+	if withKeys && getenv("JWT_SECRET") == "" { // else the signing key is JWT_SECRET: kept where secrets are kept
 		if err := copyFile(filepath.Join(dataDir, keysFileName), filepath.Join(dest, keysFileName)); err != nil {
 			return sum, fmt.Errorf("the signing keys: %w", err)
 		}
 		sum.keys = true
+	}
+	if withKeys {
+		err := copyFile(filepath.Join(dataDir, sealingKeyFile), filepath.Join(dest, sealingKeyFile))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) { // none: no server has started on this folder
+			return sum, fmt.Errorf("the TOTP key: %w", err)
+		}
+		sum.totpKey = err == nil
 	}
 	return sum, syncFolder(dest)
 }
@@ -259,6 +269,8 @@ func restoreDataDir(ctx context.Context, src, dataDir string) (backupSummary, er
 	sum.files = len(named)
 	_, keysErr := os.Stat(filepath.Join(src, keysFileName))
 	sum.keys = keysErr == nil
+	_, totpKeyErr := os.Stat(filepath.Join(src, sealingKeyFile))
+	sum.totpKey = totpKeyErr == nil
 
 	if err := makeEmptyFolder(dataDir); err != nil {
 		return sum, err
@@ -280,6 +292,11 @@ func restoreDataDir(ctx context.Context, src, dataDir string) (backupSummary, er
 	}
 	if sum.keys {
 		if err := copyFile(filepath.Join(src, keysFileName), filepath.Join(work, keysFileName)); err != nil {
+			return sum, err
+		}
+	}
+	if sum.totpKey {
+		if err := copyFile(filepath.Join(src, sealingKeyFile), filepath.Join(work, sealingKeyFile)); err != nil {
 			return sum, err
 		}
 	}

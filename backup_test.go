@@ -57,14 +57,19 @@ func TestBackupUnderLoadRestoresEveryAcknowledgedWrite(t *testing.T) {
 	if !strings.Contains(out, "the signing keys") || during == 0 {
 		t.Errorf("backup said %q; %d writes were acknowledged while it ran (want some)", out, during)
 	}
-	if info, err := os.Stat(filepath.Join(backup, keysFileName)); err != nil || info.Mode().Perm() != 0o600 {
-		t.Errorf("the backup's keys: %v %v", info, err)
+	for _, key := range []string{keysFileName, sealingKeyFile} {
+		if info, err := os.Stat(filepath.Join(backup, key)); err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("the backup's %s: %v %v", key, info, err)
+		}
 	}
 
 	restored := filepath.Join(t.TempDir(), "restored")
 	out = jwtnotesCommand(t, "restore", backup, "-data", restored)
-	if !strings.HasPrefix(out, "restored ") {
+	if !strings.HasPrefix(out, "restored ") || !strings.Contains(out, "the TOTP key") {
 		t.Errorf("restore said %q", out)
+	}
+	if a, b := readFile(t, filepath.Join(dir, sealingKeyFile)), readFile(t, filepath.Join(restored, sealingKeyFile)); a != b {
+		t.Error("the restored mfa.key is not the server's")
 	}
 	if _, _, err := describeDatabase(context.Background(), filepath.Join(restored, "notes.db"), true); err != nil {
 		t.Errorf("the restored database: %v", err)
@@ -224,8 +229,15 @@ func TestBackupAndRestoreRefuseWhatTheyShouldNot(t *testing.T) {
 	if _, err := backupDataDir(ctx, t.TempDir(), filepath.Join(t.TempDir(), "b"), false, noEnv); err == nil {
 		t.Error("a backup of a folder without a database succeeded")
 	}
-	if _, err := backupDataDir(ctx, dataDir, filepath.Join(t.TempDir(), "b"), true, envOf(map[string]string{"JWT_SECRET": strings.Repeat("s", 32)})); err == nil {
-		t.Error("-with-keys with JWT_SECRET set succeeded")
+	// With JWT_SECRET, the signing key is no file: -with-keys copies the
+	// TOTP key alone.
+	secretOnly := filepath.Join(t.TempDir(), "b")
+	sum, err := backupDataDir(ctx, dataDir, secretOnly, true, envOf(map[string]string{"JWT_SECRET": strings.Repeat("s", 32)}))
+	if err != nil || sum.keys || !sum.totpKey {
+		t.Errorf("-with-keys with JWT_SECRET set: %+v %v", sum, err)
+	}
+	if _, err := os.Stat(filepath.Join(secretOnly, keysFileName)); err == nil {
+		t.Error("a jwt.keys in a backup of a server whose key is JWT_SECRET")
 	}
 
 	// A backup that fails (here: -with-keys, and the test server's key is
@@ -239,8 +251,8 @@ func TestBackupAndRestoreRefuseWhatTheyShouldNot(t *testing.T) {
 	}
 
 	backup := filepath.Join(t.TempDir(), "b")
-	sum, err := backupDataDir(ctx, dataDir, backup, false, noEnv)
-	if err != nil || sum.users != 1 || sum.notes != 1 || sum.files != 1 || sum.keys {
+	sum, err = backupDataDir(ctx, dataDir, backup, false, noEnv)
+	if err != nil || sum.users != 1 || sum.notes != 1 || sum.files != 1 || sum.keys || sum.totpKey {
 		t.Fatalf("backup: %+v %v", sum, err)
 	}
 	if _, err := restoreDataDir(ctx, backup, full); err == nil || !strings.Contains(err.Error(), "not empty") {
@@ -433,4 +445,13 @@ func TestDeletionsWaitForABackup(t *testing.T) {
 			t.Errorf("after the backup, a replaced file stays: %v", err)
 		}
 	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -230,6 +230,11 @@ func usersCommand(ctx context.Context, cfg config, sub, name string, stdin io.Re
 			return nil
 		}
 		fmt.Fprintf(stdout, "deactivated %s: %d sessions revoked; a running server refuses their tokens within a second\n", u.Username, sessions)
+	case "mfa-off":
+		if err := st.disableTOTPByAdministrator(ctx, u.ID, now); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "two-factor authentication is off for %s: they log in with their password alone, and may enrol again\n", u.Username)
 	case "set-password":
 		password, err := readNewPassword(stdin, stderr)
 		if err != nil {

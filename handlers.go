@@ -42,6 +42,7 @@ type server struct {
 	mailsTo      *limiter    // mails per recipient address (and per account), and reset requests per address asked for
 	bodies       *bodyBudget // memory that request bodies may hold at once
 	mail         *mailer     // mail.go: sends in the background
+	sealer       *sealer     // sealing.go: the TOTP secrets at rest
 	pages        *pageCache  // pagecache.go: recent pages of the notes list
 	now          func() time.Time
 	log          *slog.Logger
@@ -50,6 +51,10 @@ type server struct {
 // newServer starts the server's mail sender: close stops it.
 func newServer(cfg config, st *store, tokens *tokenSigner, log *slog.Logger, now func() time.Time) (*server, error) {
 	common, err := loadCommonPasswords()
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := loadSealer(cfg.dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +76,7 @@ func newServer(cfg config, st *store, tokens *tokenSigner, log *slog.Logger, now
 		mailsTo:      newLimiter(cfg.mailLimit, time.Hour),
 		bodies:       &bodyBudget{free: cfg.bodyMemory},
 		mail:         mail,
+		sealer:       sealer,
 		pages:        newPageCache(),
 		now:          now,
 		log:          log,
@@ -104,6 +110,8 @@ func (s *server) routes() http.Handler {
 	rt.handle("POST", "/api/token/cookie/", public, s.cookieLogin) // the same three with an HttpOnly cookie (cookies.go)
 	rt.handle("POST", "/api/token/cookie/refresh/", public, s.cookieRefresh)
 	rt.handle("POST", "/api/token/cookie/logout/", public, s.cookieLogout)
+	rt.handle("POST", "/api/token/mfa/", public, s.loginWithCode) // a login's second factor (mfa.go)
+	rt.handle("POST", "/api/token/cookie/mfa/", public, s.cookieLoginWithCode)
 	rt.handle("POST", "/api/register/", optional, s.register)
 	rt.handle("GET", "/api/profile/", authorized, s.getProfile)
 	rt.handle("PATCH", "/api/profile/", authorized, s.updateProfile)
@@ -115,6 +123,11 @@ func (s *server) routes() http.Handler {
 	rt.handle("POST", "/api/password/reset/confirm/", public, s.confirmPasswordReset)
 	rt.handle("POST", "/api/email/verify/", public, s.verifyEmail)
 	rt.handle("POST", "/api/email/verify/resend/", public, s.resendVerification)
+	rt.handle("POST", "/api/mfa/totp/", authorized, s.startTOTP) // the second factor (mfa.go)
+	rt.handle("POST", "/api/mfa/totp/confirm/", authorized, s.confirmTOTP)
+	rt.handle("DELETE", "/api/mfa/totp/", authorized, s.disableTOTP)
+	rt.handle("POST", "/api/mfa/recovery-codes/", authorized, s.renewRecoveryCodes)
+	rt.handle("GET", "/api/security-log/", authorized, s.securityLog)
 	rt.handle("GET", "/api/sessions/", authorized, s.listSessions)
 	rt.handle("DELETE", "/api/sessions/", authorized, s.logoutEverywhere)
 	rt.handle("DELETE", "/api/sessions/{id}/", authorized, s.revokeSession)
@@ -188,22 +201,20 @@ func (s *server) startSession(w http.ResponseWriter, r *http.Request) (signedPai
 		return signedPair{}, errs
 	}
 
-	u, hash, err := s.checkPassword(r.Context(), username, password)
+	u, hash, err := s.checkPassword(r.Context(), username, password, s.originOf(r, nil))
 	if err != nil {
 		return signedPair{}, err
 	}
 	if s.cfg.requireVerifiedEmail && !u.EmailVerified {
 		return signedPair{}, errEmailNotVerified // said only to whoever knows the password
 	}
-	now := s.now()
-	sess := session{
-		ID:        randomID(),
-		UserID:    u.ID,
-		Created:   now,
-		Expires:   now.Add(s.cfg.sessionTTL),
-		UserAgent: truncate(r.UserAgent(), 512),
-		IP:        s.clientIP(r),
+	if t, err := s.store.totpOf(r.Context(), u.ID); err == nil && t.on {
+		return signedPair{}, s.askForCode(r.Context(), u, hash) // mfa.go: the code comes next
+	} else if err != nil && !errors.Is(err, errNotFound) {
+		return signedPair{}, err
 	}
+	now := s.now()
+	sess := s.newSession(r, u, now)
 	err = s.store.createSession(r.Context(), sess, hash)
 	if errors.Is(err, errNotFound) {
 		return signedPair{}, errNoActiveAccount // the password changed while we checked it
@@ -211,15 +222,35 @@ func (s *server) startSession(w http.ResponseWriter, r *http.Request) (signedPai
 	if err != nil {
 		return signedPair{}, err
 	}
-	refresh := s.newClaims(refreshToken, u, sess, now)
-	return signedPair{
-		refresh: s.tokens.sign(refresh), refreshExp: refresh.Exp,
-		access: s.tokens.sign(s.newClaims(accessToken, u, sess, now)),
-	}, nil
+	s.notifyNewDevice(u, sess)
+	return s.sessionTokens(u, sess, "", now), nil
 }
 
-// newClaims builds a token for u in sess. No token outlives its session.
-func (s *server) newClaims(tokenType string, u user, sess session, now time.Time) claims {
+// newSession is the session a login of u from r starts.
+func (s *server) newSession(r *http.Request, u user, now time.Time) session {
+	return session{
+		ID:        randomID(),
+		UserID:    u.ID,
+		Created:   now,
+		Expires:   now.Add(s.cfg.sessionTTL),
+		UserAgent: truncate(r.UserAgent(), 512),
+		IP:        s.clientIP(r),
+	}
+}
+
+// sessionTokens are the first tokens of a new session, whose login took
+// the factors amr names ("": the password alone).
+func (s *server) sessionTokens(u user, sess session, amr methods, now time.Time) signedPair {
+	refresh := s.newClaims(refreshToken, u, sess, amr, now)
+	return signedPair{
+		refresh: s.tokens.sign(refresh), refreshExp: refresh.Exp,
+		access: s.tokens.sign(s.newClaims(accessToken, u, sess, amr, now)),
+	}
+}
+
+// newClaims builds a token for u in sess, whose login took the factors amr
+// names. No token outlives its session.
+func (s *server) newClaims(tokenType string, u user, sess session, amr methods, now time.Time) claims {
 	ttl := s.cfg.accessTTL
 	if tokenType == refreshToken {
 		ttl = s.cfg.refreshTTL
@@ -234,6 +265,7 @@ func (s *server) newClaims(tokenType string, u user, sess session, now time.Time
 		Username:  u.Username,
 		Email:     u.Email,
 		SessionID: sess.ID,
+		AMR:       amr,
 	}
 }
 
@@ -266,20 +298,23 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request, _ *caller) erro
 func (s *server) refreshPair(r *http.Request, old claims) (signedPair, error) {
 	now := s.now()
 	next := replacement{jti: tokenID(now), kid: s.tokens.currentKid(), at: now}
-	rot, err := s.store.rotateRefresh(r.Context(), old, next, s.cfg.reuseGrace)
+	rot, err := s.store.rotateRefresh(r.Context(), old, next, s.cfg.reuseGrace, s.originOf(r, nil))
 	switch {
 	case err != nil:
 		return signedPair{}, err
 	case rot.outcome == refreshNoAccount:
 		return signedPair{}, errNoAccountForToken
 	case rot.outcome == refreshRevoked:
+		if rot.reused {
+			s.notifyReuse(r, rot.user)
+		}
 		return signedPair{}, errBlacklistedAnswer
 	}
-	refresh := s.newClaims(refreshToken, rot.user, rot.session, rot.next.at)
+	refresh := s.newClaims(refreshToken, rot.user, rot.session, old.AMR, rot.next.at)
 	refresh.JTI = rot.next.jti
 	return signedPair{
 		refresh: s.tokens.signWith(rot.next.kid, refresh), refreshExp: refresh.Exp,
-		access: s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, now)),
+		access: s.tokens.sign(s.newClaims(accessToken, rot.user, rot.session, old.AMR, now)),
 		grace:  rot.outcome == refreshGrace,
 	}, nil
 }
@@ -387,7 +422,7 @@ func (s *server) register(w http.ResponseWriter, r *http.Request, _ *caller) err
 	if err != nil {
 		return err
 	}
-	u, err := s.store.createUser(r.Context(), newUser{Username: username, Email: email, PasswordHash: hash, Bio: bio, CoverPhoto: coverPhoto}, s.now())
+	u, err := s.store.createUser(r.Context(), newUser{Username: username, Email: email, PasswordHash: hash, Bio: bio, CoverPhoto: coverPhoto}, s.now(), s.originOf(r, nil))
 	switch {
 	case errors.Is(err, errUsernameTaken):
 		errs.add("username", msgUsernameTaken)
@@ -501,7 +536,7 @@ func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller
 	if err := s.throttleWrites(c); err != nil {
 		return err
 	}
-	u, emailChanged, err := s.store.updateProfile(ctx, id, changes)
+	u, emailChanged, err := s.store.updateProfile(ctx, id, changes, s.now(), s.originOf(r, c))
 	switch {
 	case errors.Is(err, errUsernameTaken):
 		errs.add("username", msgUsernameTaken)
@@ -514,6 +549,7 @@ func (s *server) updateProfile(w http.ResponseWriter, r *http.Request, c *caller
 	}
 	if emailChanged {
 		s.mailVerification(r, u)
+		s.notifyEmailChanged(r, c.user, u.Email) // to the address before
 	}
 	return s.writeProfile(w, r, u)
 }
@@ -542,10 +578,11 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return err
 	}
-	err = s.store.changePassword(r.Context(), u.ID, oldHash, hash, c.claims.SessionID, s.now())
+	err = s.store.changePassword(r.Context(), u.ID, oldHash, hash, s.now(), s.originOf(r, c))
 	if err != nil {
 		return err
 	}
+	s.notifyPasswordChanged(r, u)
 	return writeJSON(w, http.StatusOK, struct{}{})
 }
 
@@ -631,7 +668,7 @@ func (s *server) listSessions(w http.ResponseWriter, r *http.Request, c *caller)
 
 // revokeSession is DELETE /api/sessions/{id}/: log out one device.
 func (s *server) revokeSession(w http.ResponseWriter, r *http.Request, c *caller) error {
-	err := s.store.revokeUserSession(r.Context(), c.user.ID, r.PathValue("id"), s.now())
+	err := s.store.revokeUserSession(r.Context(), c.user.ID, r.PathValue("id"), s.now(), s.originOf(r, c))
 	if errors.Is(err, errNotFound) {
 		return errNotFoundAnswer // someone else's session looks like no session
 	}
@@ -645,7 +682,7 @@ func (s *server) revokeSession(w http.ResponseWriter, r *http.Request, c *caller
 // logoutEverywhere is DELETE /api/sessions/: every session of the caller
 // ends, this one too.
 func (s *server) logoutEverywhere(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if err := s.store.revokeAllSessions(r.Context(), c.user.ID, s.now()); err != nil {
+	if err := s.store.revokeAllSessions(r.Context(), c.user.ID, s.now(), s.originOf(r, c)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -62,7 +62,17 @@ type claims struct {
 	Username  string `json:"username"`
 	Email     string `json:"email"`
 	SessionID string `json:"sid"`
+	// AMR is RFC 8176's authentication methods of the session's login:
+	// ["pwd","otp"] or ["pwd","kba"] after a second factor (mfa.go); none
+	// for a password alone, so that those tokens stay simplejwt's.
+	AMR methods `json:"amr,omitempty"`
 }
+
+// methods is a list of RFC 8176 method names, kept as one string, space
+// between names (so that claims stay comparable), written as a JSON list.
+type methods string
+
+func (m methods) MarshalJSON() ([]byte, error) { return json.Marshal(strings.Fields(string(m))) }
 
 // b64 is unpadded base64url. Strict rejects encodings whose unused trailing
 // bits are not zero, so each byte string has exactly one accepted spelling.
@@ -297,8 +307,13 @@ func readPayload(payload []byte, want string, now time.Time) (claims, error) {
 	if err != nil {
 		return claims{}, errTokenNoUser
 	}
-	return claims{TokenType: tokenType, Exp: exp, Iat: iat, JTI: jsonString(m["jti"]), UserID: userID,
-		Username: jsonString(m["username"]), Email: jsonString(m["email"]), SessionID: jsonString(m["sid"])}, nil
+	c := claims{TokenType: tokenType, Exp: exp, Iat: iat, JTI: jsonString(m["jti"]), UserID: userID,
+		Username: jsonString(m["username"]), Email: jsonString(m["email"]), SessionID: jsonString(m["sid"])}
+	var amr []string
+	if raw := m["amr"]; raw != nil && json.Unmarshal(raw, &amr) == nil { // else none: only our own tokens carry it
+		c.AMR = methods(strings.Join(amr, " "))
+	}
+	return c, nil
 }
 
 // jsonString reads a JSON string; anything else (or nothing) is "". A

@@ -1,7 +1,8 @@
 package main
 
 // links.go: the rows of the links mailed for a password reset or an email
-// verification (account_tokens).
+// verification (account_tokens; a login's mfa_token is a row of them too,
+// factors.go).
 //
 // A link's token is never stored, only its SHA-256, bound to what it was
 // issued against (the password hash and the email of a reset, the email of
@@ -28,12 +29,13 @@ const (
 )
 
 // accountTokenBinding is the digest of what a token of purpose is bound to:
-// the password hash and email of a reset, the email of a verification. A
-// token whose binding no longer matches its user's row is dead.
+// the password hash and email of a reset or a login's mfa_token, the email
+// of a verification. A token whose binding no longer matches its user's
+// row is dead.
 func accountTokenBinding(purpose, passwordHash, emailKey string) []byte {
 	h := sha256.New()
 	h.Write([]byte(purpose + "\x00" + emailKey))
-	if purpose == resetPurpose {
+	if purpose != verifyPurpose {
 		h.Write([]byte("\x00" + passwordHash))
 	}
 	return h.Sum(nil)
@@ -105,7 +107,7 @@ func tokenOwner(ctx context.Context, queryRow func(context.Context, string, ...a
 // exactly one gets here first), stores the new hash, marks the email
 // verified (the link reached it), deletes every reset token of the user,
 // and revokes all their sessions.
-func (s *store) resetPassword(ctx context.Context, tokenHash []byte, newHash string, now time.Time) (user, error) {
+func (s *store) resetPassword(ctx context.Context, tokenHash []byte, newHash string, now time.Time, from origin) (user, error) {
 	var u user
 	err := s.write(ctx, func(tx *txn, ch *changed) error {
 		ch.account = true
@@ -116,6 +118,7 @@ func (s *store) resetPassword(ctx context.Context, tokenHash []byte, newHash str
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password = ?, email_verified = 1 WHERE id = ?`, newHash, u.ID); err != nil {
 			return err
 		}
+		ch.log(event{userID: u.ID, kind: evPasswordReset, at: now, from: from, detail: "every session was logged out"})
 		if _, err := tx.ExecContext(ctx, `DELETE FROM account_tokens WHERE user_id = ? AND purpose = ?`, u.ID, resetPurpose); err != nil {
 			return err
 		}
@@ -128,7 +131,7 @@ func (s *store) resetPassword(ctx context.Context, tokenHash []byte, newHash str
 
 // verifyEmail redeems a verification token: the user's email is verified,
 // and their verification tokens go.
-func (s *store) verifyEmail(ctx context.Context, tokenHash []byte, now time.Time) (user, error) {
+func (s *store) verifyEmail(ctx context.Context, tokenHash []byte, now time.Time, from origin) (user, error) {
 	var u user
 	err := s.write(ctx, func(tx *txn, ch *changed) error {
 		ch.account = true
@@ -139,6 +142,7 @@ func (s *store) verifyEmail(ctx context.Context, tokenHash []byte, now time.Time
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET email_verified = 1 WHERE id = ?`, u.ID); err != nil {
 			return err
 		}
+		ch.log(event{userID: u.ID, kind: evEmailVerified, at: now, from: from, detail: u.Email})
 		_, err = tx.ExecContext(ctx, `DELETE FROM account_tokens WHERE user_id = ? AND purpose = ?`, u.ID, verifyPurpose)
 		return err
 	})

@@ -1,7 +1,8 @@
 package main
 
 // lists.go: the notes list, a page at a time: GET /api/notes/ and
-// GET /api/users/{id}/notes/.
+// GET /api/users/{id}/notes/ (and the query string and Link header that
+// GET /api/security-log/ pages the same way with).
 //
 // Read it in a request's order: the two handlers, then writeNotesPage,
 // which answers a page from memory (pagecache.go) or asks the store for
@@ -85,12 +86,18 @@ func (s *server) writeNotesPage(w http.ResponseWriter, r *http.Request, q noteQu
 		s.pages.put(key, version, now, page, more)
 	}
 	if more {
-		next := r.URL.Query()
-		next.Set("limit", strconv.Itoa(p.limit))
-		next.Set("offset", strconv.Itoa(p.offset+p.limit))
-		w.Header().Set("Link", fmt.Sprintf(`<%s%s?%s>; rel="next"`, s.baseURL(r), r.URL.EscapedPath(), next.Encode()))
+		s.linkNextPage(w, r, p)
 	}
 	return writeBody(w, http.StatusOK, body)
+}
+
+// linkNextPage says where the page after p is: a Link header with an
+// absolute URL that keeps the other query parameters.
+func (s *server) linkNextPage(w http.ResponseWriter, r *http.Request, p page) {
+	next := r.URL.Query()
+	next.Set("limit", strconv.Itoa(p.limit))
+	next.Set("offset", strconv.Itoa(p.offset+p.limit))
+	w.Header().Set("Link", fmt.Sprintf(`<%s%s?%s>; rel="next"`, s.baseURL(r), r.URL.EscapedPath(), next.Encode()))
 }
 
 // planSearch asks the search index for the candidates of q's search. A

@@ -78,6 +78,7 @@ type config struct {
 	resetTTL             time.Duration // how long a password reset link works
 	verifyTTL            time.Duration // how long a verification link works
 	requireVerifiedEmail bool          // login refuses an account whose email is not verified
+	securityMails        bool          // mail users of logins from new devices, reuse, and changes to their account (notify.go)
 }
 
 // sqliteSettings are the flags' choices for the database file (sqlite.go).
@@ -123,8 +124,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		if usersCommandName != "list" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 			userName, args = args[0], args[1:]
 		}
-		if usersCommandName != "list" && (userName == "" || !slices.Contains([]string{"show", "deactivate", "activate", "set-password"}, usersCommandName)) {
-			return &usageError{"want jwtnotes users list, or users show, deactivate, activate or set-password NAME"}
+		if usersCommandName != "list" && (userName == "" || !slices.Contains([]string{"show", "deactivate", "activate", "set-password", "mfa-off"}, usersCommandName)) {
+			return &usageError{"want jwtnotes users list, or users show, deactivate, activate, set-password or mfa-off NAME"}
 		}
 	default:
 		return &usageError{fmt.Sprintf("unknown command %q (want serve, flushexpiredtokens, keys, users, backup or restore)", command)}
@@ -174,6 +175,7 @@ const usageText = `Usage:
   jwtnotes users show NAME                 one user, with their live sessions and notes counted
   jwtnotes users deactivate NAME           refuse their login and every session (a running server: within a second)
   jwtnotes users activate NAME             let them log in again
+  jwtnotes users mfa-off NAME              turn their second factor off (a lost phone, lost recovery codes)
   jwtnotes users set-password NAME         a new password (asked twice at a terminal, else the first line of
                                            standard input), the registration validators applied; every session ends
   jwtnotes backup DEST [-with-keys]        copy the database and its media into DEST while the server runs
@@ -254,6 +256,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	verifyTTL := duration("verify-ttl", "EMAIL_VERIFY_TIMEOUT", "72h", "how long an email verification link works")
 	requireVerified := fs.Bool("require-verified-email", env("REQUIRE_VERIFIED_EMAIL", "") == "1" || env("REQUIRE_VERIFIED_EMAIL", "") == "true",
 		"login refuses accounts whose email is not verified yet (env REQUIRE_VERIFIED_EMAIL=1)")
+	securityMails := fs.Bool("security-mails", env("SECURITY_MAILS", "1") != "0" && env("SECURITY_MAILS", "1") != "false",
+		"mail users when their account logs in from a new device, a refresh token is reused, or their password, email or "+
+			"second factor changes; -security-mails=false turns them off (env SECURITY_MAILS=0)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -279,6 +284,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		litestream: *litestream, synchronous: strings.ToLower(*synchronous), secureCookie: *secureCookie,
 		mail:      mailConfig{host: *smtpHost, port: *smtpPort, user: *smtpUser, password: getenv("SMTP_PASSWORD"), from: *mailFrom},
 		mailLimit: *mailLimit, resetTTL: *resetTTL, verifyTTL: *verifyTTL, requireVerifiedEmail: *requireVerified,
+		securityMails: *securityMails,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {

@@ -44,7 +44,10 @@ var errWrongPassword = errors.New("wrong password")
 // -login-window; past that it gets 429, even with the right password. The
 // attempt takes its place in that budget before the hash runs, so that
 // concurrent guesses cannot overshoot it, and gives it back if it succeeds.
-func (s *server) checkPassword(ctx context.Context, username, password string) (user, string, error) {
+//
+// A wrong password for an account that exists goes into its security log,
+// with where it came from.
+func (s *server) checkPassword(ctx context.Context, username, password string, from origin) (user, string, error) {
 	if utf8.RuneCountInString(username) > maxUsernameLen {
 		return user{}, "", errNoActiveAccount // nobody has such a name: no budget, no hash
 	}
@@ -60,6 +63,11 @@ func (s *server) checkPassword(ctx context.Context, username, password string) (
 	match, err := s.passwords.check(ctx, password, hash)
 	if err != nil {
 		return user{}, "", err
+	}
+	if !match && u.ID != 0 {
+		if err := s.store.logEvent(ctx, event{userID: u.ID, kind: evLoginFailed, at: attempt, from: from}); err != nil {
+			return user{}, "", err
+		}
 	}
 	if !match || !u.IsActive {
 		return user{}, "", errNoActiveAccount

@@ -547,10 +547,7 @@ wait:
 // out before one.
 func TestEveryCreateIsSyncedBeforeItsAnswer(t *testing.T) {
 	t.Parallel()
-	strace, err := exec.LookPath("strace")
-	if err != nil {
-		t.Skip("strace is not installed (Debian's strace; .ci/run installs it)")
-	}
+	strace := outsideTool(t, "strace", "strace")
 	for _, mode := range []string{"full", "normal"} {
 		t.Run(mode, func(t *testing.T) {
 			dir, trace := t.TempDir(), filepath.Join(t.TempDir(), "trace")

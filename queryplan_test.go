@@ -19,7 +19,7 @@ import (
 // note on one side of an id. Walking an
 // index in its order is a scan too, and is fine only where a LIMIT stops it
 // (the notes list).
-var fullScan = regexp.MustCompile(`^SCAN (users|u|sessions|s|blacklist|notes|n|account_tokens|t)\b` +
+var fullScan = regexp.MustCompile(`^SCAN (users|u|sessions|s|blacklist|notes|n|account_tokens|t|totp|recovery_codes|security_events)\b` +
 	`|^SEARCH (notes|n) USING INTEGER PRIMARY KEY \(rowid[<>]`) // every note below or above an id
 
 // TestEveryQueryUsesAnIndex drives every route (and the store paths no
@@ -64,7 +64,7 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 	want(t, e.postJSON("/api/token/verify/", `{"token":"`+bob.Access+`"}`), 200, `{}`)
 	want(t, e.postJSON("/api/token/blacklist/", `{"refresh":"`+bob.Refresh+`"}`), 401, bodyBlacklisted)
 	// The UNIQUE constraint's answer (a registration race), and the flush.
-	if _, err := e.srv.store.createUser(ctx, newUser{Username: "bob", Email: "b2@example.com", PasswordHash: "x"}, e.clock.now()); err != errUsernameTaken {
+	if _, err := e.srv.store.createUser(ctx, newUser{Username: "bob", Email: "b2@example.com", PasswordHash: "x"}, e.clock.now(), origin{}); err != errUsernameTaken {
 		t.Fatalf("duplicate user: %v", err)
 	}
 	if _, _, err := e.srv.store.flushExpired(ctx, e.clock.now()); err != nil {
@@ -89,8 +89,18 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 		want(t, e.postJSON("/api/password/reset/confirm/", confirmBody(token, newPassword)), map[string]int{resetPurpose: 200, verifyPurpose: 400}[purpose],
 			map[string]string{resetPurpose: bodyResetDone, verifyPurpose: bodyBadLink}[purpose])
 	}
-	if _, err := e.srv.store.verifyEmail(ctx, make([]byte, 32), e.clock.now()); err != errNotFound {
+	if _, err := e.srv.store.verifyEmail(ctx, make([]byte, 32), e.clock.now(), origin{}); err != errNotFound {
 		t.Fatalf("verify an unknown token: %v", err)
+	}
+	// The second factor, a login with it, the security log; a wrong code.
+	e.register("carol")
+	en := e.enrolTOTP("carol")
+	e.get("/api/security-log/?limit=2", e.login2FA("carol", e.code(en.secret, 0)).Access)
+	e.sendCode(e.mfaToken("carol"), "000000")
+	e.withToken("POST", "/api/mfa/recovery-codes/", en.tokens.Access, `{"password":"`+testPassword+`","code":"`+en.codes[0]+`"}`)
+	e.withToken("DELETE", "/api/mfa/totp/", en.tokens.Access, `{"password":"`+testPassword+`","code":"`+en.codes[1]+`"}`)
+	if _, _, err := e.srv.store.seenDevice(ctx, 1, "agent", "192.0.2.0/24", "", e.clock.now()); err != nil {
+		t.Fatal(err)
 	}
 	bobLogin := e.postJSON("/api/token/", `{"username":"bob","password":"`+newPassword+`"}`)
 	var bobTokens tokenPair

@@ -266,7 +266,7 @@ func (s *server) confirmPasswordReset(w http.ResponseWriter, r *http.Request, _ 
 	if err != nil {
 		return err
 	}
-	_, err = s.store.resetPassword(r.Context(), tokenHash, hash, s.now())
+	_, err = s.store.resetPassword(r.Context(), tokenHash, hash, s.now(), s.originOf(r, nil))
 	if errors.Is(err, errNotFound) { // used, or dead, while the hash ran
 		errs.add("token", msgBadLink)
 		return errs
@@ -294,7 +294,7 @@ func (s *server) verifyEmail(w http.ResponseWriter, r *http.Request, _ *caller) 
 	}
 	tokenHash, ok := accountTokenHash(token)
 	if ok {
-		_, err = s.store.verifyEmail(r.Context(), tokenHash, s.now())
+		_, err = s.store.verifyEmail(r.Context(), tokenHash, s.now(), s.originOf(r, nil))
 	}
 	if !ok || errors.Is(err, errNotFound) {
 		errs.add("token", msgBadLink)

@@ -13,7 +13,7 @@
 -- Times are INTEGER microseconds since the Unix epoch (UTC): exact, compact
 -- and ordered. Booleans are 0 or 1.
 
--- schema version 11
+-- schema version 12
 
 CREATE TABLE users (
     -- AUTOINCREMENT: an id is never reused, so a token of a deleted user can
@@ -104,18 +104,22 @@ CREATE TABLE notes (
 CREATE INDEX notes_user_updated ON notes(user_id, updated DESC, id DESC);
 CREATE INDEX notes_public_updated ON notes(updated DESC, id DESC) WHERE is_public = 1;
 
--- The links mailed for a password reset (purpose 'reset') or to verify an
--- email address ('verify'). The token itself is never stored: only its
--- SHA-256, which is what a link is looked up by. bound is a digest of what
--- the token was issued against (the password hash and the email for a
--- reset, the email for a verification); when that changes, the token is
--- dead. A row goes when it is used, or once it has expired.
+-- The tokens of a step an account is in the middle of: the links mailed
+-- for a password reset (purpose 'reset') or to verify an email address
+-- ('verify'), and a login waiting for its second factor ('mfa', the
+-- mfa_token). The token itself is never stored: only its SHA-256, which is
+-- what it is looked up by. bound is a digest of what the token was issued
+-- against (the password hash and the email for a reset, the email for a
+-- verification, the password hash for a login); when that changes, the
+-- token is dead. tries counts the wrong codes sent with an mfa_token. A
+-- row goes when it is used, or once it has expired.
 CREATE TABLE account_tokens (
     token_hash BLOB    PRIMARY KEY,
     purpose    TEXT    NOT NULL,
     user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     bound      BLOB    NOT NULL,
-    expires    INTEGER NOT NULL
+    expires    INTEGER NOT NULL,
+    tries      INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX account_tokens_user ON account_tokens(user_id);
 CREATE INDEX account_tokens_expires ON account_tokens(expires);
@@ -156,6 +160,46 @@ CREATE TRIGGER notes_search_delete AFTER DELETE ON notes BEGIN
         WHERE NOT EXISTS (SELECT 1 FROM notes_search_pending WHERE note_id = old.id AND indexed = 0);
     DELETE FROM notes_search_pending WHERE note_id = old.id;
 END;
+
+-- The second factor of an account that turned TOTP on: its secret, sealed
+-- under DATA_DIR/mfa.key (sealing.go), never as it is; when it was turned
+-- on (NULL while the user is still enrolling: login does not ask for a
+-- code yet); and the newest time step a code was accepted for, so that
+-- each code works once.
+CREATE TABLE totp (
+    user_id   INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    secret    BLOB    NOT NULL,
+    confirmed INTEGER,
+    last_step INTEGER NOT NULL DEFAULT 0
+);
+
+-- The recovery codes of an account with TOTP: only their SHA-256. A row
+-- goes when its code is used, and a new set replaces the old one whole.
+CREATE TABLE recovery_codes (
+    user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    code_hash BLOB    NOT NULL,
+    PRIMARY KEY (user_id, code_hash)
+) WITHOUT ROWID;
+
+-- The account's security log, which its owner reads (GET
+-- /api/security-log/): logins and failed ones, wrong codes, a refresh
+-- token reused, password, email and second-factor changes, sessions
+-- ended (securitylog.go has the list). Written in the transaction of what
+-- it records. Never a token, code or password. At most the newest 1,000
+-- of a user's are kept (the write that adds one trims the rest) and none
+-- older than 180 days (the hourly clean-up, by security_events_at).
+CREATE TABLE security_events (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    at         INTEGER NOT NULL,
+    event      TEXT    NOT NULL,
+    ip         TEXT    NOT NULL DEFAULT '',
+    user_agent TEXT    NOT NULL DEFAULT '',
+    session_id TEXT,
+    detail     TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX security_events_user ON security_events(user_id, id);
+CREATE INDEX security_events_at ON security_events(at);
 
 -- upgrade to version 2
 -- Notes.
@@ -274,3 +318,48 @@ INSERT INTO notes_search (notes_search, rank) VALUES ('automerge', 16);
 ALTER TABLE blacklist DROP COLUMN replacement;
 ALTER TABLE blacklist ADD COLUMN next_jti TEXT;
 ALTER TABLE blacklist ADD COLUMN next_kid TEXT;
+
+-- upgrade to version 12
+-- The second factor (TOTP and recovery codes), the login's mfa_token in
+-- account_tokens with its wrong codes counted, and the security log.
+ALTER TABLE account_tokens ADD COLUMN tries INTEGER NOT NULL DEFAULT 0;
+
+-- The second factor of an account that turned TOTP on: its secret, sealed
+-- under DATA_DIR/mfa.key (sealing.go), never as it is; when it was turned
+-- on (NULL while the user is still enrolling: login does not ask for a
+-- code yet); and the newest time step a code was accepted for, so that
+-- each code works once.
+CREATE TABLE totp (
+    user_id   INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    secret    BLOB    NOT NULL,
+    confirmed INTEGER,
+    last_step INTEGER NOT NULL DEFAULT 0
+);
+
+-- The recovery codes of an account with TOTP: only their SHA-256. A row
+-- goes when its code is used, and a new set replaces the old one whole.
+CREATE TABLE recovery_codes (
+    user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    code_hash BLOB    NOT NULL,
+    PRIMARY KEY (user_id, code_hash)
+) WITHOUT ROWID;
+
+-- The account's security log, which its owner reads (GET
+-- /api/security-log/): logins and failed ones, wrong codes, a refresh
+-- token reused, password, email and second-factor changes, sessions
+-- ended (securitylog.go has the list). Written in the transaction of what
+-- it records. Never a token, code or password. At most the newest 1,000
+-- of a user's are kept (the write that adds one trims the rest) and none
+-- older than 180 days (the hourly clean-up, by security_events_at).
+CREATE TABLE security_events (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    at         INTEGER NOT NULL,
+    event      TEXT    NOT NULL,
+    ip         TEXT    NOT NULL DEFAULT '',
+    user_agent TEXT    NOT NULL DEFAULT '',
+    session_id TEXT,
+    detail     TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX security_events_user ON security_events(user_id, id);
+CREATE INDEX security_events_at ON security_events(at);

@@ -189,12 +189,13 @@ type newUser struct {
 	CoverPhoto   *imageFile // nil for none
 }
 
-// createUser inserts a user. If another request took the username or the
-// email first, it returns errUsernameTaken or errEmailTaken.
-func (s *store) createUser(ctx context.Context, nu newUser, now time.Time) (user, error) {
+// createUser inserts a user, and the first line of their security log. If
+// another request took the username or the email first, it returns
+// errUsernameTaken or errEmailTaken.
+func (s *store) createUser(ctx context.Context, nu newUser, now time.Time, from origin) (user, error) {
 	var u user
 	err := s.withNewFile(coversFolder, nu.CoverPhoto, func(coverPhoto *string) error {
-		return s.write(ctx, func(tx *txn, _ *changed) error { // a new user is in no answer kept
+		return s.write(ctx, func(tx *txn, ch *changed) error { // a new user is in no answer kept
 			res, err := tx.ExecContext(ctx, `INSERT INTO users
 				(username, username_key, email, email_key, password, bio, cover_photo, date_joined)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -210,6 +211,7 @@ func (s *store) createUser(ctx context.Context, nu newUser, now time.Time) (user
 			if err != nil {
 				return err
 			}
+			ch.log(event{userID: id, kind: evRegistered, at: now, from: from})
 			return scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = ?`, id), &u)
 		})
 	})
@@ -247,29 +249,39 @@ func (s *store) credentials(ctx context.Context, username string) (user, string,
 
 // ---- sessions and tokens ----
 
-// createSession records a login: the new session and the user's last_login,
-// in one transaction. verifiedHash is the password hash the login was
-// checked against: if the password changed (or the user was deactivated or
-// deleted) since, no session is made and it returns errNotFound, so a login
-// racing a password change cannot outlive it.
+// createSession records a password login: the new session, the user's
+// last_login and the line of their log, in one transaction (insertSession).
+// verifiedHash is the password hash the login was checked against: if the
+// password changed (or the user was deactivated or deleted) since, no
+// session is made and it returns errNotFound, so a login racing a password
+// change cannot outlive it.
 func (s *store) createSession(ctx context.Context, sess session, verifiedHash string) error {
 	return s.write(ctx, func(tx *txn, ch *changed) error {
-		ch.account = true // last_login
-		res, err := tx.ExecContext(ctx, `INSERT INTO sessions
-				(id, user_id, created, last_used, expires, user_agent, ip)
-			SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password = ? AND is_active`,
-			sess.ID, micros(sess.Created), micros(sess.Created), micros(sess.Expires),
-			sess.UserAgent, sess.IP, sess.UserID, verifiedHash)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return cmp.Or(err, errNotFound)
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE users SET last_login = ? WHERE id = ?`,
-			micros(sess.Created), sess.UserID)
-		return err
+		return insertSession(ctx, tx, ch, sess, verifiedHash, "password")
 	})
+}
+
+// insertSession is a login's writes, in tx: the session (if the user's hash
+// is still verifiedHash), last_login, and a line of the log saying which
+// factors it took.
+func insertSession(ctx context.Context, tx *txn, ch *changed, sess session, verifiedHash, factors string) error {
+	ch.account = true // last_login
+	res, err := tx.ExecContext(ctx, `INSERT INTO sessions
+			(id, user_id, created, last_used, expires, user_agent, ip)
+		SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password = ? AND is_active`,
+		sess.ID, micros(sess.Created), micros(sess.Created), micros(sess.Expires),
+		sess.UserAgent, sess.IP, sess.UserID, verifiedHash)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return cmp.Or(err, errNotFound)
+	}
+	ch.log(event{userID: sess.UserID, kind: evLogin, at: sess.Created, session: sess.ID,
+		from: origin{ip: sess.IP, userAgent: sess.UserAgent}, detail: factors})
+	_, err = tx.ExecContext(ctx, `UPDATE users SET last_login = ? WHERE id = ?`,
+		micros(sess.Created), sess.UserID)
+	return err
 }
 
 // liveSession is the SQL condition for a session that can still be used.
@@ -301,11 +313,14 @@ func (s *store) userForAccess(ctx context.Context, userID int64, sessionID strin
 // changed is what a write changed that memory holds answers of: the
 // caches (accesscache.go, pagecache.go), the search index (search.go) and
 // the media folder (media.go). Each write function says it as it writes;
-// committed tells them all, once the write is committed.
+// committed tells them all, once the write is committed. It also carries
+// the lines of the security logs the write adds (securitylog.go), which
+// write records in the same transaction.
 type changed struct {
 	account bool        // a user's row, or a session revoked: the user and session answers
 	notes   []noteWrite // notes written or deleted: the pages that could hold them, the index
 	files   []string    // media files that no row names any more, to delete
+	events  []event     // lines of security logs, recorded before the commit
 }
 
 // noteWrite is a note written or deleted: its owner, and whether it is or
@@ -345,14 +360,17 @@ func (v *listVersions) changed(owner int64, public bool) listVersion {
 	return listVersion{v.public.Load(), private}
 }
 
-// write runs fn in a write transaction (sqlite.go) and, once it has
-// committed, tells memory what fn says it changed. Every write of the
-// store goes through it.
+// write runs fn in a write transaction (sqlite.go), records the security
+// log lines fn adds in it, and, once it has committed, tells memory what
+// fn says it changed. Every write of the store goes through it.
 func (s *store) write(ctx context.Context, fn func(tx *txn, ch *changed) error) error {
 	var ch changed
 	err := s.db.inWriteTx(ctx, func(tx *txn) error {
 		ch = changed{}
-		return fn(tx, &ch)
+		if err := fn(tx, &ch); err != nil {
+			return err
+		}
+		return recordEvents(ctx, tx, ch.events)
 	})
 	if err == nil {
 		s.committed(ch)
@@ -462,6 +480,7 @@ type replacement struct {
 // rotation is what became of a refresh request.
 type rotation struct {
 	outcome refreshOutcome
+	reused  bool        // refreshRevoked by this reuse (not over before): the owner is told
 	user    user        // the token's user as they are now (rotated and grace)
 	session session     // the token's session (rotated and grace)
 	next    replacement // the new token (rotated), or the one answered moments ago (grace)
@@ -483,8 +502,9 @@ const (
 // replacement. A token rotated no longer than grace ago gets the
 // replacement its row names, so that two tabs refreshing at once end up
 // with the same token. Any other reuse means the token was copied: the
-// whole session is revoked, and with it every token it issued.
-func (s *store) rotateRefresh(ctx context.Context, old claims, next replacement, grace time.Duration) (rotation, error) {
+// whole session is revoked, and with it every token it issued, and the
+// user's log says so, with where the reused token came from.
+func (s *store) rotateRefresh(ctx context.Context, old claims, next replacement, grace time.Duration, from origin) (rotation, error) {
 	var rot rotation
 	next.at = fromMicros(micros(next.at)) // as the row keeps it, so a grace answer is the same token
 	err := s.write(ctx, func(tx *txn, ch *changed) error {
@@ -530,8 +550,10 @@ func (s *store) rotateRefresh(ctx context.Context, old claims, next replacement,
 			rot.next = replacement{jti: nextJTI.String, kid: nextKid.String, at: fromMicros(rotatedAt.Int64)}
 			return nil
 		default:
-			rot.outcome = refreshRevoked
+			rot.outcome, rot.reused = refreshRevoked, true
 			ch.account = true
+			ch.log(event{userID: rot.user.ID, kind: evTokenReuse, at: next.at, from: from, session: old.SessionID,
+				detail: "a refresh token of this session was used again after it was rotated: the session is revoked"})
 			return revokeSession(ctx, tx, old.SessionID, next.at)
 		}
 	})

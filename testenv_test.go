@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -74,6 +76,9 @@ func newTestEnv(t testing.TB, configure ...func(*config)) *testEnv {
 		t.Fatal(err)
 	}
 	cfg.dataDir = t.TempDir()
+	// The security mails (notify.go) are off unless a test turns them on:
+	// the tests of mailed links count the mails they expect.
+	cfg.securityMails = false
 	for _, f := range configure {
 		f(&cfg)
 	}
@@ -298,4 +303,20 @@ func (e *testEnv) createNote(access, body string) noteJSON {
 // envOf is an environment of the given variables only.
 func envOf(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
+}
+
+// outsideTool is the path of a program from Debian a test runs (strace,
+// oathtool, zbarimg). Missing, the test is skipped, unless
+// JWTNOTES_ALL_TOOLS is set, as .ci/run sets it after installing them all:
+// there, a missing tool fails the test instead of passing it unseen.
+func outsideTool(t *testing.T, name, debianPackage string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil && os.Getenv("JWTNOTES_ALL_TOOLS") != "" {
+		t.Fatalf("%s is not installed (Debian's %s), and JWTNOTES_ALL_TOOLS says every tool is", name, debianPackage)
+	}
+	if err != nil {
+		t.Skipf("%s is not installed (Debian's %s; .ci/run installs it)", name, debianPackage)
+	}
+	return path
 }

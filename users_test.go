@@ -175,3 +175,57 @@ func openTerminal(t *testing.T) (terminal, answers *os.File) {
 	t.Cleanup(func() { terminal.Close() })
 	return terminal, answers
 }
+
+// TestTOTPWithOathtoolAgainstTheBinary: Debian's oathtool, a real
+// authenticator, given the secret the running server answers, makes the
+// codes that turn TOTP on and log in; then `jwtnotes users mfa-off` turns
+// it off for a user who lost their phone.
+func TestTOTPWithOathtoolAgainstTheBinary(t *testing.T) {
+	t.Parallel()
+	oathtool := outsideTool(t, "oathtool", "oathtool")
+	dir := t.TempDir()
+	p := startServer(t, dir, "-ip-limit", "0")
+	client := &http.Client{}
+	alice := p.registerAndLogin(client, "alice")
+	codeAt := func(secret, when string) string {
+		out, err := exec.Command(oathtool, "--totp", "-b", "--now", when, secret).Output()
+		if err != nil {
+			t.Fatalf("oathtool: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	post := func(path, token, body string) (int, string) {
+		status, answer, err := call(client, "POST", p.base+path, token, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return status, answer
+	}
+	status, body := post("/api/mfa/totp/", alice.Access, `{"password":"`+testPassword+`"}`)
+	var start struct{ Secret string }
+	if status != 200 || !decodeOK(t, body, &start) {
+		t.Fatalf("start: %d %s", status, body)
+	}
+	now := time.Now().UTC()
+	if status, body := post("/api/mfa/totp/confirm/", alice.Access, `{"code":"`+codeAt(start.Secret, now.Format(time.DateTime)+" UTC")+`"}`); status != 200 {
+		t.Fatalf("confirm with oathtool's code: %d %s", status, body)
+	}
+	status, body = post("/api/token/", "", `{"username":"alice","password":"`+testPassword+`"}`)
+	var challenge mfaRequired
+	if status != 401 || !decodeOK(t, body, &challenge) || challenge.Code != "mfa_required" {
+		t.Fatalf("login: %d %s", status, body)
+	}
+	// The next step's code: the one of now was spent on the confirmation.
+	next := codeAt(start.Secret, now.Add(totpStep).Format(time.DateTime)+" UTC")
+	status, body = post("/api/token/mfa/", "", fmt.Sprintf(`{"mfa_token":%q,"code":%q}`, challenge.MFAToken, next))
+	var pair tokenPair
+	if status != 200 || !decodeOK(t, body, &pair) || fmt.Sprint(decodeClaims(t, pair.Access)["amr"]) != "[pwd otp]" {
+		t.Fatalf("login with oathtool's code: %d %s", status, body)
+	}
+	if out, code := jwtnotesWith(t, "", "users", "mfa-off", "alice", "-data", dir); code != 0 || !strings.Contains(out, "two-factor authentication is off") {
+		t.Fatalf("users mfa-off: %d %s", code, out)
+	}
+	if status, body := post("/api/token/", "", `{"username":"alice","password":"`+testPassword+`"}`); status != 200 {
+		t.Errorf("a login after mfa-off: %d %s", status, body)
+	}
+}
