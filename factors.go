@@ -52,6 +52,13 @@ func (s *store) totpOf(ctx context.Context, id int64) (totpState, error) {
 	return t, err
 }
 
+// recoveryCodesLeft counts user id's recovery codes not used yet.
+func (s *store) recoveryCodesLeft(ctx context.Context, id int64) (int, error) {
+	var n int
+	err := s.db.queryRow(ctx, `SELECT count(*) FROM recovery_codes WHERE user_id = ?`, id).Scan(&n)
+	return n, err
+}
+
 // startTOTP keeps a new secret for user id, not confirmed yet: a login
 // does not ask for a code until it is. It replaces a secret not confirmed
 // yet; errTOTPOn if TOTP is on already.

@@ -199,6 +199,23 @@ func (s *server) matchCode(ctx context.Context, id int64, code string) (proof, b
 
 // ---- enrolment, and after ----
 
+// mfaState is GET /api/mfa/totp/: whether TOTP is on, and how many
+// recovery codes are left (the page offers new ones when few are).
+func (s *server) mfaState(w http.ResponseWriter, r *http.Request, c *caller) error {
+	t, err := s.store.totpOf(r.Context(), c.user.ID)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return err
+	}
+	left, err := s.store.recoveryCodesLeft(r.Context(), c.user.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		Enabled bool `json:"enabled"`
+		Left    int  `json:"recovery_codes_left"`
+	}{t.on, left})
+}
+
 // startTOTP is POST /api/mfa/totp/ {"password"}: a new secret, as text, as
 // the otpauth URI and as its QR code. Login does not change until a code
 // of it is confirmed.

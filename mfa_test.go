@@ -224,8 +224,10 @@ func TestTOTPOff(t *testing.T) {
 	} {
 		want(t, e.withToken("DELETE", "/api/mfa/totp/", en.tokens.Access, tt.body), 400, tt.want)
 	}
+	want(t, e.get("/api/mfa/totp/", en.tokens.Access), 200, `{"enabled":true,"recovery_codes_left":10}`)
 	want(t, e.withToken("DELETE", "/api/mfa/totp/", en.tokens.Access,
 		`{"password":"`+testPassword+`","code":"`+e.code(en.secret, 0)+`"}`), 204, "")
+	want(t, e.get("/api/mfa/totp/", en.tokens.Access), 200, `{"enabled":false,"recovery_codes_left":0}`)
 	if claims := decodeClaims(t, e.login("alice").Access); claims["amr"] != nil {
 		t.Errorf("a login after TOTP went off: %v", claims)
 	}

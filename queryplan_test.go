@@ -97,6 +97,7 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 	en := e.enrolTOTP("carol")
 	e.get("/api/security-log/?limit=2", e.login2FA("carol", e.code(en.secret, 0)).Access)
 	e.sendCode(e.mfaToken("carol"), "000000")
+	e.get("/api/mfa/totp/", en.tokens.Access)
 	e.withToken("POST", "/api/mfa/recovery-codes/", en.tokens.Access, `{"password":"`+testPassword+`","code":"`+en.codes[0]+`"}`)
 	e.withToken("DELETE", "/api/mfa/totp/", en.tokens.Access, `{"password":"`+testPassword+`","code":"`+en.codes[1]+`"}`)
 	if _, _, err := e.srv.store.seenDevice(ctx, 1, "agent", "192.0.2.0/24", "", e.clock.now()); err != nil {
