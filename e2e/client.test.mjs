@@ -89,15 +89,20 @@ function mailsTo(address) {
     .map((m) => m.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16))));
 }
 
-// mailLink waits for the n-th mail to address and returns its link.
+// nextMail waits until the output of the mail server changes.
+function nextMail() {
+  return new Promise((resolvePromise) => {
+    const f = () => { smtpListeners.delete(f); resolvePromise(); };
+    smtpListeners.add(f);
+  });
+}
+
+// mailLink waits for the n-th mail with a link (a reset or a verification:
+// the security mails hold none) to address and returns its link.
 async function mailLink(address, n) {
-  while (mailsTo(address).length < n) {
-    await new Promise((resolvePromise) => {
-      const f = () => { smtpListeners.delete(f); resolvePromise(); };
-      smtpListeners.add(f);
-    });
-  }
-  const text = mailsTo(address)[n - 1];
+  const linked = () => mailsTo(address).filter((m) => /\/#(reset|verify)\//.test(m));
+  while (linked().length < n) await nextMail();
+  const text = linked()[n - 1];
   const link = /(http\S+\/#(?:reset|verify)\/[A-Za-z0-9_-]{43})\s/.exec(text);
   assert.ok(link, `no link in the mail:\n${text}`);
   return link[1];
@@ -837,7 +842,8 @@ test("the API's reference at /api/docs/: every route, and a form that calls one 
   await list.getByLabel(/^limit/).fill("1");
   await list.getByRole("button", { name: "Send GET" }).click();
   const answer = list.locator(".answer");
-  await answer.filter({ hasText: /^200 OK/ }).waitFor();
+  await answer.filter({ hasText: /^\d{3} / }).waitFor();
+  assert.match(await answer.textContent(), /^200 OK/);
   const text = await answer.textContent();
   assert.match(text, /Link: <http[^>]+offset=1[^>]*>; rel="next"/);
   assert.equal(JSON.parse(text.slice(text.indexOf("\n\n") + 2)).length, 1);
@@ -884,6 +890,106 @@ test("with -require-verified-email, the demo works too, and leaves no session be
   }
 });
 
+// mailAbout waits for a mail to address whose subject starts with subject.
+async function mailAbout(address, subject) {
+  const find = () => mailsTo(address).find((m) => m.includes(`\nSubject: ${subject}`));
+  while (!find()) await nextMail();
+  return find();
+}
+
+// totpCode is Debian's oathtool's code for secret, seconds from now.
+function totpCode(secret, seconds = 0) {
+  const when = new Date(Date.now() + seconds * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+  return execFileSync("oathtool", ["--totp", "-b", "--now", when, secret], { encoding: "utf8" }).trim();
+}
+
+test("two-factor authentication: enrol with the QR code (read by zbarimg) and oathtool, log in with a code and a recovery code, the Security view, the mails", async () => {
+  const res = await fetch(base + "/api/register/", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: "tina", email: "tina@example.com", password, password2: password }),
+  });
+  assert.equal(res.status, 201);
+  const page = await newPage();
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  await logIn(page, "tina", password);
+  await page.getByRole("link", { name: "Security", exact: true }).click();
+  await page.locator("#mfa-state", { hasText: "Off" }).waitFor();
+  const start = page.locator("#mfa-start");
+  await start.getByLabel("Password").fill(password);
+  await start.getByRole("button", { name: "Turn on" }).click();
+  const qr = page.locator("#mfa-qr");
+  await qr.waitFor();
+  await page.waitForFunction(() => document.querySelector("#mfa-qr").complete && document.querySelector("#mfa-qr").naturalWidth > 0);
+  const picture = join(work, "qr.png");
+  await qr.screenshot({ path: picture });
+  const uri = execFileSync("zbarimg", ["--quiet", "--raw", picture], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  assert.match(uri, /^otpauth:\/\/totp\/jwtnotes:tina\?/);
+  const secret = new URL(uri).searchParams.get("secret");
+  assert.equal((await page.locator("#mfa-secret").textContent()).replace(/ /g, ""), secret);
+  await checkWhatIsSeen(page, "enrolment"); // no picture: it shows a secret
+
+  const confirm = page.locator("#mfa-confirm");
+  await confirm.getByLabel("Code").fill("000000");
+  await confirm.getByRole("button", { name: "Confirm" }).click();
+  assert.equal(await fieldError(confirm, "Code"), "The code is wrong, or was used already.");
+  await confirm.getByLabel("Code").fill(totpCode(secret));
+  await confirm.getByRole("button", { name: "Confirm" }).click();
+  await page.locator("#recovery-codes li").nth(9).waitFor();
+  const codes = await page.locator("#recovery-codes li").allTextContents();
+  await page.getByRole("button", { name: "Copy" }).click();
+  assert.ok(codes.every((c) => true) && (await page.evaluate(() => navigator.clipboard.readText())).includes(codes[9]));
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download" }).click()]);
+  assert.ok(readFileSync(await download.path(), "utf8").includes(codes.join("\n")));
+  await page.locator("#mfa-state", { hasText: "On" }).waitFor();
+  await page.getByRole("button", { name: "I have kept them" }).click();
+  assert.match(await mailAbout("tina@example.com", "Two-factor authentication is on"), /authenticator app/);
+
+  // Logged out, the login asks for a code: oathtool's next one (the one of
+  // now was spent on the confirmation).
+  const logInWithCode = async (code) => {
+    await page.getByRole("button", { name: "Log out" }).click();
+    const login = page.locator("#login-form");
+    await login.getByLabel("Username").fill("tina");
+    await login.getByLabel("Password").fill(password);
+    await login.getByRole("button", { name: "Log in" }).click();
+    const form = page.locator("#code-form");
+    await form.getByLabel("Code").waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.name), "code");
+    return form;
+  };
+  let form = await logInWithCode();
+  await form.getByLabel("Code").fill(totpCode(secret, 30));
+  await form.getByRole("button", { name: "Log in" }).click();
+  await page.locator("#notes-view").waitFor();
+  assert.deepEqual(await page.evaluate(() => claimsOf(session.access).amr), ["pwd", "otp"]);
+
+  form = await logInWithCode();
+  await form.getByLabel("Code").fill("000000");
+  await form.getByRole("button", { name: "Log in" }).click();
+  assert.equal(await fieldError(form, "Code"), "The code is wrong, or was used already.");
+  await form.getByLabel("Code").fill(codes[0].toUpperCase());
+  await form.getByRole("button", { name: "Log in" }).click();
+  await page.locator("#notes-view").waitFor();
+  assert.deepEqual(await page.evaluate(() => claimsOf(session.access).amr), ["pwd", "kba"]);
+
+  await page.getByRole("link", { name: "Security", exact: true }).click();
+  await page.locator("#mfa-state", { hasText: "9 recovery codes left" }).waitFor();
+  await page.locator("#security-log li", { hasText: "A recovery code was used" }).waitFor();
+  const log = await page.locator("#security-log li").allTextContents();
+  for (const want of [/^Logged in \(password and a recovery code\)/, /^A wrong two-factor code/, /^A recovery code was used/,
+    /^Logged in \(password and a TOTP code\)/, /^Two-factor authentication turned on/, /^Account created/]) {
+    assert.ok(log.some((line) => want.test(line)), `no line of the log matches ${want}: ${log.join(" | ")}`);
+  }
+  await shot(page, "security");
+  const off = page.locator("#mfa-off");
+  await off.getByLabel("Password").fill(password);
+  await off.getByLabel("Code").fill(codes[1]);
+  await off.getByRole("button", { name: "Turn off" }).click();
+  await page.locator("#mfa-state", { hasText: "Off" }).waitFor();
+  assert.match(await mailAbout("tina@example.com", "Two-factor authentication is off"), /password only/);
+  await page.context().close();
+});
+
 // runDemo runs the stolen-token demo with password and returns its steps.
 async function runDemo(page, pass) {
   const demo = page.locator("#demo");
@@ -928,7 +1034,7 @@ test("mailed links: verify the email (and send again), then forget the password 
   await forgot.getByLabel("Email").fill("RITA@example.com");
   await forgot.getByRole("button", { name: "Mail me a link" }).click();
   await page.locator("#status", { hasText: "a link to reset its password has been sent" }).waitFor();
-  await shot(page, "forgot");
+  await checkWhatIsSeen(page, "forgot");
   const reset = await mailLink("rita@example.com", 3);
   assert.ok(reset.startsWith(`${base}/#reset/`), reset);
 

@@ -176,7 +176,7 @@ function withField(field, text) {
 // ---- page plumbing ----
 
 const $ = (sel, root = document) => root.querySelector(sel);
-const views = ["auth", "reset", "notes", "profile", "sessions", "tokens"];
+const views = ["auth", "reset", "notes", "profile", "sessions", "security", "tokens"];
 
 // The status line speaks for the view it was said on, and is cleared when
 // another view shows. said with { next: true } (before a login, a logout
@@ -284,11 +284,13 @@ function forgetAccount() {
   account.email = "";
   owners.clear();
   nextPage = null;
+  mfaToken = null;
   for (const form of document.forms) { form.reset(); showErrors(form, null); }
-  for (const list of ["#notes", "#sessions", "#demo-steps"]) $(list).replaceChildren();
+  for (const list of ["#notes", "#sessions", "#demo-steps", "#security-log", "#recovery-codes"]) $(list).replaceChildren();
   $("#more").hidden = true;
   $("#cover").hidden = true;
   $("#resend-form").hidden = true;
+  $("#mfa-enrol").hidden = $("#mfa-codes").hidden = true;
 }
 
 // show shows one view. A view that changes takes the focus to its heading,
@@ -299,7 +301,12 @@ function show(view) {
   const loggedOut = view === "auth" || view === "reset";
   $("#nav").hidden = loggedOut;
   $("#verify-banner").hidden = loggedOut || account.emailVerified !== false;
-  $("#forgot-form").hidden = location.hash !== "#forgot";
+  // A login waiting for its code shows the code form alone.
+  const askingCode = view === "auth" && mfaToken !== null;
+  $("#forgot-form").hidden = askingCode || location.hash !== "#forgot";
+  $("#code-form").hidden = !askingCode;
+  $("#login-form").hidden = askingCode;
+  $("#register-form").hidden = askingCode;
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.getAttribute("href") === `#${view}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -335,33 +342,76 @@ async function route() {
   const view = location.hash.slice(1);
   if (view === "profile") { show("profile"); return handle(null, () => loading(loadProfile)); }
   if (view === "sessions") { show("sessions"); return handle(null, () => loading(loadSessions)); }
-  if (view === "tokens") { show("tokens"); return showToken(); }
+  if (view === "security") { show("security"); return handle(null, () => loading(loadSecurity)); }
+  if (view === "tokens") { show("tokens"); showToken(); return handle(null, loadMFAState); }
   show("notes");
   return handle(null, () => loading(() => loadNotes(true)));
 }
 
 // ---- logging in and out ----
 
+// logIn sends the password. It returns true once logged in; false when
+// the account has a second factor and the code form takes over.
 async function logIn(username, password) {
   const res = await cookieCall("", { username, password });
   const data = await res.json().catch(() => null);
   // With -require-verified-email, the right password of an unverified
   // account: offer to mail the link again.
   $("#resend-form").hidden = data?.code !== "email_not_verified";
+  if (data?.code === "mfa_required") {
+    mfaToken = data.mfa_token; // the second step's, for 5 minutes
+    show("auth");
+    $("#code-form").code.focus();
+    return false;
+  }
   if (!res.ok) throw new ApiError(res.status, data);
+  await loggedIn(data.access, "login: a new session, the refresh token set as an HttpOnly cookie");
+  return true;
+}
+
+// loggedIn starts the page's session with its first access token.
+async function loggedIn(access, event) {
+  mfaToken = null;
   localStorage.setItem(SESSION_HINT, "cookie");
   for (const form of document.querySelectorAll("#auth-view form")) { form.reset(); showErrors(form, null); }
-  setAccess(data.access, "login: a new session, the refresh token set as an HttpOnly cookie");
+  setAccess(access, event);
   location.hash = "#notes";
   await route();
 }
+
+// ---- the second step of a login with two-factor authentication ----
+
+let mfaToken = null; // set while the code form asks for a code
+
+$("#code-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, async () => {
+    const res = await cookieCall("mfa/", { mfa_token: mfaToken, code: f.code.value });
+    const data = await res.json().catch(() => null);
+    if (data?.code === "mfa_token_invalid") { // 5 minutes or 5 codes: the password again
+      mfaToken = null;
+      show("auth");
+      throw new ApiError(res.status, data);
+    }
+    if (data?.code === "mfa_code_invalid") throw new ApiError(res.status, { code: [data.detail] });
+    if (!res.ok) throw new ApiError(res.status, data);
+    const claims = claimsOf(data.access);
+    await loggedIn(data.access, `login with a second factor (amr ${claims.amr?.join("+")}): a new session, the refresh token set as an HttpOnly cookie`);
+    say(`Logged in as ${claims.username}.`);
+  });
+});
+
+$("#code-cancel").addEventListener("click", () => {
+  mfaToken = null;
+  show("auth");
+});
 
 $("#login-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const f = ev.target;
   handle(f, async () => {
-    await logIn(f.username.value, f.password.value);
-    say(`Logged in as ${claimsOf(session.access).username}.`);
+    if (await logIn(f.username.value, f.password.value)) say(`Logged in as ${claimsOf(session.access).username}.`);
   });
 });
 
@@ -697,6 +747,156 @@ $("#logout-all").addEventListener("click", (ev) => handle(ev.currentTarget, asyn
   await logOut("Logged out everywhere.");
 }));
 
+// ---- security: the second factor, and the log ----
+
+let mfaEnabled = false;
+let logNext = null; // the security log's next page
+
+// loadMFAState learns whether TOTP is on (the Security view's forms, and
+// the demo's code field, depend on it).
+async function loadMFAState() {
+  const { data } = await api("/mfa/totp/");
+  mfaEnabled = data.enabled;
+  $("#demo-code").hidden = !mfaEnabled;
+  return data;
+}
+
+async function loadSecurity() {
+  const state = await loadMFAState();
+  $("#mfa-state").textContent = state.enabled
+    ? `On: a login asks for a code after the password. ${state.recovery_codes_left} recovery codes left.`
+    : "Off: a login asks for the password only.";
+  $("#mfa-start").hidden = state.enabled || !$("#mfa-enrol").hidden;
+  $("#mfa-off").hidden = $("#mfa-renew").hidden = !state.enabled;
+  await loadSecurityLog(true);
+}
+
+// The log's events, as a person says them.
+const eventWords = {
+  registered: "Account created", login: "Logged in", login_failed: "A wrong password",
+  mfa_failed: "A wrong two-factor code", token_reuse: "A refresh token was used twice: its session was logged out",
+  password_changed: "Password changed", password_reset: "Password reset through a mailed link",
+  email_changed: "Email address changed", email_verified: "Email address verified",
+  mfa_enabled: "Two-factor authentication turned on", mfa_disabled: "Two-factor authentication turned off",
+  recovery_code_used: "A recovery code was used", recovery_codes_renewed: "New recovery codes made",
+  session_revoked: "A session was logged out", logout_everywhere: "Logged out everywhere",
+  deactivated: "Deactivated by an administrator", activated: "Activated by an administrator",
+};
+
+async function loadSecurityLog(fresh) {
+  const { data, link } = await api(fresh || !logNext ? "/security-log/?limit=20" : logNext);
+  const list = $("#security-log");
+  if (fresh) list.replaceChildren();
+  const mine = claimsOf(session.access).sid;
+  for (const e of data) {
+    const li = document.createElement("li");
+    const what = document.createElement("strong");
+    what.textContent = eventWords[e.event] ?? e.event;
+    const where = [new Date(e.at).toLocaleString(), e.ip, e.user_agent, e.session === mine ? "this session" : ""]
+      .filter(Boolean).join(" · ");
+    li.append(what, e.detail ? ` (${e.detail})` : "", document.createElement("br"), where);
+    list.append(li);
+  }
+  const next = link && /<([^>]+)>;\s*rel="next"/.exec(link);
+  logNext = next ? new URL(next[1]).pathname.replace(/^\/api/, "") + new URL(next[1]).search : null;
+  $("#log-more").hidden = !logNext;
+}
+
+$("#log-more").addEventListener("click", (ev) => handle(ev.currentTarget, () => loadSecurityLog(false)));
+
+let qrURL = null; // the object URL of the QR code shown, revoked when replaced
+
+$("#mfa-start").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, async () => {
+    const { data } = await api("/mfa/totp/", { method: "POST", body: { password: f.password.value } });
+    f.reset();
+    // The SVG comes from the server as text: an <img> shows it, and an
+    // image can run no script (nor could it under this page's policy).
+    if (qrURL) URL.revokeObjectURL(qrURL);
+    qrURL = URL.createObjectURL(new Blob([data.qr_svg], { type: "image/svg+xml" }));
+    $("#mfa-qr").src = qrURL;
+    $("#mfa-secret").textContent = data.secret.replace(/(.{4})/g, "$1 ").trim();
+    f.hidden = true;
+    $("#mfa-enrol").hidden = false;
+    $("#mfa-confirm").code.focus();
+  });
+});
+
+$("#mfa-confirm").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, async () => {
+    const { data } = await api("/mfa/totp/confirm/", { method: "POST", body: { code: f.code.value } });
+    f.reset();
+    $("#mfa-enrol").hidden = true;
+    showRecoveryCodes(data.recovery_codes);
+    say("Two-factor authentication is on.");
+    await loadSecurity();
+  });
+});
+
+// showRecoveryCodes shows a new set, this once, with Copy and Download.
+function showRecoveryCodes(codes) {
+  const list = $("#recovery-codes");
+  list.replaceChildren(...codes.map((code) => {
+    const li = document.createElement("li");
+    li.textContent = code;
+    return li;
+  }));
+  $("#mfa-codes").hidden = false;
+  $("#mfa-codes").scrollIntoView({ block: "nearest" });
+}
+
+function recoveryCodesText() {
+  const codes = [...document.querySelectorAll("#recovery-codes li")].map((li) => li.textContent);
+  return `jwtnotes recovery codes for ${claimsOf(session.access).username}\nEach works once.\n\n${codes.join("\n")}\n`;
+}
+
+$("#codes-copy").addEventListener("click", () => handle(null, async () => {
+  await navigator.clipboard.writeText(recoveryCodesText());
+  say("The recovery codes are copied.");
+}));
+
+$("#codes-download").addEventListener("click", () => {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([recoveryCodesText()], { type: "text/plain" }));
+  a.download = "jwtnotes-recovery-codes.txt";
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 0);
+});
+
+$("#codes-done").addEventListener("click", () => {
+  $("#recovery-codes").replaceChildren();
+  $("#mfa-codes").hidden = true;
+});
+
+$("#mfa-renew").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, async () => {
+    const { data } = await api("/mfa/recovery-codes/", {
+      method: "POST", body: { password: f.password.value, code: f.code.value },
+    });
+    f.reset();
+    showRecoveryCodes(data.recovery_codes);
+    say("New recovery codes: the old ones no longer work.");
+    await loadSecurity();
+  });
+});
+
+$("#mfa-off").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  handle(f, async () => {
+    await api("/mfa/totp/", { method: "DELETE", body: { password: f.password.value, code: f.code.value } });
+    f.reset();
+    say("Two-factor authentication is off.");
+    await loadSecurity();
+  });
+});
+
 // ---- the token inspector ----
 
 // logEvent adds a line to this tab's token timeline.
@@ -755,9 +955,15 @@ const pause = (ms) => new Promise((r) => setTimeout(r, ms));
 // with the password in the JSON flow, so that it works whatever the
 // server's settings (an account that may log in here may log in again).
 // However it ends, the demo's session is over when it returns.
-async function runDemo(password) {
+async function runDemo(password, code) {
   const username = claimsOf(session.access).username;
-  const login = await jsonPost("/api/token/", { username, password });
+  let login = await jsonPost("/api/token/", { username, password });
+  if (login.data?.code === "mfa_required") { // two-factor authentication is on: the code as well
+    $("#demo-code").hidden = false;
+    if (!code) throw new ApiError(401, { code: ["Enter a code of your authenticator app: the demo's session needs one too."] });
+    login = await jsonPost("/api/token/mfa/", { mfa_token: login.data.mfa_token, code });
+    if (login.status !== 200) throw new ApiError(login.status, { code: [login.data?.detail ?? `The server answered ${login.status}.`] });
+  }
   if (login.status !== 200) throw new ApiError(login.status, { password: [login.data?.detail ?? `The server answered ${login.status}.`] });
   $("#demo-steps").replaceChildren();
   let newest = login.data.refresh; // the demo session's newest refresh token
@@ -807,7 +1013,7 @@ $("#demo").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const f = ev.target;
   handle(f, async () => {
-    await runDemo(f.password.value); // a wrong password: shown beside its field
+    await runDemo(f.password.value, f.code.value); // a wrong password or code: shown beside its field
     f.reset();
   });
 });

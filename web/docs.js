@@ -218,18 +218,25 @@ async function call(form, path, method, op) {
     else if (input.value !== "") query.set(name, input.value);
   }
   if (query.size) url += `?${query}`;
-  const headers = {};
-  const security = op.security ?? [];
-  const token = $("#token").value.trim();
-  if (token && security.some((s) => "bearerAuth" in s)) headers.Authorization = `Bearer ${token}`;
-  const init = { method: method.toUpperCase(), headers };
-  if (form.body) {
-    headers["Content-Type"] = "application/json";
-    init.body = form.body.value;
-  }
+  const bearer = (op.security ?? []).some((s) => "bearerAuth" in s);
+  // The session's token lives minutes: one about to end is renewed first,
+  // and one refused is renewed and tried once more.
+  if (bearer && fromSession && expiresSoon($("#token").value)) await useSession();
+  const send = () => {
+    const headers = {};
+    const token = $("#token").value.trim();
+    if (token && bearer) headers.Authorization = `Bearer ${token}`;
+    const init = { method: method.toUpperCase(), headers };
+    if (form.body) {
+      headers["Content-Type"] = "application/json";
+      init.body = form.body.value;
+    }
+    return fetch(url, init);
+  };
   let res;
   try {
-    res = await fetch(url, init);
+    res = await send();
+    if (res.status === 401 && bearer && fromSession && await useSession()) res = await send();
   } catch {
     return "The server cannot be reached: is it running?";
   }
@@ -242,6 +249,7 @@ async function call(form, path, method, op) {
     text = JSON.stringify(data, null, 2);
     if (typeof data?.access === "string") {
       $("#token").value = data.access;
+      fromSession = false;
       sayToken("The answer's access token is in the box above: the forms send it now.");
     }
   } else {
@@ -265,10 +273,20 @@ function sketch(raw) {
 
 // ---- the token box ----
 
+let fromSession = false; // the token box holds the session's token (renewed as needed)
+
 function sayToken(text) { $("#token-status").textContent = text; }
 
+function expiresSoon(token) {
+  try {
+    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).exp - Date.now() / 1000 < 5;
+  } catch {
+    return false;
+  }
+}
+
 // useSession gets an access token through the refresh cookie (rotating
-// it, as any tab of the app does).
+// it, as any tab of the app does). It returns whether it got one.
 async function useSession() {
   const button = $("#use-session");
   button.disabled = true;
@@ -277,18 +295,26 @@ async function useSession() {
       method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
     });
     const data = await res.json().catch(() => ({}));
-    if (!res.ok) return sayToken(`No session: ${data.detail ?? res.status}. Log in in the app, or try POST /api/token/ below.`);
+    if (!res.ok) {
+      fromSession = false;
+      sayToken(`No session: ${data.detail ?? res.status}. Log in in the app, or try POST /api/token/ below.`);
+      return false;
+    }
     $("#token").value = data.access;
+    fromSession = true;
     const claims = JSON.parse(atob(data.access.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-    sayToken(`Your session's access token, as ${claims.username}: it expires at ${new Date(claims.exp * 1000).toLocaleTimeString()}.`);
+    sayToken(`Your session's access token, as ${claims.username}: it expires at ${new Date(claims.exp * 1000).toLocaleTimeString()}, and is renewed as needed.`);
+    return true;
   } catch {
     sayToken("The server cannot be reached: is it running?");
+    return false;
   } finally {
     button.disabled = false;
   }
 }
 
 $("#use-session").addEventListener("click", useSession);
+$("#token").addEventListener("input", () => { fromSession = false; }); // a token pasted in is the user's to renew
 
 // ---- helpers ----
 
