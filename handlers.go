@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -35,15 +36,16 @@ type server struct {
 	verified     *verifiedTokens // tokencache.go: access tokens verified before
 	passwords    *passwordHasher
 	common       commonPasswords
-	perAddress   *limiter    // login and register requests per client address
-	failedLogins *limiter    // failed logins per account (and per unknown name)
-	writes       *limiter    // writes per account: notes and profile changes
-	searches     *limiter    // broad searches per account (planSearch)
-	mailsTo      *limiter    // mails per recipient address (and per account), and reset requests per address asked for
-	bodies       *bodyBudget // memory that request bodies may hold at once
-	mail         *mailer     // mail.go: sends in the background
-	sealer       *sealer     // sealing.go: the TOTP secrets at rest
-	pages        *pageCache  // pagecache.go: recent pages of the notes list
+	perAddress   *limiter       // login and register requests per client address
+	failedLogins *limiter       // failed logins per account (and per unknown name)
+	writes       *limiter       // writes per account: notes and profile changes
+	searches     *limiter       // broad searches per account (planSearch)
+	mailsTo      *limiter       // mails per recipient address (and per account), and reset requests per address asked for
+	bodies       *bodyBudget    // memory that request bodies may hold at once
+	mail         *mailer        // mail.go: sends in the background
+	sealer       *sealer        // sealing.go: the TOTP secrets at rest
+	pages        *pageCache     // pagecache.go: recent pages of the notes list
+	background   sync.WaitGroup // writes made after their request's answer (logFailedLogin); close waits for them
 	now          func() time.Time
 	log          *slog.Logger
 }
@@ -83,8 +85,12 @@ func newServer(cfg config, st *store, tokens *tokenSigner, log *slog.Logger, now
 	}, nil
 }
 
-// close sends the mail still queued, until ctx ends (mail.go).
-func (s *server) close(ctx context.Context) { s.mail.close(ctx) }
+// close waits for the writes left after their answers, then sends the
+// mail still queued, until ctx ends (mail.go).
+func (s *server) close(ctx context.Context) {
+	s.background.Wait()
+	s.mail.close(ctx)
+}
 
 // Who may call a route.
 type access int
@@ -223,7 +229,7 @@ func (s *server) startSession(w http.ResponseWriter, r *http.Request) (signedPai
 	if err != nil {
 		return signedPair{}, err
 	}
-	s.notifyNewDevice(u, sess)
+	s.notifyNewDevice(r.Context(), u, sess)
 	return s.sessionTokens(u, sess, "", now), nil
 }
 

@@ -135,7 +135,7 @@ func (s *server) finishLogin(w http.ResponseWriter, r *http.Request) (signedPair
 	case err != nil:
 		return signedPair{}, err
 	}
-	s.notifyNewDevice(u, sess)
+	s.notifyNewDevice(r.Context(), u, sess)
 	return s.sessionTokens(u, sess, spent.amr(), now), nil
 }
 

@@ -331,6 +331,7 @@ func TestSecurityLog(t *testing.T) {
 	e := newTestEnv(t)
 	e.register("alice")
 	e.postJSON("/api/token/", `{"username":"alice","password":"wrong"}`)
+	e.srv.background.Wait() // its line is written after the answer
 	en := e.enrolTOTP("alice")
 	pair := e.rotate(e.login2FA("alice", e.code(en.secret, 0)).Refresh)
 	e.clock.advance(time.Minute)

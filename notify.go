@@ -67,25 +67,28 @@ security log lists what happened, from where.
 
 // notifyNewDevice mails u if the login of sess came from a device the
 // account has not logged in from for newDeviceDays (not for its first
-// login ever). The look at the log is made in the mail queue, later.
-func (s *server) notifyNewDevice(u user, sess session) {
+// login ever). The look at the log is the login's, after its password
+// hash: a login of a known device queues nothing.
+func (s *server) notifyNewDevice(ctx context.Context, u user, sess session) {
 	if !s.cfg.securityMails {
 		return
 	}
 	since := sess.Created.AddDate(0, 0, -newDeviceDays)
-	s.queueNotice(u, func(ctx context.Context) (letter, bool, error) {
-		seen, before, err := s.store.seenDevice(ctx, u.ID, sess.UserAgent, networkOf(sess.IP), sess.ID, since)
-		if err != nil || seen || !before {
-			return letter{}, false, err
-		}
-		return letter{to: u.Email, subject: "A new login to your jwtnotes account", text: greeting(u) + fmt.Sprintf(
-			`your account was logged in to at %s (UTC) from a device it had not
+	seen, before, err := s.store.seenDevice(ctx, u.ID, sess.UserAgent, networkOf(sess.IP), sess.ID, since)
+	if err != nil {
+		s.log.Error("a login's device could not be looked up: no mail", "user", u.ID, "err", err)
+		return
+	}
+	if seen || !before {
+		return
+	}
+	s.notify(u, "A new login to your jwtnotes account", fmt.Sprintf(
+		`your account was logged in to at %s (UTC) from a device it had not
 seen for %d days:
 
   address:    %s
   browser:    %s
-`, sess.Created.UTC().Format(time.DateTime), newDeviceDays, sess.IP, orNone(sess.UserAgent)) + signOff}, true, nil
-	})
+`, sess.Created.UTC().Format(time.DateTime), newDeviceDays, sess.IP, orNone(sess.UserAgent)))
 }
 
 // notifyReuse mails u that a copied refresh token was caught.

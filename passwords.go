@@ -46,7 +46,7 @@ var errWrongPassword = errors.New("wrong password")
 // concurrent guesses cannot overshoot it, and gives it back if it succeeds.
 //
 // A wrong password for an account that exists goes into its security log,
-// with where it came from.
+// with where it came from, a moment later (logFailedLogin).
 func (s *server) checkPassword(ctx context.Context, username, password string, from origin) (user, string, error) {
 	if utf8.RuneCountInString(username) > maxUsernameLen {
 		return user{}, "", errNoActiveAccount // nobody has such a name: no budget, no hash
@@ -65,15 +65,25 @@ func (s *server) checkPassword(ctx context.Context, username, password string, f
 		return user{}, "", err
 	}
 	if !match && u.ID != 0 {
-		if err := s.store.logEvent(ctx, event{userID: u.ID, kind: evLoginFailed, at: attempt, from: from}); err != nil {
-			return user{}, "", err
-		}
+		s.logFailedLogin(event{userID: u.ID, kind: evLoginFailed, at: attempt, from: from})
 	}
 	if !match || !u.IsActive {
 		return user{}, "", errNoActiveAccount
 	}
 	s.failedLogins.giveBack(account, attempt)
 	return u, hash, nil
+}
+
+// logFailedLogin writes a wrong password for an account that exists to
+// its security log off the request's path: the answer, and the time it
+// takes, must be those of a name nobody has (a write of its own would
+// tell them apart). The server's close waits for it.
+func (s *server) logFailedLogin(e event) {
+	s.background.Go(func() {
+		if err := s.store.logEvent(context.Background(), e); err != nil {
+			s.log.Error("a failed login was not written to the security log", "user", e.userID, "err", err)
+		}
+	})
 }
 
 // confirmPassword checks the password of a logged-in user who is about to
