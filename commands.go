@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 	"unsafe"
 )
@@ -45,11 +47,11 @@ func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error
 }
 
 // manageKeys is the keys command: rotate, list or revoke (keys.go).
-func manageKeys(cfg config, getenv func(string) string, command, kid string, stdout io.Writer) error {
+func manageKeys(cfg config, getenv func(string) string, command, kid, alg string, stdout io.Writer) error {
 	now := time.Now()
 	switch command {
 	case "rotate":
-		kid, retired, err := rotateKeys(cfg, getenv, now)
+		kid, retired, err := rotateKeys(cfg, getenv, now, alg)
 		if err != nil {
 			return err
 		}
@@ -75,7 +77,9 @@ func manageKeys(cfg config, getenv func(string) string, command, kid string, std
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%-16s  %-8s  %-9s  %s\n", "KID", "AGE", "STATE", "VERIFIES UNTIL")
+		table := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0) // columns as wide as their widest kid
+		defer table.Flush()
+		fmt.Fprintln(table, "KID\tALG\tAGE\tSTATE\tVERIFIES UNTIL")
 		for _, k := range keys {
 			until := "while current"
 			if k.Until != nil {
@@ -88,7 +92,7 @@ func manageKeys(cfg config, getenv func(string) string, command, kid string, std
 			case k.ID == current:
 				state = "current"
 			}
-			fmt.Fprintf(stdout, "%-16s  %-8s  %-9s  %s\n", k.ID, age(now.Sub(k.Created)), state, until)
+			fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%s\n", k.ID, cmp.Or(k.Alg, algHS256), age(now.Sub(k.Created)), state, until)
 		}
 	}
 	return nil

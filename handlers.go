@@ -17,13 +17,16 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -155,6 +158,7 @@ func (s *server) routes() http.Handler {
 	rt.handle("GET", "/media/covers/{name}", public, s.serveMedia(coversFolder))
 	rt.handle("GET", "/media/images/{name}", public, s.serveMedia(imagesFolder))
 	rt.handle("GET", "/healthz", public, s.healthz)
+	rt.handle("GET", "/.well-known/jwks.json", public, s.keySet)
 	rt.handle("GET", "/api/docs/", public, s.serveWeb("docs.html"))
 	rt.handle("GET", "/", public, s.serveWeb("index.html"))
 	rt.handle("GET", "/assets/{name}", public, s.serveWeb(""))
@@ -482,27 +486,6 @@ func newProfileJSON(u user, notes []note) profileJSON {
 // getProfile is GET /api/profile/.
 func (s *server) getProfile(w http.ResponseWriter, r *http.Request, c *caller) error {
 	return s.writeProfile(w, r, c.user)
-}
-
-// userName is GET /api/users/{id}/: a user as others see them beside their
-// public notes, by id and username; never the email or the rest of the
-// profile.
-func (s *server) userName(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		return errNotFoundAnswer
-	}
-	name, err := s.store.usernameOf(r.Context(), id)
-	if errors.Is(err, errNotFound) {
-		return errNotFoundAnswer
-	}
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, struct {
-		ID       int64  `json:"id"`
-		Username string `json:"username"`
-	}{id, name})
 }
 
 // profileNotes is how many of their notes a profile embeds: the newest
@@ -855,6 +838,23 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ *caller) erro
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// keySet is GET /.well-known/jwks.json: the public keys of the EdDSA
+// signing keys that verify now (jwks.go). Caches may keep it a minute; its
+// ETag lets them ask again for nothing (304) when it has not changed.
+func (s *server) keySet(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	body := s.tokens.ring.Load().keySet(s.now())
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	h := w.Header()
+	h.Set("Cache-Control", "public, max-age=60")
+	h.Set("ETag", etag)
+	if match := r.Header.Get("If-None-Match"); match == "*" || strings.Contains(match, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	return writeBody(w, http.StatusOK, body)
 }
 
 // baseURL is where absolute URLs of this server start: -public-url, or else

@@ -1,12 +1,15 @@
 package main
 
-// jwt.go: HS256 JSON Web Tokens, signed and verified by hand on crypto/hmac.
+// jwt.go: JSON Web Tokens, signed and verified by hand: HS256 on
+// crypto/hmac (the default), and EdDSA on crypto/ed25519, whose public
+// keys other services can verify tokens with (jwks.go publishes them).
 //
 // Read it in this order: the claims and the ring of keys; sign, which turns
 // claims into a compact token (header.payload.signature); verify, which
 // checks a token strictly and returns its claims or a named error whose
 // text is simplejwt's message for the same fault; then the checks verify
-// makes, from the envelope to each claim.
+// makes, from the envelope to each claim. The algorithm is always the
+// key's: a token's header names one, and a key of another is refused.
 //
 // It knows tokens and a ring of keys (the current key signs; each key
 // verifies the tokens that name it by kid), not HTTP, SQL, where the keys
@@ -16,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -78,13 +82,40 @@ func (m methods) MarshalJSON() ([]byte, error) { return json.Marshal(strings.Fie
 // bits are not zero, so each byte string has exactly one accepted spelling.
 var b64 = base64.RawURLEncoding.Strict()
 
-// tokenKey is one HMAC key of the ring.
+// The two algorithms, as a header names them.
+const (
+	algHS256 = "HS256" // HMAC-SHA256: one secret signs and verifies
+	algEdDSA = "EdDSA" // Ed25519: the private key signs, the public one verifies
+)
+
+// tokenKey is one key of the ring.
 type tokenKey struct {
-	id     string    // the kid of the tokens it signs
-	secret []byte    // at least 32 bytes
-	header string    // the encoded header it signs with: {"alg":"HS256","kid":"…","typ":"JWT"}
-	until  time.Time // it verifies until then; zero: for as long as it is in the ring
-	legacy bool      // it also verifies tokens without a kid, signed before tokens had one
+	id      string             // the kid of the tokens it signs
+	alg     string             // algHS256 or algEdDSA
+	secret  []byte             // HS256: at least 32 bytes
+	private ed25519.PrivateKey // EdDSA
+	public  ed25519.PublicKey  // EdDSA
+	header  string             // the encoded header it signs with: {"alg":"…","kid":"…","typ":"JWT"}
+	until   time.Time          // it verifies until then; zero: for as long as it is in the ring
+	legacy  bool               // HS256: it also verifies tokens without a kid, signed before tokens had one
+}
+
+// signature is the key's signature of a token's signing input.
+func (k *tokenKey) signature(input string) []byte {
+	if k.alg == algEdDSA {
+		return ed25519.Sign(k.private, []byte(input))
+	}
+	return mac(k.secret, input)
+}
+
+// verifies reports whether sig is the key's signature of input: an HMAC
+// compared in constant time, or an Ed25519 signature checked against the
+// public key.
+func (k *tokenKey) verifies(input string, sig []byte) bool {
+	if k.alg == algEdDSA {
+		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.public, []byte(input), sig)
+	}
+	return hmac.Equal(sig, mac(k.secret, input))
 }
 
 // keyring is the keys at one moment: current signs, every key verifies the
@@ -99,7 +130,10 @@ type keyring struct {
 func newKeyring(current *tokenKey, others ...*tokenKey) *keyring {
 	ring := &keyring{current: current, byID: map[string]*tokenKey{}}
 	for _, k := range append([]*tokenKey{current}, others...) {
-		k.header = b64.EncodeToString([]byte(`{"alg":"HS256","kid":"` + k.id + `","typ":"JWT"}`))
+		if k.alg == "" {
+			k.alg = algHS256
+		}
+		k.header = b64.EncodeToString([]byte(`{"alg":"` + k.alg + `","kid":"` + k.id + `","typ":"JWT"}`))
 		ring.byID[k.id] = k
 		if k.legacy {
 			ring.legacy = k
@@ -140,7 +174,7 @@ func (s *tokenSigner) signWith(kid string, c claims) string {
 	}
 	payload, _ := json.Marshal(c) // a struct of strings and ints cannot fail
 	input := k.header + "." + b64.EncodeToString(payload)
-	return input + "." + b64.EncodeToString(mac(k.secret, input))
+	return input + "." + b64.EncodeToString(k.signature(input))
 }
 
 // mac is HMAC-SHA256 of signingInput with secret.
@@ -178,25 +212,28 @@ func (s *tokenSigner) verifyKey(token, want string, now time.Time) (claims, *tok
 // verifySigned checks the envelope of a token and returns its decoded payload
 // and the key that verified it. The envelope must be exactly three segments
 // of canonical unpadded base64url, a header that checkHeader accepts whose
-// kid names a key of the ring that verifies at now, and a signature by that
-// key, compared in constant time. The signature is computed over the
-// segments as received, never over re-encoded JSON.
+// kid names a key of the ring that verifies at now and whose alg is that
+// key's, and a signature by that key (an HMAC compared in constant time, or
+// an Ed25519 signature). The signature is checked over the segments as
+// received, never over re-encoded JSON.
 func (s *tokenSigner) verifySigned(token string, now time.Time) ([]byte, *tokenKey, error) {
 	headerSeg, rest, _ := strings.Cut(token, ".")
 	payloadSeg, sigSeg, ok := strings.Cut(rest, ".")
 	if !ok || strings.Contains(sigSeg, ".") {
 		return nil, nil, errTokenInvalid
 	}
-	kid, hasKid, err := checkHeader(headerSeg)
+	alg, kid, hasKid, err := checkHeader(headerSeg)
 	if err != nil {
 		return nil, nil, err
 	}
+	// The key decides the algorithm: an HS256 token "signed" with an EdDSA
+	// key's public key as its secret names that kid, and is refused here.
 	k := s.ring.Load().key(kid, hasKid, now)
-	if k == nil {
+	if k == nil || k.alg != alg {
 		return nil, nil, errTokenInvalid
 	}
 	sig, err := decodeSegment(sigSeg)
-	if err != nil || !hmac.Equal(sig, mac(k.secret, token[:len(headerSeg)+1+len(payloadSeg)])) {
+	if err != nil || !k.verifies(token[:len(headerSeg)+1+len(payloadSeg)], sig) {
 		return nil, nil, errTokenInvalid
 	}
 	payload, err := decodeSegment(payloadSeg)
@@ -216,31 +253,38 @@ func (ring *keyring) key(kid string, hasKid bool, now time.Time) *tokenKey {
 	return k
 }
 
-// checkHeader reads a header segment: JSON whose alg is exactly "HS256",
-// that has no "crit", and whose kid, if it has one, is a short printable
-// string. It returns the kid. The header is trusted for nothing else: the
-// algorithm is fixed by the server, never chosen by the token, and the kid
-// is only looked up, exactly.
-func checkHeader(seg string) (kid string, hasKid bool, err error) {
+// checkHeader reads a header segment: JSON whose alg is exactly "HS256"
+// or "EdDSA", that has no "crit", and whose kid, if it has one, is a short
+// printable string. It returns the alg and the kid. The header is trusted
+// for nothing else: the kid is only looked up, exactly, and the alg must
+// then be the key's (verifySigned): never the token's choice.
+func checkHeader(seg string) (alg, kid string, hasKid bool, err error) {
 	header, err := decodeSegment(seg)
 	if err != nil {
-		return "", false, err
+		return "", "", false, err
 	}
 	h, ok := readObject(header)
-	if _, crit := h["crit"]; !ok || crit || string(h["alg"]) != `"HS256"` {
-		return "", false, errTokenInvalid
+	switch string(h["alg"]) {
+	case `"HS256"`:
+		alg = algHS256
+	case `"EdDSA"`:
+		alg = algEdDSA
+	}
+	if _, crit := h["crit"]; !ok || crit || alg == "" {
+		return "", "", false, errTokenInvalid
 	}
 	raw, hasKid := h["kid"]
 	if hasKid && !validKid(raw) {
-		return "", false, errTokenInvalid
+		return "", "", false, errTokenInvalid
 	}
 	if hasKid {
 		kid = string(raw[1 : len(raw)-1])
 	}
-	return kid, hasKid, nil
+	return alg, kid, hasKid, nil
 }
 
-// maxKidLen bounds a kid: this server's are 16 characters.
+// maxKidLen bounds a kid: this server's are 16 characters (HS256) or 43
+// (EdDSA, the key's RFC 7638 thumbprint).
 const maxKidLen = 64
 
 // validKid reports whether raw (JSON) is a string of 1 to maxKidLen

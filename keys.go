@@ -1,7 +1,8 @@
 package main
 
-// keys.go: where the HMAC keys that sign and verify tokens come from, and
-// how they are rotated.
+// keys.go: where the keys that sign and verify tokens come from, and how
+// they are rotated: HMAC keys (HS256, the default) or Ed25519 keys (EdDSA,
+// -signing-alg, whose public halves jwks.go publishes).
 //
 // JWT_SECRET, when it is set, is the one key. Otherwise the keys live in
 // DATA_DIR/jwt.keys, outside the database (a copy of notes.db holds no
@@ -16,10 +17,15 @@ package main
 // changes (checked once a second), on SIGHUP, and when a token names a kid
 // it does not know (at most once a second).
 //
+// A rotation may change the algorithm (keys rotate -alg EdDSA): the old key
+// keeps verifying its tokens through its window, as any retired key does.
+//
 // Keys are never logged, never printed, never a flag (flags show up in ps).
 // It knows the keys' file and their lifetimes, not what they sign.
 
 import (
+	"cmp"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -45,7 +51,8 @@ const (
 // storedKey is one key of the keys file.
 type storedKey struct {
 	ID      string     `json:"kid"`
-	Secret  string     `json:"secret"` // base64url, at least 32 bytes
+	Alg     string     `json:"alg,omitempty"` // "EdDSA", or none for HS256 (as keys before EdDSA were written)
+	Secret  string     `json:"secret"`        // base64url: HS256's secret, at least 32 bytes; EdDSA's 32-byte seed
 	Created time.Time  `json:"created"`
 	Retired *time.Time `json:"retired,omitempty"` // when a newer key became current
 	Revoked *time.Time `json:"revoked,omitempty"` // when it was revoked: it verifies nothing
@@ -78,10 +85,29 @@ func tokenWindow(cfg config) time.Duration {
 
 // ---- the server's side: loading, and following changes ----
 
+// startingKeyring is the key ring a server starts with: loadKeyring's,
+// after a rotation when -signing-alg names another algorithm than the
+// current key's (the old key verifies its tokens through its window, as
+// after keys rotate -alg). Without -signing-alg the keys file decides.
+func startingKeyring(cfg config, getenv func(string) string, now time.Time, log *slog.Logger) (*keyring, error) {
+	ring, err := loadKeyring(getenv, cfg.dataDir, now, cfg.signingAlg)
+	if err != nil || cfg.signingAlg == "" || ring.current.alg == cfg.signingAlg || getenv("JWT_SECRET") != "" {
+		return ring, err
+	}
+	kid, _, err := rotateKeys(cfg, getenv, now, cfg.signingAlg)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("-signing-alg: a new current signing key; the previous one verifies its tokens until they expire",
+		"alg", cfg.signingAlg, "kid", kid, "previous", ring.current.id, "previous_alg", ring.current.alg)
+	return loadKeyring(getenv, cfg.dataDir, now, cfg.signingAlg)
+}
+
 // loadKeyring is the key ring of a server: JWT_SECRET's one key, or the
-// keys file's (made at the first start, from jwt.key if an older server left
-// one). now drops keys whose window has passed.
-func loadKeyring(getenv func(string) string, dataDir string, now time.Time) (*keyring, error) {
+// keys file's (made at the first start, with a key of alg, HS256 if none,
+// or from jwt.key if an older server left one). now drops keys whose window
+// has passed.
+func loadKeyring(getenv func(string) string, dataDir string, now time.Time, alg string) (*keyring, error) {
 	if secret := getenv("JWT_SECRET"); secret != "" {
 		if len(secret) < minSecretBytes {
 			return nil, &usageError{fmt.Sprintf("JWT_SECRET is %d bytes; it must be at least %d", len(secret), minSecretBytes)}
@@ -90,7 +116,7 @@ func loadKeyring(getenv func(string) string, dataDir string, now time.Time) (*ke
 	}
 	path := filepath.Join(dataDir, keysFileName)
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-		if err := createKeysFile(dataDir, now); err != nil {
+		if err := createKeysFile(dataDir, now, alg); err != nil {
 			return nil, err
 		}
 	}
@@ -123,6 +149,9 @@ func (f *keysFile) ring(now time.Time) (*keyring, error) {
 		}
 		secret, _ := b64.DecodeString(k.Secret) // checked by readKeysFile
 		t := &tokenKey{id: k.ID, secret: secret, legacy: k.Legacy}
+		if k.Alg == algEdDSA {
+			t = edDSAKey(secret)
+		}
 		if k.Until != nil {
 			t.until = *k.Until
 		}
@@ -167,7 +196,11 @@ func readKeysFile(path string) (*keysFile, string, error) {
 			return nil, "", fmt.Errorf("the signing keys: %s has a key with the invalid kid %q", path, k.ID)
 		case seen[k.ID]:
 			return nil, "", fmt.Errorf("the signing keys: %s has the kid %q twice", path, k.ID)
-		case err != nil || len(secret) < minSecretBytes:
+		case k.Alg != "" && k.Alg != algEdDSA:
+			return nil, "", fmt.Errorf("the signing keys: key %s of %s has the algorithm %q (HS256 or EdDSA)", k.ID, path, k.Alg)
+		case k.Alg == algEdDSA && (err != nil || len(secret) != ed25519.SeedSize || edDSAKey(secret).id != k.ID):
+			return nil, "", fmt.Errorf("the signing keys: key %s of %s is not an Ed25519 seed whose thumbprint is its kid", k.ID, path)
+		case k.Alg == "" && (err != nil || len(secret) < minSecretBytes):
 			return nil, "", fmt.Errorf("the signing keys: key %s of %s has no secret of at least %d bytes (base64url)", k.ID, path, minSecretBytes)
 		}
 		seen[k.ID] = true
@@ -179,7 +212,7 @@ func readKeysFile(path string) (*keysFile, string, error) {
 // jwt.key (the one key of an older server, which keeps verifying its tokens
 // without a kid), or a new key. A folder that has a database but neither
 // file has lost its keys: that is an error, not a silent new key.
-func createKeysFile(dataDir string, now time.Time) error {
+func createKeysFile(dataDir string, now time.Time, alg string) error {
 	return withKeysLock(dataDir, func(path string) error {
 		if _, err := os.Lstat(path); err == nil {
 			return nil // another process made it first
@@ -188,7 +221,7 @@ func createKeysFile(dataDir string, now time.Time) error {
 		old, err := os.ReadFile(legacyPath)
 		switch {
 		case err == nil && len(old) >= minSecretBytes:
-			f := &keysFile{Keys: []storedKey{newStoredKey(now)}}
+			f := &keysFile{Keys: []storedKey{newStoredKey(now, algHS256)}}
 			f.Keys[0].Secret, f.Keys[0].Legacy = b64.EncodeToString(old), true
 			if err := writeKeysFile(path, f); err != nil {
 				return err
@@ -204,17 +237,24 @@ func createKeysFile(dataDir string, now time.Time) error {
 				"with the database, or run jwtnotes keys rotate -data %s to start with a new key "+
 				"(every session will have to log in again)", path, dataDir, dataDir)
 		}
-		return writeKeysFile(path, &keysFile{Keys: []storedKey{newStoredKey(now)}})
+		return writeKeysFile(path, &keysFile{Keys: []storedKey{newStoredKey(now, cmp.Or(alg, algHS256))}})
 	})
 }
 
-// newStoredKey is a new random key with a random kid.
-func newStoredKey(now time.Time) storedKey {
+// newStoredKey is a new random key of alg: an HMAC secret with a random
+// kid, or an Ed25519 seed named by its public key's thumbprint.
+func newStoredKey(now time.Time, alg string) storedKey {
+	created := now.UTC().Truncate(time.Second)
+	if alg == algEdDSA {
+		seed := make([]byte, ed25519.SeedSize)
+		rand.Read(seed)
+		return storedKey{ID: edDSAKey(seed).id, Alg: algEdDSA, Secret: b64.EncodeToString(seed), Created: created}
+	}
 	secret := make([]byte, minSecretBytes)
 	rand.Read(secret)
 	id := make([]byte, 8)
 	rand.Read(id)
-	return storedKey{ID: hex.EncodeToString(id), Secret: b64.EncodeToString(secret), Created: now.UTC().Truncate(time.Second)}
+	return storedKey{ID: hex.EncodeToString(id), Secret: b64.EncodeToString(secret), Created: created}
 }
 
 // keyWatcher reloads a running server's ring when the keys file changes.
@@ -308,14 +348,17 @@ func (w *keyWatcher) reload(why string) {
 // ---- the command's side: keys rotate, list, revoke ----
 
 // rotateKeys retires the current key (it verifies for the token window yet)
-// and makes a new current key, whose kid it returns, and whether there was
-// a key before it. Keys past their window are dropped.
-func rotateKeys(cfg config, getenv func(string) string, now time.Time) (kid string, retired bool, err error) {
+// and makes a new current key of alg (none: of the current key's, so that
+// a rotation changes the algorithm only when asked), whose kid it returns,
+// and whether there was a key before it. Keys past their window are
+// dropped.
+func rotateKeys(cfg config, getenv func(string) string, now time.Time, alg string) (kid string, retired bool, err error) {
 	err = changeKeys(cfg, getenv, now, func(f *keysFile) error {
 		if cur := f.current(); cur != nil {
+			alg = cmp.Or(alg, cur.Alg)
 			cur.Retired, cur.Until, retired = timeRef(now), timeRef(now.Add(tokenWindow(cfg))), true
 		}
-		k := newStoredKey(now)
+		k := newStoredKey(now, cmp.Or(alg, algHS256))
 		f.Keys, kid = append(f.Keys, k), k.ID
 		return nil
 	})
@@ -342,7 +385,7 @@ func revokeKey(cfg config, getenv func(string) string, kid string, now time.Time
 				k.Until = timeRef(now.Add(tokenWindow(cfg))) // listed as revoked until then
 			}
 			if k == cur {
-				n := newStoredKey(now)
+				n := newStoredKey(now, cmp.Or(k.Alg, algHS256)) // the same algorithm
 				f.Keys, replacement = append(f.Keys, n), n.ID
 			}
 			return nil
@@ -398,7 +441,7 @@ func changeKeys(cfg config, getenv func(string) string, now time.Time, change fu
 				return err
 			}
 		} else if old, err := os.ReadFile(filepath.Join(cfg.dataDir, legacyKeyFile)); err == nil && len(old) >= minSecretBytes {
-			k := newStoredKey(now)
+			k := newStoredKey(now, algHS256)
 			k.Secret, k.Legacy = b64.EncodeToString(old), true
 			f.Keys = []storedKey{k}
 		}

@@ -43,7 +43,7 @@ func readKeys(t *testing.T, dir string) *keysFile {
 // headerKid is the kid of a token's header ("" for none).
 func headerKid(t *testing.T, token string) string {
 	t.Helper()
-	kid, _, err := checkHeader(strings.Split(token, ".")[0])
+	_, kid, _, err := checkHeader(strings.Split(token, ".")[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestKeysFileIsMadeOnceAndKept(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	now := time.Now()
-	first, err := loadKeyring(envOf(nil), dir, now)
+	first, err := loadKeyring(envOf(nil), dir, now, algHS256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,17 +66,17 @@ func TestKeysFileIsMadeOnceAndKept(t *testing.T) {
 		t.Errorf("jwt.keys mode %v, key of %d bytes, kid %q; want 0600, 32 bytes, 16 characters",
 			info.Mode().Perm(), len(first.current.secret), first.current.id)
 	}
-	second, err := loadKeyring(envOf(nil), dir, now)
+	second, err := loadKeyring(envOf(nil), dir, now, algHS256)
 	if err != nil || second.current.id != first.current.id || !bytes.Equal(second.current.secret, first.current.secret) {
 		t.Errorf("a second start made another key (%v)", err)
 	}
 	secret := strings.Repeat("s", 32)
-	fromEnv, err := loadKeyring(envOf(map[string]string{"JWT_SECRET": secret}), dir, now)
+	fromEnv, err := loadKeyring(envOf(map[string]string{"JWT_SECRET": secret}), dir, now, algHS256)
 	if err != nil || string(fromEnv.current.secret) != secret || !fromEnv.current.legacy {
 		t.Errorf("JWT_SECRET was not the one key: %v", err)
 	}
 	var usage *usageError
-	if _, err := loadKeyring(envOf(map[string]string{"JWT_SECRET": "short"}), dir, now); !errors.As(err, &usage) {
+	if _, err := loadKeyring(envOf(map[string]string{"JWT_SECRET": "short"}), dir, now, algHS256); !errors.As(err, &usage) {
 		t.Errorf("a short JWT_SECRET: %v, want a usage error", err)
 	}
 }
@@ -92,7 +92,7 @@ func TestOldKeyFileBecomesTheLegacyKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldToken := forge(old, `{"alg":"HS256","typ":"JWT"}`, mustJSON(t, testClaims(accessToken)))
-	ring, err := loadKeyring(envOf(nil), dir, testNow)
+	ring, err := loadKeyring(envOf(nil), dir, testNow, algHS256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestOldKeyFileBecomesTheLegacyKey(t *testing.T) {
 	// After a rotation the legacy key verifies tokens without a kid for the
 	// window, then nothing.
 	cfg := keysConfig(t, dir)
-	if _, _, err := rotateKeys(cfg, envOf(nil), testNow); err != nil {
+	if _, _, err := rotateKeys(cfg, envOf(nil), testNow, algHS256); err != nil {
 		t.Fatal(err)
 	}
 	ring, _ = readKeys(t, dir).ring(testNow)
@@ -152,7 +152,7 @@ func TestRotationOverlapAndRevocation(t *testing.T) {
 	dir := t.TempDir()
 	cfg := keysConfig(t, dir)
 	now := testNow
-	ring, err := loadKeyring(envOf(nil), dir, now)
+	ring, err := loadKeyring(envOf(nil), dir, now, algHS256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestRotationOverlapAndRevocation(t *testing.T) {
 	first := s.sign(claimsAt(now))
 	firstKid := ring.current.id
 
-	newKid, retired, err := rotateKeys(cfg, envOf(nil), now)
+	newKid, retired, err := rotateKeys(cfg, envOf(nil), now, algHS256)
 	if err != nil || newKid == firstKid || !retired {
 		t.Fatalf("rotate: %q, %v, %v", newKid, retired, err)
 	}
@@ -204,7 +204,7 @@ func TestRotationOverlapAndRevocation(t *testing.T) {
 			t.Error("the key past its window is still in the file")
 		}
 	}
-	if _, _, err := rotateKeys(cfg, envOf(nil), end); err != nil {
+	if _, _, err := rotateKeys(cfg, envOf(nil), end, algHS256); err != nil {
 		t.Fatal(err)
 	}
 
@@ -229,7 +229,7 @@ func TestRotationOverlapAndRevocation(t *testing.T) {
 	if _, err := revokeKey(cfg, envOf(nil), "nosuchkey", end); !errors.As(err, &usage) {
 		t.Errorf("revoke an unknown kid: %v", err)
 	}
-	if _, _, err := rotateKeys(cfg, envOf(map[string]string{"JWT_SECRET": strings.Repeat("s", 32)}), end); !errors.As(err, &usage) {
+	if _, _, err := rotateKeys(cfg, envOf(map[string]string{"JWT_SECRET": strings.Repeat("s", 32)}), end, algHS256); !errors.As(err, &usage) {
 		t.Errorf("rotate with JWT_SECRET set: %v, want a usage error", err)
 	}
 }
@@ -330,7 +330,7 @@ func TestRevokedKeyIsRefusedWhenTheCommandReturns(t *testing.T) {
 func TestBadKeysFilesStopTheStart(t *testing.T) {
 	t.Parallel()
 	good := func(t *testing.T, dir string) {
-		if _, err := loadKeyring(envOf(nil), dir, time.Now()); err != nil {
+		if _, err := loadKeyring(envOf(nil), dir, time.Now(), algHS256); err != nil {
 			t.Fatal(err)
 		}
 	}

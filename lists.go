@@ -2,7 +2,8 @@ package main
 
 // lists.go: the notes list, a page at a time: GET /api/notes/ and
 // GET /api/users/{id}/notes/ (and the query string and Link header that
-// GET /api/security-log/ pages the same way with).
+// GET /api/security-log/ pages the same way with); and GET /api/users/{id}/,
+// the name a list shows for a note's owner.
 //
 // Read it in a request's order: the two handlers, then writeNotesPage,
 // which answers a page from memory (pagecache.go) or asks the store for
@@ -194,4 +195,25 @@ func queryInt(errs *fieldErrors, name, v string, least int) int {
 		errs.add(name, fmt.Sprintf("Ensure this value is greater than or equal to %d.", least))
 	}
 	return min(n, math.MaxInt32)
+}
+
+// userName is GET /api/users/{id}/: a user as others see them beside their
+// public notes, by id and username; never the email or the rest of the
+// profile.
+func (s *server) userName(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return errNotFoundAnswer
+	}
+	name, err := s.store.usernameOf(r.Context(), id)
+	if errors.Is(err, errNotFound) {
+		return errNotFoundAnswer
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		ID       int64  `json:"id"`
+		Username string `json:"username"`
+	}{id, name})
 }

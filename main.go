@@ -7,6 +7,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -78,6 +79,7 @@ type config struct {
 	resetTTL             time.Duration // how long a password reset link works
 	verifyTTL            time.Duration // how long a verification link works
 	requireVerifiedEmail bool          // login refuses an account whose email is not verified
+	signingAlg           string        // the algorithm tokens are signed with: HS256, EdDSA, or "" for the current key's (keys.go)
 	securityMails        bool          // mail users of logins from new devices, reuse, and changes to their account (notify.go)
 }
 
@@ -96,6 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	var keysCommand, kid, folder, usersCommandName, userName string
 	var withKeys bool
+	var rotateAlg string // keys rotate -alg: the new key's algorithm; else -signing-alg's
 	switch command {
 	case "serve", "flushexpiredtokens":
 	case "backup", "restore":
@@ -114,8 +117,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		if keysCommand == "revoke" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 			kid, args = args[0], args[1:]
 		}
+		if i := slices.Index(args, "-alg"); keysCommand == "rotate" && i >= 0 && i+1 < len(args) {
+			rotateAlg = args[i+1]
+			args = slices.Delete(args, i, i+2)
+			if rotateAlg != algHS256 && rotateAlg != algEdDSA {
+				return &usageError{"keys rotate -alg: HS256 or EdDSA"}
+			}
+		}
 		if keysCommand != "rotate" && keysCommand != "list" && (keysCommand != "revoke" || kid == "") {
-			return &usageError{"want jwtnotes keys rotate, keys list or keys revoke KID"}
+			return &usageError{"want jwtnotes keys rotate [-alg HS256|EdDSA], keys list or keys revoke KID"}
 		}
 	case "users":
 		if len(args) > 0 {
@@ -141,7 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "flushexpiredtokens":
 		return flushExpiredTokens(ctx, cfg, stdout)
 	case "keys":
-		return manageKeys(cfg, getenv, keysCommand, kid, stdout)
+		return manageKeys(cfg, getenv, keysCommand, kid, cmp.Or(rotateAlg, cfg.signingAlg), stdout)
 	case "users":
 		return usersCommand(ctx, cfg, usersCommandName, userName, stdin, stdout, stderr)
 	case "backup":
@@ -168,7 +178,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 const usageText = `Usage:
   jwtnotes [serve] [flags]                 run the server (the default command)
   jwtnotes flushexpiredtokens [-data DIR]  delete expired blacklist rows and ended sessions, once
-  jwtnotes keys rotate [-data DIR]         make a new signing key current; the old one verifies its tokens until they expire
+  jwtnotes keys rotate [-alg HS256|EdDSA]  make a new signing key current (of the current key's algorithm unless -alg says);
+                                           the old one verifies its tokens until they expire
   jwtnotes keys list [-data DIR]           each key's id, age, state and until when it verifies (never the key)
   jwtnotes keys revoke KID [-data DIR]     refuse every token key KID signed, at once
   jwtnotes users list [-data DIR]          every user: id, name, email, verified, active, last login (never a hash)
@@ -256,6 +267,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	verifyTTL := duration("verify-ttl", "EMAIL_VERIFY_TIMEOUT", "72h", "how long an email verification link works")
 	requireVerified := fs.Bool("require-verified-email", env("REQUIRE_VERIFIED_EMAIL", "") == "1" || env("REQUIRE_VERIFIED_EMAIL", "") == "true",
 		"login refuses accounts whose email is not verified yet (env REQUIRE_VERIFIED_EMAIL=1)")
+	signingAlg := fs.String("signing-alg", env("SIGNING_ALG", ""), "the algorithm tokens are signed with: HS256 (one secret) or EdDSA "+
+		"(Ed25519: other services verify tokens with the public keys of /.well-known/jwks.json); when the current key is of another, "+
+		"the server rotates to a new key at start, the old one verifying its tokens until they expire. "+
+		"Unset: the current key's (HS256 for the first) (env SIGNING_ALG)")
 	securityMails := fs.Bool("security-mails", env("SECURITY_MAILS", "1") != "0" && env("SECURITY_MAILS", "1") != "false",
 		"mail users when their account logs in from a new device, a refresh token is reused, or their password, email or "+
 			"second factor changes; -security-mails=false turns them off (env SECURITY_MAILS=0)")
@@ -284,7 +299,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		litestream: *litestream, synchronous: strings.ToLower(*synchronous), secureCookie: *secureCookie,
 		mail:      mailConfig{host: *smtpHost, port: *smtpPort, user: *smtpUser, password: getenv("SMTP_PASSWORD"), from: *mailFrom},
 		mailLimit: *mailLimit, resetTTL: *resetTTL, verifyTTL: *verifyTTL, requireVerifiedEmail: *requireVerified,
-		securityMails: *securityMails,
+		securityMails: *securityMails, signingAlg: *signingAlg,
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -317,6 +332,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, &usageError{"SMTP_PASSWORD is set but -smtp-user is not"}
 	case cfg.synchronous != "full" && cfg.synchronous != "normal":
 		return config{}, &usageError{"-synchronous must be full or normal"}
+	case cfg.signingAlg != "" && cfg.signingAlg != algHS256 && cfg.signingAlg != algEdDSA:
+		return config{}, &usageError{"-signing-alg must be HS256 or EdDSA"}
+	case cfg.signingAlg == algEdDSA && getenv("JWT_SECRET") != "":
+		return config{}, &usageError{"-signing-alg EdDSA needs the keys file: JWT_SECRET is one HMAC secret (unset it)"}
 	}
 	return cfg, nil
 }
@@ -327,7 +346,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	if err := checkDataDir(cfg.dataDir); err != nil {
 		return err
 	}
-	ring, err := loadKeyring(getenv, cfg.dataDir, time.Now())
+	ring, err := startingKeyring(cfg, getenv, time.Now(), log)
 	if err != nil {
 		return err
 	}

@@ -411,7 +411,7 @@ func fieldNames(body string) string {
 // signedWithTestKey reports whether token verifies under the test key (as
 // JWT_SECRET, the examples' server's key) at the time it was issued.
 func signedWithTestKey(token string) bool {
-	ring, err := loadKeyring(func(string) string { return string(testKey) }, "", time.Now())
+	ring, err := loadKeyring(func(string) string { return string(testKey) }, "", time.Now(), algHS256)
 	if err != nil {
 		return false
 	}

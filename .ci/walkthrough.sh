@@ -17,8 +17,9 @@ go build -o "$work/jwtnotes" .
 export DATA_DIR="$work/data"
 # server.log in the repository's folder: the README has the reader keep the
 # log there (go run . 2>&1 | tee server.log) to take a mailed link from it.
-# The walk-through writes served.png and backup-* there too.
-trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" server.log served.png backup-*' EXIT
+# The walk-through writes served.png and backup-* there too, and builds
+# examples/verifier/verifier.
+trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" server.log served.png backup-* examples/verifier/verifier' EXIT
 "$work/jwtnotes" -data "$work/data" -addr 127.0.0.1:8001 -public-url http://127.0.0.1:8000 >server.log 2>&1 &
 server=$!
 curl -sS --retry 60 --retry-connrefused --retry-delay 0 --retry-max-time 30 -o /dev/null http://127.0.0.1:8001/healthz
@@ -31,7 +32,7 @@ timeout 300 bash -euo pipefail "$work/walkthrough.sh"
 # as example.ts) and "sh typescript-run", as written, in a new folder (npm
 # installs from the registry the versions the README pins).
 client=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" "$client" server.log served.png backup-*' EXIT
+trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev/null || true; rm -rf "$work" "$client" server.log served.png backup-* examples/verifier/verifier' EXIT
 awk '/^```sh typescript$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$client/setup.sh"
 awk '/^```ts typescript$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$client/example.ts"
 awk '/^```sh typescript-run$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$client/run.sh"

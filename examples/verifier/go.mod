@@ -1,0 +1,3 @@
+module jwtnotes.example/verifier
+
+go 1.26
