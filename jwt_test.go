@@ -263,15 +263,25 @@ func TestVerifyAccepts(t *testing.T) {
 // FuzzVerify mutates a valid token: nothing panics, and no token other than
 // the one signed verifies.
 func FuzzVerify(f *testing.F) {
-	s := singleKeySigner(testKey)
+	// An HS256 key and an EdDSA one: a token of either, mutated, must not
+	// verify (Ed25519 signatures, as crypto/ed25519 checks them, have one
+	// encoding each, as canonical base64 does).
+	ed := edDSAKey(bytes.Repeat([]byte{9}, 32))
+	s := newTokenSigner(newKeyring(&tokenKey{id: "test", secret: testKey, legacy: true}, ed))
 	good := s.sign(testClaims(accessToken))
-	f.Add(good)
-	f.Add(good + "=")
-	f.Add(strings.Replace(good, ".", "..", 1))
+	goodEd := s.signWith(ed.id, testClaims(accessToken))
+	if _, err := s.verify(goodEd, accessToken, testNow); err != nil {
+		f.Fatalf("the EdDSA token: %v", err)
+	}
+	for _, token := range []string{good, goodEd} {
+		f.Add(token)
+		f.Add(token + "=")
+		f.Add(strings.Replace(token, ".", "..", 1))
+	}
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	f.Fuzz(func(t *testing.T, token string) {
 		c, err := s.verify(token, "", testNow)
-		if err == nil && token != good {
+		if err == nil && token != good && token != goodEd {
 			t.Fatalf("a mutated token verified: %q (claims %+v)", token, c)
 		}
 	})
