@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -155,6 +156,9 @@ type connKey struct{}
 // connContext puts the connection into its requests' contexts
 // (http.Server.ConnContext), for markBusy.
 func connContext(ctx context.Context, c net.Conn) context.Context {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn() // under HTTPS: the connection the limits track
+	}
 	return context.WithValue(ctx, connKey{}, c)
 }
 

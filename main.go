@@ -80,6 +80,7 @@ type config struct {
 	verifyTTL            time.Duration // how long a verification link works
 	requireVerifiedEmail bool          // login refuses an account whose email is not verified
 	signingAlg           string        // the algorithm tokens are signed with: HS256, EdDSA, or "" for the current key's (keys.go)
+	https                httpsConfig   // HTTPS without a proxy: -domain or -tls-cert (https.go)
 	securityMails        bool          // mail users of logins from new devices, reuse, and changes to their account (notify.go)
 }
 
@@ -258,6 +259,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"a litestream replicate sidecar replicates notes.db: leave WAL checkpoints to it (env LITESTREAM=1)")
 	synchronous := fs.String("synchronous", env("SYNCHRONOUS", "full"), "full: every write is on the disk before it is answered; "+
 		"normal: written to the log only, which a crash of the process keeps but a power cut may not (env SYNCHRONOUS)")
+	domains := fs.String("domain", env("DOMAIN", ""), "comma-separated names to serve HTTPS for, with certificates from an ACME CA "+
+		"(Let's Encrypt unless -acme-directory), kept in DATA_DIR/certs; listens on -https-addr and -http-addr instead of -addr (env DOMAIN)")
+	acmeDirectory := fs.String("acme-directory", env("ACME_DIRECTORY", letsEncrypt), "the ACME CA's directory URL (env ACME_DIRECTORY)")
+	acmeEmail := fs.String("acme-email", env("ACME_EMAIL", ""), "an address the CA may write to about the certificates (env ACME_EMAIL)")
+	acmeCAFile := fs.String("acme-ca-file", env("ACME_CA_FILE", ""), "PEM file of a root to trust for the CA's own API, e.g. a test CA's (env ACME_CA_FILE)")
+	tlsCert := fs.String("tls-cert", env("TLS_CERT", ""), "serve HTTPS with this PEM certificate chain instead of -domain's (env TLS_CERT)")
+	tlsKey := fs.String("tls-key", env("TLS_KEY", ""), "the private key of -tls-cert, PEM (env TLS_KEY)")
+	httpsAddr := fs.String("https-addr", env("HTTPS_ADDR", ":443"), "where HTTPS listens, with -domain or -tls-cert (env HTTPS_ADDR)")
+	httpAddr := fs.String("http-addr", env("HTTP_ADDR", ":80"), "where plain HTTP listens with HTTPS on: the CA's challenges, "+
+		"and redirects to HTTPS; empty for nowhere (env HTTP_ADDR)")
+	hstsMaxAge := duration("hsts-max-age", "HSTS_MAX_AGE", "8760h", "Strict-Transport-Security's max-age over HTTPS; 0 for no header")
 	smtpHost := fs.String("smtp-host", env("SMTP_HOST", ""), "mail server for password resets and email verification; none: each mail is written to the log instead (env SMTP_HOST)")
 	smtpPort := number("smtp-port", "SMTP_PORT", "587", "mail server port (STARTTLS is required unless the server is localhost)")
 	smtpUser := fs.String("smtp-user", env("SMTP_USER", ""), "user to log in to the mail server as, with the password in SMTP_PASSWORD (env SMTP_USER)")
@@ -300,6 +312,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		mail:      mailConfig{host: *smtpHost, port: *smtpPort, user: *smtpUser, password: getenv("SMTP_PASSWORD"), from: *mailFrom},
 		mailLimit: *mailLimit, resetTTL: *resetTTL, verifyTTL: *verifyTTL, requireVerifiedEmail: *requireVerified,
 		securityMails: *securityMails, signingAlg: *signingAlg,
+		https: httpsConfig{acmeDirectory: *acmeDirectory, acmeEmail: *acmeEmail, acmeCAFile: *acmeCAFile,
+			certFile: *tlsCert, keyFile: *tlsKey, httpsAddr: *httpsAddr, httpAddr: *httpAddr, hstsMaxAge: *hstsMaxAge},
+	}
+	for _, d := range strings.Split(*domains, ",") {
+		if d = strings.ToLower(strings.TrimSpace(d)); d != "" {
+			cfg.https.domains = append(cfg.https.domains, d)
+		}
+	}
+	if err := cfg.https.check(); err != nil {
+		return config{}, err
 	}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -374,6 +396,20 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	} else if swept > 0 {
 		log.Info("deleted files a crash had left in the media folder", "files", swept)
 	}
+	// With -domain or -tls-cert the server listens on -https-addr, and on
+	// -http-addr for plain HTTP beside it (https.go); else on -addr.
+	addr, addrFlag := cfg.addr, "-addr"
+	if cfg.https.on() {
+		addr, addrFlag = cfg.https.httpsAddr, "-https-addr"
+	}
+	ln, err := listen(addr, addrFlag)
+	if err != nil {
+		return err
+	}
+	if cfg.https.on() {
+		cfg.https.httpsAddr = ln.Addr().String() // its port, if -https-addr said :0
+		cfg.publicURL = cmp.Or(cfg.publicURL, cfg.https.publicURL())
+	}
 	srv, err := newServer(cfg, st, signer, log, time.Now)
 	if err != nil {
 		return err
@@ -382,16 +418,17 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		log.Info("no -smtp-host: password reset and verification mails are written to this log, links included")
 	}
 
-	ln, err := net.Listen("tcp", cfg.addr)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("%s is in use (is another server running?); choose another address with -addr", cfg.addr)
-	}
-	if err != nil {
-		return err
+	handler := srv.routes()
+	var secure *httpsServer
+	if cfg.https.on() {
+		if secure, err = newHTTPS(cfg.https, certsDir(cfg.dataDir), cfg.publicURL, log); err != nil {
+			return err
+		}
+		handler = secure.withHSTS(handler)
 	}
 	conns := newConnLimits(cfg.maxConns, cfg.maxConnsIP)
 	httpServer := &http.Server{
-		Handler:           conns.markBusy(srv.routes()),
+		Handler:           conns.markBusy(handler),
 		ConnContext:       connContext,
 		ReadHeaderTimeout: 5 * time.Second,   // headers must arrive within 5 s (slow clients are cut off)
 		ReadTimeout:       30 * time.Second,  // the whole request, body included
@@ -404,7 +441,22 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	// Shutdown runs this once the listener is closed: a line a supervisor
 	// (or a test) can wait for before it expects connections to be refused.
 	httpServer.RegisterOnShutdown(func() { log.Info("stopped accepting connections") })
-	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.dataDir)
+	var plain *http.Server // the plain-HTTP listener beside HTTPS
+	if secure != nil {
+		httpServer.TLSConfig = secure.tls // ServeTLS adds HTTP/2
+		if cfg.https.httpAddr != "" {
+			plainLn, err := listen(cfg.https.httpAddr, "-http-addr")
+			if err != nil {
+				return err
+			}
+			plain = &http.Server{Handler: secure.plainHTTP(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+				WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: httpServer.MaxHeaderBytes, ErrorLog: httpServer.ErrorLog}
+			go plain.Serve(&limitedListener{Listener: plainLn, limits: conns})
+			log.Info("listening for plain HTTP: the CA's challenges, and redirects to HTTPS", "http_addr", plainLn.Addr().String())
+		}
+		secure.fetchCertificates(ctx)
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.dataDir, "https", secure != nil, "public_url", cfg.publicURL)
 
 	// The clean-up goroutine ends with the server: serve waits for it before
 	// the deferred st.Close runs.
@@ -419,7 +471,13 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	defer stopFlushing()
 
 	served := make(chan error, 1)
-	go func() { served <- httpServer.Serve(&limitedListener{Listener: ln, limits: conns}) }()
+	go func() {
+		if secure != nil {
+			served <- httpServer.ServeTLS(&limitedListener{Listener: ln, limits: conns}, "", "")
+		} else {
+			served <- httpServer.Serve(&limitedListener{Listener: ln, limits: conns})
+		}
+	}()
 	select {
 	case err := <-served:
 		return err
@@ -431,6 +489,9 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if plain != nil {
+		plain.Shutdown(shutdownCtx) // redirects and challenges: nothing to finish
+	}
 	if err := httpServer.Shutdown(shutdownCtx); err != nil {
 		log.Warn("requests still running after 10 s were cut off")
 		httpServer.Close()
@@ -439,6 +500,20 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	// by then gets an ERROR line each.
 	srv.close(shutdownCtx)
 	return nil
+}
+
+// listen opens a TCP listener on addr; an error names the fix, and the
+// flag (flagName) that sets the address.
+func listen(addr, flagName string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("%s is in use (is another server running?); choose another address with %s", addr, flagName)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("cannot listen on %s: a port below 1024 needs root or the right to bind it "+
+			"(sudo setcap cap_net_bind_service=+ep ./jwtnotes), or choose a port above 1023 with %s", addr, flagName)
+	}
+	return ln, err
 }
 
 // checkDataDir makes the data folder if needed and checks that the server

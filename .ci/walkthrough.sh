@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # .ci/walkthrough.sh: run the README's walk-through, as a reader would paste
 # it, against a fresh server on 127.0.0.1:8000 (the address it names).
-# Every block fenced as "sh walkthrough" in README.md runs, in order, in one
+# Every block fenced as "sh walkthrough" (or "sh walkthrough-verifier") in
+# README.md runs, in order, in one
 # shell with -e: a step that does not succeed fails CI.
 #
 # 127.0.0.1:8000 is prism (pinned in e2e/package.json: run `npm ci` there
@@ -24,8 +25,8 @@ trap 'kill "$server" 2>/dev/null || true; .ci/prism.sh stop "$work"; wait 2>/dev
 server=$!
 curl -sS --retry 60 --retry-connrefused --retry-delay 0 --retry-max-time 30 -o /dev/null http://127.0.0.1:8001/healthz
 .ci/prism.sh start "$work" 8000 http://127.0.0.1:8001
-awk '/^```sh walkthrough$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$work/walkthrough.sh"
-blocks=$(grep -c '^```sh walkthrough$' README.md)
+awk '/^```sh walkthrough(-verifier)?$/ { on = 1; next } /^```$/ { on = 0 } on' README.md >"$work/walkthrough.sh"
+blocks=$(grep -cE '^```sh walkthrough(-verifier)?$' README.md)
 echo "running $blocks blocks, $(wc -l <"$work/walkthrough.sh") lines"
 timeout 300 bash -euo pipefail "$work/walkthrough.sh"
 # The typed client: the blocks fenced "sh typescript", "ts typescript" (saved
