@@ -17,7 +17,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -30,7 +29,7 @@ import (
 func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error {
 	// Opening would create an empty database where there is none: a typo in
 	// -data would then "succeed" and delete nothing.
-	if _, err := os.Stat(filepath.Join(cfg.dataDir, "notes.db")); err != nil {
+	if _, err := os.Stat(cfg.database()); err != nil {
 		return fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
 	}
 	st, err := openStore(ctx, cfg.dataDir, cfg.sqliteSettings())
@@ -191,7 +190,7 @@ func restoreCommand(ctx context.Context, cfg config, folder string, getenv func(
 // within a second (what it keeps in memory lives a second at most when
 // another process writes). It never shows a password hash.
 func usersCommand(ctx context.Context, cfg config, sub, name string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if _, err := os.Stat(filepath.Join(cfg.dataDir, "notes.db")); err != nil {
+	if _, err := os.Stat(cfg.database()); err != nil {
 		return fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
 	}
 	st, err := openStore(ctx, cfg.dataDir, cfg.sqliteSettings())

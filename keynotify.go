@@ -14,6 +14,12 @@ package main
 // has written the new digest. The command returns only then, or says which
 // servers did not answer.
 //
+// The data folder may be shared by servers on several machines (LiteFS
+// replicas, docs/SCALING.md): a registration names its machine, and a
+// server on another one gets no signal (its number means nothing here); it
+// reads the changed file within a second, and the command waits for its
+// digest the same way.
+//
 // It knows registrations, signals and digests, not what the keys are.
 
 import (
@@ -38,8 +44,8 @@ func keysDigest(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// registration is a running server's entry: PID-RANDOM, locked while it
-// runs, holding the digest of the keys it has loaded.
+// registration is a running server's entry: PID-RANDOM-HOST, locked while
+// it runs, holding the digest of the keys it has loaded.
 type registration struct {
 	file *os.File
 	name string
@@ -57,7 +63,7 @@ func register(dataDir string) (*registration, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the signing keys: %w", err)
 	}
-	name := filepath.Join(dir, strconv.Itoa(os.Getpid())+"-"+randomID()[:8])
+	name := filepath.Join(dir, strconv.Itoa(os.Getpid())+"-"+randomID()[:8]+"-"+thisHost())
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil || os.Rename(f.Name(), name) != nil {
 		f.Close()
 		os.Remove(f.Name())
@@ -111,6 +117,10 @@ func notifyServers(dataDir string) (confirmed int, late []string, err error) {
 		if !alive {
 			continue
 		}
+		if !sameHost(e.Name()) {
+			waiting = append(waiting, name) // it polls the file
+			continue
+		}
 		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 			late = append(late, e.Name())
 			continue
@@ -133,6 +143,25 @@ func notifyServers(dataDir string) (confirmed int, late []string, err error) {
 		}
 	}
 	return confirmed, late, nil
+}
+
+// thisHost names this machine in registrations: its host name, with no
+// character that a file name or the PID-RANDOM-HOST split could trip on.
+func thisHost() string {
+	name, _ := os.Hostname()
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '.' || r < ' ' {
+			return '_'
+		}
+		return r
+	}, name)
+}
+
+// sameHost reports whether a registration is this machine's (or from an
+// older server, whose name has no host).
+func sameHost(registration string) bool {
+	parts := strings.SplitN(registration, "-", 3)
+	return len(parts) < 3 || parts[2] == thisHost()
 }
 
 // registered reports the process of the registration at name, and whether

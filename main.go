@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -59,16 +60,19 @@ type config struct {
 	trustProxy  bool
 	corsOrigins []string
 	cpuProfile  string
-	bodyMemory  int64  // bytes that request bodies may hold at once
-	maxConns    int    // open connections in all
-	maxConnsIP  int    // open connections from one client address
-	publicURL   string // where absolute URLs start, e.g. https://notes.example; "" for the listening address
-	writeLimit  int    // writes per account per minute
-	searchLimit int    // broad searches per account per minute
-	maxNotes    int    // notes per account
-	maxNotesMB  int    // MiB of notes (text and images) per account
-	litestream  bool   // Litestream replicates the database: it checkpoints, not the server
-	synchronous string // "full": every commit synced before it is answered; "normal": only the log written
+	bodyMemory  int64    // bytes that request bodies may hold at once
+	maxConns    int      // open connections in all
+	maxConnsIP  int      // open connections from one client address
+	publicURL   string   // where absolute URLs start, e.g. https://notes.example; "" for the listening address
+	writeLimit  int      // writes per account per minute
+	searchLimit int      // broad searches per account per minute
+	maxNotes    int      // notes per account
+	maxNotesMB  int      // MiB of notes (text and images) per account
+	litestream  bool     // Litestream replicates the database: it checkpoints, not the server
+	dbPath      string   // the database file: DATA_DIR/notes.db unless -db puts it elsewhere (a LiteFS mount)
+	primaryURL  string   // a LiteFS replica's primary, where it forwards writes (replica.go)
+	forwarders  []string // the replicas' addresses: their client address and wait for the position are trusted (replica.go)
+	synchronous string   // "full": every commit synced before it is answered; "normal": only the log written
 	// cookieOrigins may call the cookie routes from another origin, with
 	// credentials; secureCookie forces the refresh cookie's Secure.
 	cookieOrigins []string
@@ -85,8 +89,13 @@ type config struct {
 }
 
 // sqliteSettings are the flags' choices for the database file (sqlite.go).
+// database is the database file's path: -db, or DATA_DIR/notes.db.
+func (cfg config) database() string {
+	return cmp.Or(cfg.dbPath, filepath.Join(cfg.dataDir, "notes.db"))
+}
+
 func (cfg config) sqliteSettings() sqliteSettings {
-	return sqliteSettings{externalCheckpoints: cfg.litestream, normalSync: cfg.synchronous == "normal"}
+	return sqliteSettings{path: cfg.dbPath, externalCheckpoints: cfg.litestream, normalSync: cfg.synchronous == "normal"}
 }
 
 // run is the whole program: main only adds the process around it, so tests
@@ -255,6 +264,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	cookieOrigins := fs.String("cookie-origins", env("COOKIE_ORIGINS", ""), "comma-separated origins that may use the refresh cookie routes from another origin, with credentials (env COOKIE_ORIGINS); the server's own origin always may")
 	secureCookie := fs.Bool("secure-cookie", env("SECURE_COOKIE", "") == "1" || env("SECURE_COOKIE", "") == "true",
 		"mark the refresh cookie Secure even on plain HTTP, for a server behind a proxy that ends TLS (env SECURE_COOKIE=1)")
+	dbPath := fs.String("db", env("DB_PATH", ""), "the database file, if not DATA_DIR/notes.db: e.g. on a LiteFS mount, "+
+		"which holds databases only (env DB_PATH)")
+	primaryURL := fs.String("primary-url", env("PRIMARY_URL", ""), "on a LiteFS replica (the -db folder has .primary): "+
+		"the primary jwtnotes' URL, where writes are forwarded (env PRIMARY_URL)")
+	forwarders := fs.String("forwarders", env("FORWARDERS", ""), "on a LiteFS primary: comma-separated IP addresses of the "+
+		"replicas that forward writes to it (env FORWARDERS)")
 	litestream := fs.Bool("litestream", env("LITESTREAM", "") == "1" || env("LITESTREAM", "") == "true",
 		"a litestream replicate sidecar replicates notes.db: leave WAL checkpoints to it (env LITESTREAM=1)")
 	synchronous := fs.String("synchronous", env("SYNCHRONOUS", "full"), "full: every write is on the disk before it is answered; "+
@@ -308,12 +323,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		loginLimit: *loginLimit, loginWindow: *loginWindow, ipLimit: *ipLimit, trustProxy: *trustProxy,
 		cpuProfile: *cpuProfile, bodyMemory: int64(*bodyMemory) << 20, maxConns: *maxConns, maxConnsIP: *maxConnsIP,
 		publicURL: strings.TrimSuffix(*publicURL, "/"), writeLimit: *writeLimit, searchLimit: *searchLimit, maxNotes: *maxNotes, maxNotesMB: *maxNotesMB,
+		dbPath: *dbPath, primaryURL: strings.TrimSuffix(*primaryURL, "/"),
 		litestream: *litestream, synchronous: strings.ToLower(*synchronous), secureCookie: *secureCookie,
 		mail:      mailConfig{host: *smtpHost, port: *smtpPort, user: *smtpUser, password: getenv("SMTP_PASSWORD"), from: *mailFrom},
 		mailLimit: *mailLimit, resetTTL: *resetTTL, verifyTTL: *verifyTTL, requireVerifiedEmail: *requireVerified,
 		securityMails: *securityMails, signingAlg: *signingAlg,
 		https: httpsConfig{acmeDirectory: *acmeDirectory, acmeEmail: *acmeEmail, acmeCAFile: *acmeCAFile,
 			certFile: *tlsCert, keyFile: *tlsKey, httpsAddr: *httpsAddr, httpAddr: *httpAddr, hstsMaxAge: *hstsMaxAge},
+	}
+	for _, a := range strings.Split(*forwarders, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			if net.ParseIP(a) == nil {
+				return config{}, &usageError{fmt.Sprintf("-forwarders: %q is not an IP address", a)}
+			}
+			cfg.forwarders = append(cfg.forwarders, a)
+		}
 	}
 	for _, d := range strings.Split(*domains, ",") {
 		if d = strings.ToLower(strings.TrimSpace(d)); d != "" {
@@ -386,15 +410,31 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 		}
 		defer w.registered.close()
 	}
-	st, err := openStore(ctx, cfg.dataDir, cfg.sqliteSettings())
+	// On a LiteFS replica the primary writes the database, cleans up and
+	// sends the mail; this node reads and forwards writes (replica.go).
+	replica := isLiteFSReplica(cfg.database())
+	var st *store
+	if replica {
+		log.Info("a LiteFS replica: writes go to the primary", "primary", cfg.primaryURL)
+		st, err = openReplicaStore(ctx, cfg, log)
+	} else {
+		awaitLiteFSDatabase(ctx, cfg.database(), log)
+		st, err = openStore(ctx, cfg.dataDir, cfg.sqliteSettings())
+	}
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if swept, err := st.sweepMedia(ctx); err != nil {
-		return fmt.Errorf("clean the media folder: %w", err)
-	} else if swept > 0 {
-		log.Info("deleted files a crash had left in the media folder", "files", swept)
+	// The media folder is the primary's to clean: a replica's copy may not
+	// name yet a file the primary has just written.
+	if !replica {
+		swept, err := st.sweepMedia(ctx)
+		if err != nil {
+			return fmt.Errorf("clean the media folder: %w", err)
+		}
+		if swept > 0 {
+			log.Info("deleted files a crash had left in the media folder", "files", swept)
+		}
 	}
 	// With -domain or -tls-cert the server listens on -https-addr, and on
 	// -http-addr for plain HTTP beside it (https.go); else on -addr.
@@ -419,6 +459,14 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	}
 
 	handler := srv.routes()
+	switch {
+	case replica:
+		if handler, err = forwardWrites(ctx, cfg, st, srv.clientIP, handler, log); err != nil {
+			return err
+		}
+	case len(cfg.forwarders) > 0:
+		handler = withPosition(cfg.database(), cfg.forwarders, handler)
+	}
 	var secure *httpsServer
 	if cfg.https.on() {
 		if secure, err = newHTTPS(cfg.https, certsDir(cfg.dataDir), cfg.publicURL, log); err != nil {
@@ -466,7 +514,9 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, log *slo
 	if getenv("JWT_SECRET") != "" {
 		keysDir = ""
 	}
-	flusher.Go(func() { flushHourly(flushCtx, st, keysDir, log) })
+	if !replica { // the primary's clean-up reaches the replicas through LiteFS
+		flusher.Go(func() { flushHourly(flushCtx, st, keysDir, log) })
+	}
 	defer flusher.Wait()
 	defer stopFlushing()
 

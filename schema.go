@@ -55,6 +55,27 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// needSchema is a LiteFS replica's migrate (replica.go): it changes
+// nothing, and is errReplicaNotReady until the primary has brought the
+// database to this program's schema and LiteFS has delivered it.
+func needSchema(ctx context.Context, db *sql.DB) error {
+	current, _, err := schemaSteps()
+	if err != nil {
+		return err
+	}
+	var have int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&have); err != nil {
+		return fmt.Errorf("%w: %v", errReplicaNotReady, err)
+	}
+	switch {
+	case have > current.version:
+		return fmt.Errorf("the database is at schema version %d, newer than this program's %d", have, current.version)
+	case have < current.version:
+		return fmt.Errorf("%w: schema version %d, this program's is %d", errReplicaNotReady, have, current.version)
+	}
+	return nil
+}
+
 func applySchemaStep(ctx context.Context, db *sql.DB, step schemaStep) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {

@@ -38,6 +38,12 @@ import (
 // The zero value is the default: this process checkpoints, and every
 // commit is on the disk before it is answered.
 type sqliteSettings struct {
+	// path is the database file; "" for DATA_DIR/notes.db.
+	path string
+	// replica: the file is a LiteFS replica's (replica.go), which only the
+	// primary writes: it is read as it is, never migrated, checkpointed or
+	// chmodded, and no search indexer runs on it.
+	replica bool
 	// externalCheckpoints: another process copies the write-ahead log back
 	// into the database file, not this one (the checkpointer below, and
 	// SQLite inside the commit that crosses walCheckpointPages of log):
@@ -70,7 +76,7 @@ type sqliteDB struct {
 // openSQLite opens the database at path, runs migrate on the write
 // connection, then starts the writer.
 func openSQLite(ctx context.Context, path string, settings sqliteSettings, migrate func(context.Context, *sql.DB) error) (*sqliteDB, error) {
-	if err := ownerOnly(path); err != nil {
+	if err := ownerOnly(path); err != nil && !settings.replica {
 		return nil, err
 	}
 	// Pragmas go in the DSN so that every pooled connection gets them; a
@@ -112,7 +118,7 @@ func openSQLite(ctx context.Context, path string, settings sqliteSettings, migra
 	read.SetMaxIdleConns(readers)
 	d := &sqliteDB{read: newStatements(read), write: newStatements(write),
 		writes: make(chan writeJob), closing: make(chan struct{})}
-	if !settings.externalCheckpoints {
+	if !settings.externalCheckpoints && !settings.replica {
 		if d.checkpoint, err = sql.Open("sqlite", dsn(path, common)); err != nil {
 			write.Close()
 			read.Close()

@@ -97,8 +97,12 @@ func openStore(ctx context.Context, dataDir string, settings sqliteSettings) (*s
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dataDir, "notes.db")
-	db, err := openSQLite(ctx, path, settings, migrate)
+	path := cmp.Or(settings.path, filepath.Join(dataDir, "notes.db"))
+	step := migrate
+	if settings.replica {
+		step = needSchema // the primary migrates; a replica waits (replica.go)
+	}
+	db, err := openSQLite(ctx, path, settings, step)
 	if err != nil {
 		media.Close()
 		return nil, fmt.Errorf("open the database %s: %w", path, err)
@@ -112,7 +116,11 @@ func openStore(ctx context.Context, dataDir string, settings sqliteSettings) (*s
 	st := &store{db: db, media: media, access: newAccessCache(), mediaLock: lock, closing: make(chan struct{})}
 	st.notesChanged.wake, st.unnamed.wake = make(chan struct{}, 1), make(chan struct{}, 1)
 	st.unnamed.idle.L = &st.unnamed.mu
-	st.search = startSearchIndex(db, &st.notesChanged)
+	if settings.replica {
+		st.search = &searchIndex{db: db, changes: &st.notesChanged, stop: make(chan struct{})} // reads the primary's index
+	} else {
+		st.search = startSearchIndex(db, &st.notesChanged)
+	}
 	go st.sweep()
 	return st, nil
 }
@@ -394,6 +402,14 @@ func (s *store) committed(ch changed) {
 	}
 	s.notesChanged.add(int64(len(ch.notes)))
 	s.unnamed.add(ch.files...)
+}
+
+// replicated is committed's rule on a LiteFS replica (replica.go), where
+// the database changes by writes made on the primary: nothing says what
+// they changed, so every kept answer is forgotten.
+func (s *store) replicated() {
+	s.accounts.Add(1)
+	s.lists.public.Add(1) // every viewer's pages depend on it
 }
 
 // workCount is a count of work left to a goroutine: add counts and wakes it.

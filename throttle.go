@@ -140,6 +140,9 @@ func (l *limiter) recent(k limiterKey, t int64) []int64 {
 // order, so the last entry of the last line is the proxy's. (Earlier entries
 // come from the client and prove nothing.)
 func (s *server) clientIP(r *http.Request) string {
+	if client := r.Header.Get(clientHeader); client != "" && fromForwarder(r, s.cfg.forwarders) {
+		return client // a LiteFS replica forwarded it, and says whose it is (replica.go)
+	}
 	if lines := r.Header.Values("X-Forwarded-For"); s.cfg.trustProxy && len(lines) > 0 {
 		forwarded := strings.Split(lines[len(lines)-1], ",")
 		if last := strings.TrimSpace(forwarded[len(forwarded)-1]); last != "" {
