@@ -8,7 +8,6 @@ package main
 // asks the CA for nothing, and the errors that name their fix.
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -296,36 +295,8 @@ func startPebble(t *testing.T) *pebbleCA {
 	}
 	cmd := exec.Command(bin, "-config", configFile)
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
-	pipe, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ca := &pebbleCA{ownCert: ownCert, log: &syncBuffer{}}
-	ready := make(chan string, 1)
-	go func() {
-		lines := bufio.NewScanner(pipe)
-		for lines.Scan() {
-			fmt.Fprintln(ca.log, lines.Text())
-			if _, url, ok := strings.Cut(lines.Text(), "ACME directory available at: "); ok {
-				ready <- url
-			}
-		}
-		close(ready)
-	}()
-	select {
-	case url, ok := <-ready:
-		if !ok {
-			t.Fatalf("pebble exited:\n%s", ca.log)
-		}
-		ca.directory = url
-	case <-time.After(20 * time.Second):
-		t.Fatalf("pebble did not start:\n%s", ca.log)
-	}
+	log, directory := startProgram(t, cmd, "ACME directory available at: ")
+	ca := &pebbleCA{ownCert: ownCert, log: log, directory: directory}
 	// The root of what it issues, from its management API.
 	mgmt := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ownRoots}}}
 	status, root, err := call(mgmt, "GET", "https://127.0.0.1:"+managementPort+"/roots/0", "", "", nil)

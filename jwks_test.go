@@ -6,12 +6,10 @@ package main
 // alone (examples/verifier, and PyJWT) through rotations and a revocation.
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -357,34 +355,6 @@ type verifierProcess struct {
 func startVerifier(t *testing.T, bin, jwksURL string, flags ...string) *verifierProcess {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"-jwks", jwksURL, "-addr", "127.0.0.1:0"}, flags...)...)
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	v := &verifierProcess{log: &syncBuffer{}}
-	started := make(chan string, 1)
-	go func() {
-		lines := bufio.NewScanner(pipe)
-		for lines.Scan() {
-			fmt.Fprintln(v.log, lines.Text())
-			if _, addr, ok := strings.Cut(lines.Text(), "listening on "); ok {
-				started <- addr
-			}
-		}
-		close(started)
-	}()
-	select {
-	case base, ok := <-started:
-		if !ok {
-			t.Fatalf("the verifier exited:\n%s", v.log)
-		}
-		v.base = base
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the verifier did not start:\n%s", v.log)
-	}
-	return v
+	log, base := startProgram(t, cmd, "listening on ")
+	return &verifierProcess{base: base, log: log}
 }

@@ -7,6 +7,7 @@ package main
 // the answers.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -319,4 +320,46 @@ func outsideTool(t *testing.T, name, debianPackage string) string {
 		t.Skipf("%s is not installed (Debian's %s; .ci/run installs it)", name, debianPackage)
 	}
 	return path
+}
+
+// startProgram starts cmd (an outside program, or one built from this
+// repository) with its output, both streams, in a buffer, and waits until
+// a line of it holds marker. It returns the buffer and what follows marker
+// on that line. The program is killed when the test ends.
+func startProgram(t *testing.T, cmd *exec.Cmd, marker string) (*syncBuffer, string) {
+	t.Helper()
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	out := &syncBuffer{}
+	found := make(chan string, 1)
+	go func() {
+		lines := bufio.NewScanner(pipe)
+		for lines.Scan() {
+			fmt.Fprintln(out, lines.Text())
+			if _, after, ok := strings.Cut(lines.Text(), marker); ok {
+				select {
+				case found <- after:
+				default: // the first is the one waited for
+				}
+			}
+		}
+		close(found)
+	}()
+	select {
+	case after, ok := <-found:
+		if !ok {
+			t.Fatalf("%s exited:\n%s", cmd.Path, out)
+		}
+		return out, after
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not start:\n%s", cmd.Path, out)
+	}
+	return nil, ""
 }
