@@ -319,3 +319,30 @@ func freePort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
+
+// TestLowPortNamesTheFix: a port below 1024 without the right to bind it
+// stops the start with what to do. Run as nobody when the test is root.
+func TestLowPortNamesTheFix(t *testing.T) {
+	t.Parallel()
+	if first, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err != nil || strings.TrimSpace(string(first)) == "0" {
+		t.Skip("this machine lets anyone bind low ports")
+	}
+	dir, err := os.MkdirTemp("", "jwtnotes-lowport-") // not t.TempDir: its parent is the tester's only
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "jwtnotes")
+	program, err := os.ReadFile(serverBinary(t))
+	if err != nil || os.Chmod(dir, 0o777) != nil || os.WriteFile(bin, program, 0o755) != nil {
+		t.Fatal("cannot copy the binary where nobody can run it")
+	}
+	cmd := exec.Command(bin, "-data", filepath.Join(dir, "data"), "-addr", "127.0.0.1:81")
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "setcap cap_net_bind_service=+ep") || !strings.Contains(string(out), "-addr") {
+		t.Errorf("a low port without the right: %v\n%s", err, out)
+	}
+}

@@ -1,17 +1,12 @@
 // Command verifier is a second service that trusts jwtnotes's access
-// tokens without holding its secret: it checks their EdDSA signatures with
-// the public keys jwtnotes publishes at /.well-known/jwks.json, and answers
-// GET /whoami with who the caller is. The standard library only.
+// tokens without its secret: it checks their EdDSA signatures with the keys
+// of /.well-known/jwks.json and answers GET /whoami. The standard library only.
 //
-//	go run . -jwks http://localhost:8000/.well-known/jwks.json -addr localhost:8001
-//	curl -H "Authorization: Bearer $ACCESS" localhost:8001/whoami
-//
-// It keeps the key set it fetched for -max-age (a minute: the server's
-// Cache-Control), and fetches it sooner when a token names a kid it does
-// not have (a rotation), at most once a minute, so that made-up kids
-// cannot turn into a flood of fetches. So a key jwtnotes revokes is
-// refused here within -max-age, not at once: a service that must know at
-// once asks jwtnotes instead (GET /api/profile/ with the token).
+// It keeps the key set -max-age (a minute, the server's Cache-Control), and
+// fetches it sooner for a kid it does not have (a rotation), at most once a
+// minute (made-up kids must not become a flood of fetches). A key jwtnotes
+// revokes is refused here within -max-age: a service that must know at once
+// asks jwtnotes (GET /api/profile/ with the token).
 package main
 
 import (
@@ -38,19 +33,17 @@ var (
 
 // keySet is this service's copy of jwtnotes's public keys, by kid.
 type keySet struct {
-	url    string
-	maxAge time.Duration
-	client http.Client
-
+	url         string
+	maxAge      time.Duration
+	client      http.Client
 	mu          sync.Mutex
 	keys        map[string]ed25519.PublicKey
 	fetched     time.Time // when keys were fetched
 	lastUnknown time.Time // the last fetch an unknown kid caused
 }
 
-// key is the public key named kid: from the copy while it is younger than
-// maxAge and knows kid (or an unknown kid already caused a fetch this
-// minute), else from a new fetch.
+// key is the public key named kid: from the copy while it is fresh and knows
+// kid (or an unknown kid caused a fetch this minute), else from a new fetch.
 func (s *keySet) key(kid string) (ed25519.PublicKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -70,9 +63,8 @@ func (s *keySet) key(kid string) (ed25519.PublicKey, error) {
 	return nil, errInvalid // no key of that kid
 }
 
-// fetch replaces the copy with the set the server publishes now. A key is
-// kept only if it is an Ed25519 signing key named by its RFC 7638
-// thumbprint, as jwtnotes names its keys.
+// fetch replaces the copy with the set published now: its Ed25519 signing
+// keys named by their RFC 7638 thumbprint, as jwtnotes names them.
 func (s *keySet) fetch() error {
 	resp, err := s.client.Get(s.url)
 	if err != nil {
@@ -107,10 +99,9 @@ type claims struct {
 	Username  string `json:"username"`
 }
 
-// verify returns the claims of a valid access token. The algorithm is
-// EdDSA because this service knows no other: a header naming another
-// (HS256 "signed" with a public key, or none) is refused before any key is
-// looked up; and a token without a kid names no key.
+// verify returns the claims of a valid access token. The algorithm is EdDSA,
+// the only one known here: a header naming another (HS256 "signed" with a
+// public key, or none) or no kid is refused before any key is looked up.
 func (s *keySet) verify(token string) (claims, error) {
 	var header struct{ Alg, Kid string }
 	var c claims
