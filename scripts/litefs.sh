@@ -12,6 +12,7 @@
 # $work/shared stands for storage both nodes mount (NFS, a cloud file
 # share): the signing keys, the TOTP key and the media. Then:
 #
+# 0. B starts first: it waits for A's database, and says so;
 # 1. clients for DURATION s against both: notes created through each node
 #    (each read back at once from the node that took it: read your
 #    writes), lists, refreshes, logins, an image; a key rotation on the
@@ -20,7 +21,9 @@
 # 2. every note whose creation was acknowledged is read on both nodes,
 #    and the two nodes' lists are the same;
 # 3. a session logged out on the primary is refused by the replica within
-#    1 s (the figure is the measured delay);
+#    1 s (the figure is the measured delay), and a token of a key revoked
+#    (jwtnotes keys revoke, on the shared folder) as soon as the command
+#    returns;
 # 4. failover by hand: A stops, B becomes the primary (its LiteFS
 #    restarted as the candidate), and takes writes with every note there.
 #
@@ -102,11 +105,18 @@ register() {
         -d "{\"username\":\"$2\",\"email\":\"$2@example.com\",\"password\":\"Correct-Horse-42\",\"password2\":\"Correct-Horse-42\"}"
 }
 
-echo "== a primary (A) and a replica (B) on LiteFS $version"
+echo "== a primary (A) and a replica (B) on LiteFS $version; B started first waits for A's database"
 litefs_up a 20202 true 20202
-jwtnotes_up a 18101 -forwarders 127.0.0.1
 litefs_up b 20203 false 20202
-jwtnotes_up b 18102 -primary-url "$A"
+"$work/jwtnotes" -db "$work/b/mnt/notes.db" -data "$work/shared" -addr 127.0.0.1:18102 -primary-url "$A" \
+    >>"$work/b/jwtnotes.log" 2>&1 &
+jwtnotes_b=$!
+pids+=($!)
+for _ in $(seq 100); do grep -q "waiting for the primary's database" "$work/b/jwtnotes.log" && break; sleep 0.05; done
+grep -q "waiting for the primary's database" "$work/b/jwtnotes.log" || { cat "$work/b/jwtnotes.log"; fail "B does not say it waits"; }
+jwtnotes_up a 18101 -forwarders 127.0.0.1
+curl -s --retry 100 --retry-connrefused --retry-delay 0 --retry-max-time 30 -o /dev/null "$B/healthz" ||
+    { cat "$work/b/jwtnotes.log"; fail "B did not start once A's database was there"; }
 grep -q 'a LiteFS replica' "$work/b/jwtnotes.log" || fail "B does not know it is a replica"
 register "$B" alice # through the replica: forwarded
 register "$A" bob
@@ -218,6 +228,14 @@ until [ "$(curl -sS -o /dev/null -w '%{http_code}' "$B/api/profile/" -H "Authori
     [ $(( $(ms) - revoked )) -lt 1000 ] || fail "B still takes a logged-out session's token after 1 s"
 done
 revocation=$(( $(ms) - revoked ))
+
+echo "== a revoked key: refused by the replica when the command returns"
+access=$(login "$A" bob | field access)
+[ "$(curl -sS -o /dev/null -w '%{http_code}' "$B/api/profile/" -H "Authorization: Bearer $access")" = 200 ] || fail "B refuses a fresh token"
+kid=$("$work/jwtnotes" keys list -data "$work/shared" | awk '$4 == "current" { print $1 }')
+"$work/jwtnotes" keys revoke "$kid" -data "$work/shared" | tail -1
+[ "$(curl -sS -o /dev/null -w '%{http_code}' "$B/api/profile/" -H "Authorization: Bearer $access")" = 401 ] ||
+    fail "B takes a token of the key revoked"
 
 echo "== failover by hand: A stops; B's LiteFS restarts as the candidate, its jwtnotes as the primary"
 lag=$(cat "$work/b/mnt/.lag" 2>/dev/null || echo ?)
