@@ -48,7 +48,7 @@ pids=()
 cleanup() {
     kill "${pids[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
-    for m in "$work"/*/mnt; do fusermount3 -uz "$m" 2>/dev/null || true; done
+    for m in "$work"/*/mnt; do fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
     [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work" 2>/dev/null || { sleep 1; rm -rf "$work"; }
 }
 trap cleanup EXIT
