@@ -27,12 +27,7 @@ import (
 // flushExpiredTokens is the command of the same name (simplejwt's management
 // command): it deletes expired blacklist rows and ended sessions, once.
 func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error {
-	// Opening would create an empty database where there is none: a typo in
-	// -data would then "succeed" and delete nothing.
-	if _, err := os.Stat(cfg.database()); err != nil {
-		return fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
-	}
-	st, err := openStore(ctx, cfg.dataDir, cfg.sqliteSettings())
+	st, err := openExistingStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -43,6 +38,16 @@ func flushExpiredTokens(ctx context.Context, cfg config, stdout io.Writer) error
 	}
 	fmt.Fprintf(stdout, "deleted %d blacklisted tokens and %d sessions\n", tokens, sessions)
 	return nil
+}
+
+// openExistingStore opens the server's database for a command. Opening
+// would create an empty database where there is none: a typo in -data would
+// then "succeed" and change nothing.
+func openExistingStore(ctx context.Context, cfg config) (*store, error) {
+	if _, err := os.Stat(cfg.database()); err != nil {
+		return nil, fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
+	}
+	return openStore(ctx, cfg.dataDir, cfg.sqliteSettings())
 }
 
 // manageKeys is the keys command: rotate, list or revoke (keys.go).
@@ -190,10 +195,7 @@ func restoreCommand(ctx context.Context, cfg config, folder string, getenv func(
 // within a second (what it keeps in memory lives a second at most when
 // another process writes). It never shows a password hash.
 func usersCommand(ctx context.Context, cfg config, sub, name string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if _, err := os.Stat(cfg.database()); err != nil {
-		return fmt.Errorf("no database in %s (is -data the server's data folder?): %w", cfg.dataDir, err)
-	}
-	st, err := openStore(ctx, cfg.dataDir, cfg.sqliteSettings())
+	st, err := openExistingStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

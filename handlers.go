@@ -180,6 +180,12 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 	if err != nil {
 		return err
 	}
+	return writeLoginPair(w, tokens)
+}
+
+// writeLoginPair is a login's answer as simplejwt's TokenObtainPairView
+// writes it: refresh, then access (a refresh answers access first).
+func writeLoginPair(w http.ResponseWriter, tokens signedPair) error {
 	return writeJSON(w, http.StatusOK, struct {
 		Refresh string `json:"refresh"`
 		Access  string `json:"access"`

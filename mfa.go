@@ -74,10 +74,7 @@ func (s *server) loginWithCode(w http.ResponseWriter, r *http.Request, _ *caller
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, struct {
-		Refresh string `json:"refresh"`
-		Access  string `json:"access"`
-	}{tokens.refresh, tokens.access})
+	return writeLoginPair(w, tokens)
 }
 
 // cookieLoginWithCode is POST /api/token/cookie/mfa/: the same, the
