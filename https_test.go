@@ -297,14 +297,30 @@ func startPebble(t *testing.T) *pebbleCA {
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
 	log, directory := startProgram(t, cmd, "ACME directory available at: ")
 	ca := &pebbleCA{ownCert: ownCert, log: log, directory: directory}
-	// The root of what it issues, from its management API.
-	mgmt := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ownRoots}}}
-	status, root, err := call(mgmt, "GET", "https://127.0.0.1:"+managementPort+"/roots/0", "", "", nil)
+	// The root of what it issues, from its management API. Pebble logs its
+	// addresses before it listens on them, so both are asked until they answer.
+	pebbleClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ownRoots}}}
+	if status, body, err := getOnceListening(pebbleClient, directory); status != 200 {
+		t.Fatalf("pebble's directory: %d %v\n%s", status, err, body)
+	}
+	status, root, err := getOnceListening(pebbleClient, "https://127.0.0.1:"+managementPort+"/roots/0")
 	ca.roots = x509.NewCertPool()
 	if err != nil || status != 200 || !ca.roots.AppendCertsFromPEM([]byte(root)) {
 		t.Fatalf("pebble's root: %d %v\n%s", status, err, root)
 	}
 	return ca
+}
+
+// getOnceListening GETs url, asking again while nothing listens on its
+// port yet (for at most 10 s).
+func getOnceListening(client *http.Client, url string) (int, string, error) {
+	for start := time.Now(); ; {
+		status, body, err := call(client, "GET", url, "", "", nil)
+		if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 10*time.Second {
+			return status, body, err
+		}
+		time.Sleep(10 * time.Millisecond) // polling a separate process whose listener comes up after its log line
+	}
 }
 
 // freePort is a loopback port nothing listens on at the moment (for a
