@@ -817,6 +817,64 @@ test("an account deletes itself from the Profile view, with its password", async
   await page.context().close();
 });
 
+// The access token lives 2 s here, so the page refreshes every 1.5 s: a
+// timed refresh can be on its way when the page logs out (or deletes the
+// account), and come back after. CI met it once: the late 401 took the
+// status line ("Your session has ended") from the deletion's message. Here
+// the refresh and the notes' load are held until the page has logged out,
+// then let through: neither answer may bring anything back.
+test("answers on their way when the page logs out end nothing more: the page stays logged out, and says so", async () => {
+  const res = await fetch(base + "/api/register/", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: "erin", email: "erin@example.com", password, password2: password }),
+  });
+  assert.equal(res.status, 201);
+  const { access } = await (await fetch(base + "/api/token/", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username: "erin", password }),
+  })).json();
+  const note = await fetch(base + "/api/notes/", {
+    method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${access}` },
+    body: JSON.stringify({ title: "erin's", body: "never shown after the logout" }),
+  });
+  assert.equal(note.status, 201);
+
+  const page = await newPage();
+  const held = [];
+  let release;
+  const released = new Promise((r) => { release = r; });
+  // hold keeps path's next request until release: sent on, or (answered
+  // first) answered to the page then.
+  const hold = (path, answeredFirst) => {
+    let sent;
+    held.push(new Promise((r) => { sent = r; }));
+    return page.route((url) => url.pathname === path, async (route) => {
+      const response = answeredFirst && await route.fetch();
+      sent();
+      await released;
+      await (response ? route.fulfill({ response }) : route.continue());
+    }, { times: 1 });
+  };
+  await hold("/api/notes/", true); // the notes' load at login: the server answers before the logout
+  await logIn(page, "erin", password);
+  await hold("/api/token/cookie/refresh/", false); // the timer's, within 1.5 s: the server takes it after the logout
+  await Promise.all(held);
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.locator("#status", { hasText: "Logged out." }).waitFor();
+  const answers = ["/api/notes/", "/api/token/cookie/refresh/"].map((path) => page.waitForResponse((r) => new URL(r.url()).pathname === path));
+  release();
+  assert.deepEqual(await Promise.all(answers.map(async (a) => (await a).status())), [200, 401],
+    "the notes came; the refresh's session had ended with the logout");
+  // The page has taken both answers in once its load and its shared
+  // refresh are settled (app.js's `loads` and `refreshing`: the way to
+  // know, without a sleep).
+  await page.waitForFunction(() => loads === 0 && refreshing === null);
+  assert.equal(await page.locator("#status").textContent(), "Logged out.");
+  assert.equal(await page.locator("#login-form").isVisible(), true);
+  assert.equal(await page.locator("#notes li").count(), 0, "no note came back");
+  assert.equal(await page.evaluate(() => session.access), null, "no token came back");
+  await page.context().close();
+});
+
 test("the API's reference at /api/docs/: every route, and a form that calls one with the page's session", async () => {
   const page = await newPage();
   await logIn(page, "alice", newPassword);

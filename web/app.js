@@ -13,6 +13,8 @@
 // Every API call goes through api(): it refreshes the access token shortly
 // before it expires, and once more if the server answers 401 anyway. All the
 // callers that need a refresh at the same moment share one refresh request.
+// An answer that comes back after the page logged out (a timed refresh, a
+// load) is dropped: it is about a session the page has left.
 // The Tokens view shows the access token and this tab's token events.
 // Mailed links open this page with their token in the fragment
 // (#reset/TOKEN, #verify/TOKEN): the browser never sends a fragment to the
@@ -27,6 +29,7 @@ const session = {
   access: null,   // the access token, in memory only
   accessExp: 0,   // its exp claim, in seconds
   accessTTL: 0,   // exp - iat: how long access tokens live on this server
+  epoch: 0,       // counts the sessions this page has forgotten (logged out)
 };
 
 // claimsOf reads a token's payload. It does not verify it: the server does.
@@ -49,6 +52,7 @@ function setAccess(access, event) {
 }
 
 function clearTokens() {
+  session.epoch++; // an answer on its way (a refresh, a call) is now for a session the page has left
   session.access = null;
   session.accessExp = 0;
   clearTimeout(refreshTimer);
@@ -72,11 +76,19 @@ function scheduleRefresh() {
   clearTimeout(refreshTimer);
   const ms = (session.accessExp - refreshMargin()) * 1000 - Date.now();
   refreshTimer = setTimeout(() => refreshTokens().catch((err) => {
-    if (err instanceof SessionEnded) sessionEnded();
+    if (err instanceof SessionEnded) sessionEnded(err);
   }), Math.max(ms, 0));
 }
 
-class SessionEnded extends Error {}
+// SessionEnded: the server ended the page's session. It says which one (its
+// epoch): a refresh sent before a logout can come back after it, and its
+// answer must neither end the page's next session nor bring back the old.
+class SessionEnded extends Error {
+  constructor(epoch) {
+    super("session ended");
+    this.epoch = epoch;
+  }
+}
 
 // The hint that this browser holds a session cookie (not the cookie, which
 // no script can read).
@@ -106,12 +118,15 @@ function cookieCall(path, body = {}) {
 let refreshing = null;
 function refreshTokens() {
   refreshing ??= (async () => {
+    const epoch = session.epoch;
     const res = await cookieCall("refresh/");
+    // Logged out meanwhile: a new token or a refusal, the answer is for no one.
+    if (epoch !== session.epoch) throw new SessionEnded(epoch);
     if (res.status === 401) {
       const body = await res.json().catch(() => ({}));
       if (session.access) logEvent(`refused: ${body.detail || "401"} (the session is over)`);
       localStorage.removeItem(SESSION_HINT);
-      throw new SessionEnded("session ended");
+      throw new SessionEnded(epoch);
     }
     if (!res.ok) throw new Error(`refresh failed: ${res.status}`);
     const data = await res.json();
@@ -133,6 +148,7 @@ class ApiError extends Error {
 // api calls the API and returns the parsed answer (null for 204). body is a
 // plain object (sent as JSON) or a FormData (sent as multipart, for files).
 async function api(path, { method = "GET", body, auth = true } = {}) {
+  const epoch = session.epoch;
   const send = () => {
     const headers = {};
     let payload;
@@ -151,8 +167,10 @@ async function api(path, { method = "GET", body, auth = true } = {}) {
     // session is over, refreshTokens throws SessionEnded.
     await refreshTokens();
     res = await send();
-    if (res.status === 401) throw new SessionEnded("session ended");
+    if (res.status === 401) throw new SessionEnded(epoch);
   }
+  // Logged out meanwhile: the answer is about an account the page has left.
+  if (auth && epoch !== session.epoch) throw new SessionEnded(epoch);
   const text = await res.text();
   const data = text ? JSON.parse(text) : null;
   if (!res.ok) throw new ApiError(res.status, data);
@@ -249,7 +267,7 @@ async function handle(from, action) {
   try {
     await action();
   } catch (err) {
-    if (err instanceof SessionEnded) return sessionEnded();
+    if (err instanceof SessionEnded) return sessionEnded(err);
     if (form) showErrors(form, err);
     else say(err.message);
   } finally {
@@ -268,7 +286,10 @@ async function loading(action) {
   try { await action(); } finally { $("#loading").hidden = --loads === 0; }
 }
 
-function sessionEnded() {
+// sessionEnded goes back to the login form, unless the session that ended
+// is one the page had already left (then it has nothing more to do).
+function sessionEnded(err) {
+  if (err.epoch !== session.epoch) return;
   forgetAccount();
   say("Your session has ended. Please log in again.", { next: true });
   location.hash = "#login";
